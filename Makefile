@@ -1,0 +1,73 @@
+# sora: build, test, demo, install.
+#   make                 the module for Lua 5.4 (build/5.4/sora/core.so)
+#   make LUA_VERSION=5.1 the module for Lua 5.1 and LuaJIT (build/5.1/sora/core.so)
+#   make test            the specs on Lua 5.4 and on LuaJIT
+#   make demo            generate a video against the local emulator
+# Override LUA_INCDIR, CURL_CFLAGS, CURL_LIBS, CC, CFLAGS, PREFIX as needed.
+
+LUA_VERSION ?= 5.4
+LUA_PKG ?= $(if $(filter 5.1,$(LUA_VERSION)),lua5.1,lua$(LUA_VERSION))
+LUA_INCDIR ?= $(patsubst -I%,%,$(firstword $(shell pkg-config --cflags-only-I $(LUA_PKG) 2>/dev/null)))
+LUA_INCDIR := $(or $(LUA_INCDIR),/usr/include/lua$(LUA_VERSION))
+CURL_CFLAGS ?= $(shell pkg-config --cflags libcurl 2>/dev/null)
+CURL_LIBS ?= $(or $(shell pkg-config --libs libcurl 2>/dev/null),-lcurl)
+
+CC ?= cc
+OPT ?= -O2 -g
+CFLAGS ?= $(OPT)
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-missing-field-initializers
+ALL_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
+             -I$(LUA_INCDIR) $(CURL_CFLAGS) $(CFLAGS)
+LDFLAGS_SHARED = -shared
+
+BUILD = build/$(LUA_VERSION)
+SRCS = $(wildcard csrc/*.c)
+OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
+MODULE = $(BUILD)/sora/core.so
+
+PREFIX ?= /usr/local
+LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+
+BUSTED ?= busted
+
+.PHONY: all both test test-5.4 test-luajit demo emulator install clean
+
+all: $(MODULE)
+
+both:
+	$(MAKE) LUA_VERSION=5.4
+	$(MAKE) LUA_VERSION=5.1
+
+$(BUILD)/obj/%.o: csrc/%.c csrc/*.h | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(MODULE): $(OBJS) | $(BUILD)/sora
+	$(CC) $(LDFLAGS_SHARED) $(LDFLAGS) -o $@ $(OBJS) $(CURL_LIBS) -lm
+
+$(BUILD)/obj $(BUILD)/sora:
+	mkdir -p $@
+
+test: test-5.4 test-luajit
+
+test-5.4:
+	$(MAKE) LUA_VERSION=5.4
+	$(BUSTED) --run=default
+
+test-luajit:
+	$(MAKE) LUA_VERSION=5.1
+	$(BUSTED) --run=luajit
+
+demo: all
+	lua5.4 examples/demo.lua
+
+emulator:
+	lua5.4 bin/sora-emulator
+
+install: all
+	install -d $(DESTDIR)$(LUA_LIBDIR)/sora $(DESTDIR)$(LUA_SHAREDIR)/sora
+	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/sora/core.so
+	cp -R lua/sora/. $(DESTDIR)$(LUA_SHAREDIR)/sora/
+
+clean:
+	rm -rf build

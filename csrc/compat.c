@@ -1,0 +1,54 @@
+#include <math.h>
+
+#include "compat.h"
+
+#if LUA_VERSION_NUM == 501
+void sora_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+  luaL_checkstack(L, nup, "too many upvalues");
+  for (; l->name != NULL; l++) {
+    int i;
+    for (i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+    lua_pushcclosure(L, l->func, nup);
+    lua_setfield(L, -(nup + 2), l->name);
+  }
+  lua_pop(L, nup);
+}
+
+void *sora_testudata(lua_State *L, int i, const char *tname) {
+  void *p = lua_touserdata(L, i);
+  if (p == NULL || !lua_getmetatable(L, i)) return NULL;
+  luaL_getmetatable(L, tname);
+  if (!lua_rawequal(L, -1, -2)) p = NULL;
+  lua_pop(L, 2);
+  return p;
+}
+
+void sora_rawgetp(lua_State *L, int i, const void *p) {
+  i = sora_absindex(L, i);
+  lua_pushlightuserdata(L, (void *)p);
+  lua_rawget(L, i);
+}
+
+void sora_rawsetp(lua_State *L, int i, const void *p) {
+  i = sora_absindex(L, i);
+  lua_pushlightuserdata(L, (void *)p);
+  lua_insert(L, -2);
+  lua_rawset(L, i);
+}
+#endif
+
+int sora_isintegral(lua_State *L, int i, lua_Integer *out) {
+  lua_Number n;
+  if (lua_type(L, i) != LUA_TNUMBER) return 0;
+#if LUA_VERSION_NUM >= 503
+  if (lua_isinteger(L, i)) {
+    *out = lua_tointeger(L, i);
+    return 1;
+  }
+#endif
+  n = lua_tonumber(L, i);
+  /* 2^63 bounds: beyond them the cast is undefined behaviour. */
+  if (n != floor(n) || n < -9223372036854775808.0 || n >= 9223372036854775808.0) return 0;
+  *out = (lua_Integer)n;
+  return 1;
+}

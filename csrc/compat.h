@@ -1,0 +1,44 @@
+/* Lua 5.1 / LuaJIT / 5.2 / 5.3 / 5.4 differences, in one place.
+ * The module is built once per ABI (5.1 headers for Lua 5.1 and LuaJIT), so these shims are
+ * chosen at compile time. Names are prefixed so they never clash with LuaJIT's own exports. */
+#ifndef SORA_COMPAT_H
+#define SORA_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+/* Only luaopen_sora_core is exported; everything else stays inside the shared object. */
+#if defined(__GNUC__)
+#define SORA_HIDDEN __attribute__((visibility("hidden")))
+#define SORA_EXPORT __attribute__((visibility("default")))
+#else
+#define SORA_HIDDEN
+#define SORA_EXPORT
+#endif
+
+#if LUA_VERSION_NUM == 501
+#define sora_absindex(L, i) \
+  ((i) > 0 || (i) <= LUA_REGISTRYINDEX ? (i) : lua_gettop(L) + (i) + 1)
+#define sora_rawlen(L, i) lua_objlen(L, i)
+/* On 5.1 a userdata's environment table plays the part of the user value. */
+#define sora_getuservalue(L, i) lua_getfenv(L, i)
+#define sora_setuservalue(L, i) lua_setfenv(L, i)
+SORA_HIDDEN void sora_setfuncs(lua_State *L, const luaL_Reg *l, int nup);
+SORA_HIDDEN void *sora_testudata(lua_State *L, int i, const char *tname);
+SORA_HIDDEN void sora_rawgetp(lua_State *L, int i, const void *p);
+SORA_HIDDEN void sora_rawsetp(lua_State *L, int i, const void *p);
+#else
+#define sora_absindex(L, i) lua_absindex(L, i)
+#define sora_rawlen(L, i) lua_rawlen(L, i)
+#define sora_getuservalue(L, i) ((void)lua_getuservalue(L, i))
+#define sora_setuservalue(L, i) lua_setuservalue(L, i)
+#define sora_setfuncs(L, l, n) luaL_setfuncs(L, l, n)
+#define sora_testudata(L, i, t) luaL_testudata(L, i, t)
+#define sora_rawgetp(L, i, p) ((void)lua_rawgetp(L, i, p))
+#define sora_rawsetp(L, i, p) lua_rawsetp(L, i, p)
+#endif
+
+/* True when the number at index i has an exact integer value that fits lua_Integer. */
+SORA_HIDDEN int sora_isintegral(lua_State *L, int i, lua_Integer *out);
+
+#endif

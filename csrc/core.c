@@ -1,0 +1,34 @@
+/* luaopen_sora_core: the C core of sora. It owns everything that touches bytes, sockets and
+ * memory; the Lua module `sora` adds waiting, polling and conveniences on top. */
+#include "sora.h"
+
+static int core_now(lua_State *L) {
+  lua_pushnumber(L, sora_now());
+  return 1;
+}
+
+SORA_EXPORT int luaopen_sora_core(lua_State *L) {
+  curl_version_info_data *curl;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    return luaL_error(L, "sora: libcurl failed to initialise");
+  curl = curl_version_info(CURLVERSION_NOW);
+  sora_open_json(L);
+  sora_open_transfer(L);
+  lua_newtable(L); /* the module */
+  sora_open_error(L);
+  lua_setfield(L, -3, "is_error");
+  lua_setfield(L, -2, "error");
+  sora_open_video(L);
+  sora_open_client(L); /* methods, new */
+  lua_setfield(L, -4, "new");
+  sora_open_endpoints(L);
+  lua_setfield(L, -3, "Client");
+  lua_setfield(L, -2, "Video");
+  lua_pushcfunction(L, core_now);
+  lua_setfield(L, -2, "now");
+  lua_pushliteral(L, SORA_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  lua_pushstring(L, curl->version);
+  lua_setfield(L, -2, "curl_version");
+  return 1;
+}

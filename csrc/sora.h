@@ -1,0 +1,193 @@
+/* Shared declarations of the C core, sora.core. */
+#ifndef SORA_H
+#define SORA_H
+
+#include <stdio.h>
+
+#include <curl/curl.h>
+
+#include "buffer.h"
+#include "compat.h"
+
+#define SORA_VERSION "0.1.0"
+
+/* Metatable names: also what "bad argument" messages call the types. */
+#define SORA_CLIENT "sora.Client"
+#define SORA_VIDEO "sora.Video"
+#define SORA_TRANSFER "sora.Transfer"
+#define SORA_ERROR "sora.Error"
+
+/* ---- endpoints (endpoints.c) ---------------------------------------------------------- */
+
+typedef enum sora_result {
+  SORA_RESULT_VIDEO,
+  SORA_RESULT_PAGE,
+  SORA_RESULT_DELETED,
+  SORA_RESULT_CHARACTER,
+  SORA_RESULT_CONTENT /* bytes: a string, a file or a sink */
+} sora_result;
+
+typedef enum sora_field_kind {
+  SORA_FIELD_TEXT,      /* a string */
+  SORA_FIELD_SECONDS,   /* a string, or an integer sent as a string */
+  SORA_FIELD_INTEGER,   /* an integer (query parameters) */
+  SORA_FIELD_IMAGE_REF, /* a path, {path}, {data, filename, content_type}, {image_url}, {file_id} */
+  SORA_FIELD_VIDEO_REF, /* an id, a path, {id}, {path}, {data, filename, content_type} */
+  SORA_FIELD_VIDEO_FILE, /* a path, {path}, {data, filename, content_type} */
+  SORA_FIELD_FUNCTION   /* a Lua function (local options, never sent) */
+} sora_field_kind;
+
+typedef struct sora_field {
+  const char *name;
+  sora_field_kind kind;
+  int required;
+} sora_field;
+
+typedef enum sora_headers_kind {
+  SORA_HEADERS_PLAIN, /* GET and DELETE */
+  SORA_HEADERS_JSON,  /* a JSON body */
+  SORA_HEADERS_MIME,  /* a multipart body */
+  SORA_HEADERS_BINARY, /* Accept: application/binary for content */
+  SORA_HEADERS_KINDS
+} sora_headers_kind;
+
+typedef struct sora_endpoint {
+  const char *name;        /* the public method, named in messages */
+  const char *method;      /* HTTP method */
+  const char *path;        /* after the base URL; "%s" stands for the encoded id */
+  const sora_field *body;  /* body fields, or NULL */
+  const sora_field *query; /* query fields, or NULL */
+  sora_result result;
+} sora_endpoint;
+
+/* ---- the client (client.c) -------------------------------------------------------------- */
+
+typedef struct sora_transfer sora_transfer;
+
+/* A reusable easy handle with its buffers: kept between requests so that neither the
+ * handle, its connection, nor its memory is created again for each call. */
+typedef struct sora_handle {
+  CURL *easy;
+  sora_buffer url;
+  sora_buffer response;
+  char errbuf[CURL_ERROR_SIZE];
+  struct sora_handle *next_idle;
+} sora_handle;
+
+typedef struct sora_client {
+  CURLM *multi;
+  sora_handle *idle;              /* free list of handles */
+  sora_transfer *transfers;       /* every live transfer, so close can detach them */
+  struct curl_slist *headers[SORA_HEADERS_KINDS];
+  char *base_url;
+  char *api_key;
+  char *user_agent;
+  long timeout_ms, connect_timeout_ms, stall_timeout_ms;
+  int max_retries;
+  int running;                    /* transfers inside the multi handle */
+  int performing;                 /* inside curl_multi_perform: no new blocking call */
+  lua_State *L;                   /* the state driving transfers now, NULL otherwise */
+} sora_client;
+
+SORA_HIDDEN sora_client *sora_checkclient(lua_State *L, int i);
+SORA_HIDDEN sora_handle *sora_client_acquire(sora_client *c);
+SORA_HIDDEN void sora_client_release(sora_client *c, sora_handle *h);
+SORA_HIDDEN int sora_client_drive(lua_State *L, sora_client *c, double wait_s);
+SORA_HIDDEN int sora_open_client(lua_State *L);
+
+/* ---- transfers (transfer.c) ------------------------------------------------------------- */
+
+typedef enum sora_sink_kind {
+  SORA_SINK_BUFFER, /* the body is kept in memory and returned */
+  SORA_SINK_FILE,   /* streamed to a temporary file, renamed into place on success */
+  SORA_SINK_FUNCTION /* each chunk is given to a Lua function */
+} sora_sink_kind;
+
+typedef enum sora_state {
+  SORA_STATE_NEW,
+  SORA_STATE_RUNNING,
+  SORA_STATE_RETRY_WAIT,
+  SORA_STATE_DONE
+} sora_state;
+
+struct sora_transfer {
+  sora_client *client;             /* NULL once the client is closed */
+  sora_handle *handle;             /* NULL when not holding one */
+  const sora_endpoint *endpoint;
+  sora_transfer *prev, *next;      /* in client->transfers */
+  curl_mime *mime;
+  const char *body;                /* JSON body, anchored in the user value */
+  size_t body_len;
+  sora_headers_kind headers;
+  sora_state state;
+  int attempts;
+  double retry_at;                 /* monotonic seconds */
+  /* outcome of the last attempt */
+  CURLcode code;
+  long status;
+  int aborted;                     /* a callback raised */
+  int cancelled;                   /* cancelled, or its client closed */
+  char curl_message[CURL_ERROR_SIZE];
+  /* response headers worth keeping */
+  char request_id[96];
+  char content_type[96];
+  long poll_after_ms;              /* -1 when absent */
+  double retry_after_s;            /* -1 when absent or unusable */
+  int should_retry;                /* -1 absent, 0 false, 1 true */
+  curl_off_t content_length;       /* -1 when unknown */
+  /* where the body goes */
+  sora_sink_kind sink;
+  int has_progress;
+  FILE *file;
+  char *path, *temp_path;
+  curl_off_t received;
+  int io_errno;
+};
+
+SORA_HIDDEN sora_transfer *sora_transfer_new(lua_State *L, sora_client *c,
+                                             const sora_endpoint *e, int client_idx);
+SORA_HIDDEN void sora_transfer_begin(lua_State *L, int transfer_idx);
+SORA_HIDDEN void sora_transfer_start(lua_State *L, sora_transfer *t);
+SORA_HIDDEN void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code);
+SORA_HIDDEN void sora_transfer_abort(lua_State *L, sora_transfer *t);
+SORA_HIDDEN void sora_transfer_detach(lua_State *L, sora_transfer *t);
+SORA_HIDDEN int sora_transfer_result(lua_State *L, int transfer_idx);
+SORA_HIDDEN int sora_transfer_wait(lua_State *L, int transfer_idx);
+SORA_HIDDEN int sora_open_transfer(lua_State *L);
+SORA_HIDDEN double sora_now(void);
+
+/* ---- request bodies (body.c, multipart.c) ----------------------------------------------- */
+
+SORA_HIDDEN void sora_encode_body(lua_State *L, sora_transfer *t, int transfer_idx, int params_idx);
+SORA_HIDDEN void sora_encode_query(lua_State *L, sora_transfer *t, int params_idx);
+SORA_HIDDEN void sora_check_fields(lua_State *L, const sora_endpoint *e, const sora_field *local,
+                                   int params_idx);
+SORA_HIDDEN int sora_is_file_value(lua_State *L, int i, sora_field_kind kind);
+SORA_HIDDEN void sora_mime_add_file(lua_State *L, sora_transfer *t, const sora_field *f, int value_idx);
+SORA_HIDDEN const char *sora_sniff_type(const unsigned char *bytes, size_t n);
+SORA_HIDDEN void sora_url_append_escaped(lua_State *L, sora_buffer *b, const char *s, size_t n);
+
+/* ---- values (marshal.c, video.c, error.c, json.c) ---------------------------------------- */
+
+SORA_HIDDEN void sora_json_decode(lua_State *L, const char *s, size_t n); /* pushes value or raises */
+SORA_HIDDEN int sora_json_try_decode(lua_State *L, const char *s, size_t n); /* pushes value or message */
+SORA_HIDDEN void sora_json_encode(lua_State *L, int i); /* pushes the JSON text */
+SORA_HIDDEN void sora_json_null(lua_State *L);         /* pushes cjson.null */
+SORA_HIDDEN int sora_open_json(lua_State *L);
+
+/* Replaces nothing: pushes the typed value of a decoded response and returns 1, or pushes a
+ * message saying what is wrong with it and returns 0. */
+SORA_HIDDEN int sora_marshal(lua_State *L, sora_result kind, int value_idx, int client_idx,
+                             long poll_after_ms);
+SORA_HIDDEN void sora_normalize_video(lua_State *L, int fields_idx);
+SORA_HIDDEN void sora_push_video(lua_State *L, int fields_idx, int client_idx, long poll_after_ms);
+SORA_HIDDEN int sora_open_video(lua_State *L);
+SORA_HIDDEN int sora_open_endpoints(lua_State *L);
+
+SORA_EXPORT int luaopen_sora_core(lua_State *L);
+
+SORA_HIDDEN void sora_push_error(lua_State *L, const char *kind, long status, const char *message);
+SORA_HIDDEN const char *sora_error_kind(long status);
+SORA_HIDDEN int sora_open_error(lua_State *L);
+
+#endif

@@ -1,0 +1,391 @@
+-- A small HTTP/1.1 server core on LuaSocket: one coroutine per connection,
+-- scheduled by socket.select, so any number of clients (and a stalled one)
+-- are served side by side by a single thread.
+--
+-- A connection coroutine yields ("r", sock) to wait until sock is readable,
+-- ("w", sock) until it is writable, or ("t", when) to sleep until a time.
+
+local socket = require "socket"
+
+local http = {}
+
+local MAX_HEADER_BYTES = 64 * 1024
+local MAX_BODY_BYTES = 2 * 1024 * 1024 * 1024
+local CHUNK = 64 * 1024
+
+http.reasons = {
+  [100] = "Continue", [200] = "OK", [206] = "Partial Content",
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
+  [404] = "Not Found", [405] = "Method Not Allowed", [408] = "Request Timeout",
+  [409] = "Conflict", [410] = "Gone", [413] = "Payload Too Large",
+  [416] = "Range Not Satisfiable", [422] = "Unprocessable Entity",
+  [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
+  [500] = "Internal Server Error", [502] = "Bad Gateway",
+  [503] = "Service Unavailable", [504] = "Gateway Timeout",
+}
+
+---------------------------------------------------------------------------
+-- Connections: buffered, non-blocking reads and writes that yield.
+
+local Conn = {}
+Conn.__index = Conn
+
+local function new_conn(sock)
+  sock:settimeout(0)
+  -- Without nodelay, a head and body sent apart can wait out delayed ACKs.
+  sock:setoption("tcp-nodelay", true)
+  return setmetatable({ sock = sock, buf = "", closed = false }, Conn)
+end
+
+-- Reads whatever has arrived into the buffer; false once the peer has gone.
+function Conn:fill()
+  while not self.closed do
+    local data, err, partial = self.sock:receive(CHUNK)
+    local got = data or partial
+    if got and #got > 0 then
+      self.buf = self.buf .. got
+      return true
+    end
+    if err ~= "timeout" then self.closed = true; return false end
+    coroutine.yield("r", self.sock)
+  end
+  return false
+end
+
+-- Returns the next line without its line ending, or nil when the peer closed.
+function Conn:read_line()
+  while true do
+    local nl = self.buf:find("\n", 1, true)
+    if nl then
+      local line = self.buf:sub(1, nl - 1):gsub("\r$", "")
+      self.buf = self.buf:sub(nl + 1)
+      return line
+    end
+    if #self.buf > MAX_HEADER_BYTES then return nil, "too long" end
+    if not self:fill() then return nil, "closed" end
+  end
+end
+
+-- Returns exactly n bytes, or nil when the peer closed first.
+function Conn:read(n)
+  local parts, have = {}, 0
+  while true do
+    local take = math.min(n - have, #self.buf)
+    if take > 0 then
+      parts[#parts + 1] = self.buf:sub(1, take)
+      self.buf = self.buf:sub(take + 1)
+      have = have + take
+    end
+    if have >= n then return table.concat(parts) end
+    if not self:fill() then return nil end
+  end
+end
+
+-- Sends all of data; false when the peer has gone.
+function Conn:send(data)
+  local i = 1
+  while i <= #data do
+    if self.closed then return false end
+    local last, err, partial = self.sock:send(data, i)
+    if last then
+      i = last + 1
+    elseif err == "timeout" then
+      i = partial + 1
+      coroutine.yield("w", self.sock)
+    else
+      self.closed = true
+      return false
+    end
+  end
+  return true
+end
+
+function Conn:sleep(seconds)
+  coroutine.yield("t", socket.gettime() + seconds)
+end
+
+-- Reads and discards until the peer hangs up: how a stalled server looks.
+function Conn:drain()
+  while self:fill() do self.buf = "" end
+end
+
+-- Closes the connection; with reset, abortively (TCP RST instead of FIN).
+function Conn:close(reset)
+  if reset and not self.closed then
+    self.sock:setoption("linger", { on = true, timeout = 0 })
+  end
+  self.closed = true
+  self.sock:close()
+end
+
+---------------------------------------------------------------------------
+-- Requests.
+
+-- Percent-decodes a path segment.
+function http.unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- Decodes a query-string component, where "+" also means a space.
+local function unescape(s)
+  return http.unescape((s:gsub("+", " ")))
+end
+
+-- Decodes a query string into a table (the last of repeated names wins).
+function http.parse_query(qs)
+  local query = {}
+  for pair in (qs or ""):gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    query[unescape(k)] = unescape(v)
+  end
+  return query
+end
+
+local function read_head(conn)
+  local line, err
+  repeat                                   -- tolerate blank lines between requests
+    line, err = conn:read_line()
+    if not line then return nil, err end
+  until line ~= ""
+  local method, target, version = line:match("^(%u+) (%S+) HTTP/(%d%.%d)$")
+  if not method then return nil, "bad request line" end
+  local req = { method = method, target = target, version = version, headers = {} }
+  local size = #line
+  while true do
+    line, err = conn:read_line()
+    if not line then return nil, err end
+    if line == "" then break end
+    size = size + #line
+    if size > MAX_HEADER_BYTES then return nil, "too long" end
+    local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+    if not name then return nil, "bad header" end
+    name = name:lower()
+    local old = req.headers[name]
+    req.headers[name] = old and (old .. ", " .. value) or value
+  end
+  req.path, req.query_string = target:match("^([^?]*)%??(.*)$")
+  req.query = http.parse_query(req.query_string)
+  return req
+end
+
+local function read_chunked(conn)
+  local parts, total = {}, 0
+  while true do
+    local line = conn:read_line()
+    local size = line and tonumber(line:match("^%s*(%x+)"), 16)
+    if not size then return nil, "bad chunk" end
+    if size == 0 then break end
+    total = total + size
+    if total > MAX_BODY_BYTES then return nil, "too large" end
+    parts[#parts + 1] = conn:read(size)
+    if not parts[#parts] or conn:read_line() ~= "" then return nil, "bad chunk" end
+  end
+  repeat                                   -- trailers, up to the blank line
+    local line = conn:read_line()
+    if not line then return nil, "closed" end
+  until line == ""
+  return table.concat(parts)
+end
+
+local function read_body(conn, req)
+  local te = (req.headers["transfer-encoding"] or ""):lower()
+  local length = req.headers["content-length"]
+  local chunked = te:find("chunked", 1, true) ~= nil
+  if not chunked and not length then return "" end
+  if length and not length:match("^%d+$") then return nil, "bad length" end
+  length = tonumber(length)
+  if length and length > MAX_BODY_BYTES then return nil, "too large" end
+  if (req.headers["expect"] or ""):lower() == "100-continue"
+      and (chunked or length > 0) then
+    -- libcurl waits (1 s) for this before sending bodies over 1 MB.
+    conn:send("HTTP/1.1 100 Continue\r\n\r\n")
+  end
+  if chunked then return read_chunked(conn) end
+  local body = conn:read(length)
+  if not body then return nil, "closed" end
+  return body
+end
+
+-- Reads one request (head and body); nil, reason when there is none.
+function http.read_request(conn)
+  local req, err = read_head(conn)
+  if not req then return nil, err end
+  req.body, err = read_body(conn, req)
+  if not req.body then return nil, err end
+  local connection = (req.headers["connection"] or ""):lower()
+  if req.version == "1.0" then
+    req.keep_alive = connection:find("keep%-alive") ~= nil
+  else
+    req.keep_alive = connection:find("close") == nil
+  end
+  return req
+end
+
+---------------------------------------------------------------------------
+-- Responses. res = { status, headers = { lower-case name = value }, body }
+-- where body is a string or a source { length = N, read = function(pos, n) }
+-- returning n bytes from 0-based offset pos (so huge bodies are never built).
+
+-- Returns a source serving a string.
+function http.string_source(s)
+  return { length = #s, read = function(pos, n) return s:sub(pos + 1, pos + n) end }
+end
+
+-- Returns a source serving bytes [first, last] (0-based) of another source.
+function http.slice_source(src, first, last)
+  return {
+    length = last - first + 1,
+    read = function(pos, n) return src.read(first + pos, n) end,
+  }
+end
+
+local function as_source(body)
+  if type(body) == "table" then return body end
+  return http.string_source(body or "")
+end
+
+local function head_text(res, length)
+  local lines = { string.format("HTTP/1.1 %d %s", res.status,
+    http.reasons[res.status] or "Status") }
+  local names = {}
+  for name in pairs(res.headers) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    if name ~= "content-length" then
+      lines[#lines + 1] = name .. ": " .. tostring(res.headers[name])
+    end
+  end
+  lines[#lines + 1] = "content-length: " .. string.format("%d", length)
+  return table.concat(lines, "\r\n") .. "\r\n\r\n"
+end
+
+-- Writes res. opts.limit stops after that many body bytes (for faults);
+-- opts.declared overrides the Content-Length; opts.head omits the body.
+-- Returns true when the whole response went out.
+function http.write_response(conn, res, opts)
+  opts = opts or {}
+  res.headers = res.headers or {}
+  local src = as_source(res.body)
+  local head = head_text(res, opts.declared or src.length)
+  local limit = src.length
+  if opts.head then limit = 0 end
+  if opts.limit and opts.limit < limit then limit = opts.limit end
+  -- The head goes out with the first piece of body, in one write.
+  local pos = 0
+  local first = math.min(limit, CHUNK)
+  if not conn:send(head .. src.read(0, first)) then return false end
+  pos = first
+  while pos < limit do
+    local piece = src.read(pos, math.min(CHUNK, limit - pos))
+    if not conn:send(piece) then return false end
+    pos = pos + #piece
+  end
+  return limit == src.length or (opts.head and true)
+end
+
+---------------------------------------------------------------------------
+-- The loop: accepts connections and runs one coroutine per connection.
+
+local Loop = {}
+Loop.__index = Loop
+
+-- Returns a loop serving listener; serve(conn) runs in each connection's coroutine.
+function http.loop(listener, serve, on_error)
+  listener:settimeout(0)
+  return setmetatable({
+    listener = listener, serve = serve, on_error = on_error,
+    readers = {}, writers = {}, sleepers = {}, conns = {},
+  }, Loop)
+end
+
+function Loop:resume(co, conn)
+  local ok, kind, what = coroutine.resume(co)
+  if not ok then
+    if self.on_error then self.on_error(kind) end
+    conn:close()
+  end
+  if coroutine.status(co) == "dead" then
+    if not conn.closed then conn:close() end
+    self.conns[conn] = nil
+  elseif kind == "r" then
+    self.readers[what] = { co = co, conn = conn }
+  elseif kind == "w" then
+    self.writers[what] = { co = co, conn = conn }
+  elseif kind == "t" then
+    self.sleepers[#self.sleepers + 1] = { when = what, co = co, conn = conn }
+  end
+end
+
+function Loop:accept()
+  while true do
+    local sock = self.listener:accept()
+    if not sock then return end
+    local conn = new_conn(sock)
+    self.conns[conn] = true
+    local serve = self.serve
+    self:resume(coroutine.create(function() serve(conn) end), conn)
+  end
+end
+
+-- Wakes sleepers whose time has come; returns seconds until the next one.
+function Loop:wake(now)
+  local due, later, next_wake = {}, {}, nil
+  for _, s in ipairs(self.sleepers) do
+    if s.when <= now then
+      due[#due + 1] = s
+    else
+      later[#later + 1] = s
+      next_wake = math.min(next_wake or s.when, s.when)
+    end
+  end
+  self.sleepers = later
+  for _, s in ipairs(due) do self:resume(s.co, s.conn) end
+  return next_wake and (next_wake - now)
+end
+
+local function keys(t, first)
+  local list = { first }
+  for k in pairs(t) do list[#list + 1] = k end
+  return list
+end
+
+-- Serves for at most timeout seconds (one pass when timeout is 0).
+function Loop:step(timeout)
+  local deadline = socket.gettime() + (timeout or 0)
+  repeat
+    local now = socket.gettime()
+    local wait = math.max(0, deadline - now)
+    local until_sleeper = self:wake(now)
+    if until_sleeper then wait = math.min(wait, until_sleeper) end
+    local readable, writable = socket.select(keys(self.readers, self.listener),
+      keys(self.writers), wait)
+    for _, sock in ipairs(readable) do
+      if sock == self.listener then
+        self:accept()
+      elseif self.readers[sock] then
+        local w = self.readers[sock]
+        self.readers[sock] = nil
+        self:resume(w.co, w.conn)
+      end
+    end
+    for _, sock in ipairs(writable) do
+      local w = self.writers[sock]
+      if w then
+        self.writers[sock] = nil
+        self:resume(w.co, w.conn)
+      end
+    end
+  until self.stopped or socket.gettime() >= deadline
+end
+
+-- Closes the listener and every open connection.
+function Loop:close()
+  self.stopped = true
+  for conn in pairs(self.conns) do
+    if not conn.closed then conn:close() end
+  end
+  self.conns, self.readers, self.writers, self.sleepers = {}, {}, {}, {}
+  self.listener:close()
+end
+
+return http

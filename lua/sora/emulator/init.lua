@@ -1,0 +1,253 @@
+-- sora.emulator: a local, in-memory server of OpenAI's Videos API (Sora) for
+-- demos, tests and offline development.
+--
+--   local emulator = require "sora.emulator"
+--   local server = emulator.new{ port = 0, job_seconds = 2 }
+--   print(server:url())         --> http://127.0.0.1:PORT/v1
+--   server:run()                -- or server:step(timeout) from your own loop
+--
+-- See docs/emulator.md for the behaviour and the /__emulator/ control API.
+
+local socket = require "socket"
+local json = require "sora.emulator.json"
+local http = require "sora.emulator.http"
+local videos = require "sora.emulator.videos"
+local faults = require "sora.emulator.faults"
+local errors = require "sora.emulator.errors"
+local api = require "sora.emulator.api"
+local control = require "sora.emulator.control"
+local multipart = require "sora.emulator.multipart"
+
+local emulator = { _VERSION = "sora.emulator 0.1" }
+
+local MAX_RECORDED_BODY = 1024 * 1024
+local MAX_RECORDED_PART = 64 * 1024
+
+-- Route table: raw-path pattern (captures are percent-encoded ids) and the
+-- handler of each method. Literal routes come before the {id} ones.
+local ROUTES = {
+  { "^/v1/videos$", { GET = api.list, POST = api.create } },
+  { "^/v1/videos/edits$", { POST = api.edit } },
+  { "^/v1/videos/extensions$", { POST = api.extend } },
+  { "^/v1/videos/characters$", { POST = api.create_character } },
+  { "^/v1/videos/characters/([^/]+)$", { GET = api.character } },
+  { "^/v1/videos/([^/]+)$", { GET = api.retrieve, DELETE = api.delete } },
+  { "^/v1/videos/([^/]+)/remix$", { POST = api.remix } },
+  { "^/v1/videos/([^/]+)/content$", { GET = api.content } },
+}
+
+local NO_KEY = "You didn't provide an API key. You need to provide your API key in an "
+  .. "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the "
+  .. "password field (with blank username) if you're accessing the API from your browser and "
+  .. "are prompted for a username and password. You can obtain an API key from "
+  .. "https://platform.openai.com/account/api-keys."
+local BAD_KEY = "Incorrect API key provided. You can find your API key at "
+  .. "https://platform.openai.com/account/api-keys."
+
+local Server = {}
+Server.__index = Server
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+-- Returns a server listening on opts.host:opts.port (port 0 picks a free one).
+function emulator.new(opts)
+  opts = opts or {}
+  local listener = assert(socket.bind(opts.host or "127.0.0.1", opts.port or 0))
+  local self = setmetatable({ log = opts.log }, Server)
+  self.initial = {
+    job_seconds = opts.job_seconds or 2, api_key = opts.api_key,
+    asset_ttl = opts.asset_ttl or 3600, poll_after_ms = opts.poll_after_ms,
+    video_bytes = opts.video_bytes,
+  }
+  self.host, self.port = listener:getsockname()
+  self.loop = http.loop(listener, function(conn) self:serve(conn) end,
+    function(err) self:note("error: " .. tostring(err)) end)
+  self:reset()
+  return self
+end
+
+-- Forgets all videos, characters, requests and faults; restores the start config.
+function Server:reset()
+  self.config = copy(self.initial)
+  local server = self
+  self.store = videos.new(function() return server.config end)
+  self.faults = faults.new()
+  self.recorded = {}
+end
+
+function Server:url()
+  return string.format("http://%s:%d/v1", self.host, self.port)
+end
+
+function Server:note(line)
+  if self.log then self.log(line) end
+end
+
+-- Serves for at most timeout seconds; returns false once shut down.
+function Server:step(timeout)
+  if self.loop.stopped then return false end
+  self.loop:step(timeout)
+  return not self.loop.stopped
+end
+
+-- Serves until POST /__emulator/shutdown (or close()).
+function Server:run()
+  while self:step(1) do end
+  self:close()
+end
+
+function Server:close()
+  if not self.closed then
+    self.closed = true
+    self.loop:close()
+  end
+end
+
+---------------------------------------------------------------------------
+-- Recording /v1 requests for GET /__emulator/requests.
+
+local function record(self, req)
+  local rec = { method = req.method, path = req.path, query = req.query,
+    headers = req.headers }
+  local boundary = multipart.boundary(req.headers["content-type"])
+  local parts = boundary and multipart.parse(req.body, boundary)
+  if parts then
+    req.parts = parts
+    rec.parts = json.array()
+    for i, p in ipairs(parts) do
+      rec.parts[i] = { name = p.name, filename = p.filename or json.null,
+        content_type = p.content_type or json.null, size = #p.data,
+        data = #p.data <= MAX_RECORDED_PART and p.data or nil }
+    end
+  elseif #req.body <= MAX_RECORDED_BODY then
+    rec.body = req.body
+    local ct = req.headers["content-type"] or ""
+    if ct:lower():find("json") then rec.json = json.decode(req.body) end
+  end
+  self.recorded[#self.recorded + 1] = rec
+end
+
+---------------------------------------------------------------------------
+-- Dispatch.
+
+-- Checks the bearer key; returns an error response or nil.
+local function authorize(self, req)
+  local auth = req.headers["authorization"] or ""
+  local key = auth:match("^%s*[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$")
+  if not key then return errors.response(401, NO_KEY, nil, nil) end
+  if self.config.api_key and key ~= self.config.api_key then
+    return errors.response(401, BAD_KEY, nil, "invalid_api_key")
+  end
+end
+
+local function route(req)
+  local method = req.method == "HEAD" and "GET" or req.method
+  for _, r in ipairs(ROUTES) do
+    local captures = { req.path:match(r[1]) }
+    if captures[1] then
+      local handler = r[2][method]
+      if not handler then
+        local allow = {}
+        for m in pairs(r[2]) do allow[#allow + 1] = m end
+        table.sort(allow)
+        local res = errors.response(405, string.format("Invalid method for URL (%s %s)",
+          req.method, req.path))
+        res.headers["allow"] = table.concat(allow, ", ")
+        return nil, res
+      end
+      local id = r[1]:find("%(") and http.unescape(captures[1]) or nil
+      return handler, id
+    end
+  end
+  return nil, errors.response(404, string.format("Invalid URL (%s %s)", req.method, req.path))
+end
+
+-- openai-poll-after-ms: configured, else a tenth of the job, within 50 ms..10 s.
+local function poll_after(self, v)
+  if self.config.poll_after_ms then return self.config.poll_after_ms end
+  return math.min(10000, math.max(50, math.floor(v.job_seconds * 100)))
+end
+
+function Server:handle_api(req)
+  local res = authorize(self, req)
+  if res then return res end
+  local handler, id = route(req)
+  if not handler then return id end
+  local ok, result = pcall(handler, self, req, id)
+  if not ok then
+    self:note("error: " .. tostring(result))
+    return errors.response(500, "The server had an error while processing your request. "
+      .. "Sorry about that!", nil, nil, "server_error")
+  end
+  res = result
+  if res.video then
+    local status = self.store:render(res.video).status
+    if status == "queued" or status == "in_progress" then
+      res.headers["openai-poll-after-ms"] = string.format("%d", poll_after(self, res.video))
+    end
+  end
+  return res
+end
+
+local function finish(res, request_id, req)
+  res.headers = res.headers or {}
+  if req and not req.keep_alive then res.headers["connection"] = "close" end
+  res.headers["x-request-id"] = request_id
+  res.headers["content-type"] = res.headers["content-type"] or "application/json"
+  res.headers["server"] = "sora-emulator"
+  res.headers["date"] = os.date("!%a, %d %b %Y %H:%M:%S GMT")
+  return res
+end
+
+-- Serves one request; returns true to keep the connection, and a log status.
+function Server:serve_request(conn, req)
+  local request_id = "req_" .. videos.hex(32)
+  local head = req.method == "HEAD"
+  if req.path == "/v1" or req.path:find("^/v1/") then
+    record(self, req)
+    local fault = self.faults:take(req.method, req.path)
+    local produce = function() return finish(self:handle_api(req), request_id, req) end
+    if fault then
+      return faults.apply(fault, conn, req, produce, request_id), fault.action
+    end
+    local res = produce()
+    return http.write_response(conn, res, { head = head }), res.status
+  end
+  local res
+  if req.path:find("^/__emulator/") then
+    res = control.handle(self, req)
+  else
+    res = errors.response(404, string.format("Invalid URL (%s %s)", req.method, req.path))
+  end
+  res = finish(res, request_id, req)
+  return http.write_response(conn, res, { head = head }), res.status
+end
+
+-- A connection's coroutine: requests in turn while the client keeps it open.
+function Server:serve(conn)
+  while not conn.closed do
+    local req, err = http.read_request(conn)
+    if not req then
+      if err ~= "closed" and not conn.closed then
+        local res = finish(errors.response(400, "Malformed HTTP request: " .. tostring(err)),
+          "req_" .. videos.hex(32))
+        res.headers["connection"] = "close"
+        http.write_response(conn, res)
+      end
+      return
+    end
+    local started = socket.gettime()
+    local keep, status = self:serve_request(conn, req)
+    -- Never the query or headers: they may carry credentials.
+    self:note(string.format("%s %s %s %dms", req.method, req.path, tostring(status),
+      math.floor((socket.gettime() - started) * 1000 + 0.5)))
+    if self.shutting_down then self.loop.stopped = true; return end
+    if not keep or not req.keep_alive then return end
+  end
+end
+
+return emulator

@@ -1,0 +1,201 @@
+--- sora: the OpenAI Videos API (Sora) for Lua.
+-- The C core (sora.core) does the HTTP, the bodies and the typed values; this module adds
+-- what reads better in Lua: waiting and polling, the list iterators and conveniences.
+local core = require "sora.core"
+
+local Client, Video = core.Client, core.Video
+local now, make_error = core.now, core.error
+local error, type, pairs, select = error, type, pairs, select
+local format = string.format
+local min, max = math.min, math.max
+
+local sora = {
+  _VERSION = core._VERSION,
+  curl_version = core.curl_version,
+  new = core.new,
+  is_error = core.is_error,
+  now = now,
+}
+
+-- ---- argument checks ------------------------------------------------------------------
+
+local function check_table(fname, arg, value, optional)
+  if value == nil and optional then return {} end
+  if type(value) ~= "table" then
+    error(format("bad argument #%d to '%s' (table expected, got %s)", arg, fname, type(value)), 3)
+  end
+  return value
+end
+
+-- Raises for a key that is not in `allowed` (name -> expected Lua type).
+local function check_options(fname, arg, opts, allowed)
+  for name, value in pairs(opts) do
+    local expected = allowed[name]
+    if expected == nil then
+      error(format("bad argument #%d to '%s' (unknown option '%s')", arg, fname, tostring(name)), 3)
+    elseif type(value) ~= expected then
+      error(format("bad argument #%d to '%s' (option '%s' must be a %s, got %s)",
+        arg, fname, name, expected, type(value)), 3)
+    end
+  end
+  return opts
+end
+
+-- ---- videos ---------------------------------------------------------------------------
+
+--- Retrieves the video again and updates this handle in place; returns it, or nil, err.
+function Video:refresh()
+  local fresh, err = self:_client():retrieve(self.id)
+  if not fresh then return nil, err end
+  return self:_update(fresh)
+end
+
+local WAIT_OPTIONS = { timeout = "number", interval = "number", max_interval = "number",
+                       on_progress = "function" }
+local DEFAULT_WAIT_TIMEOUT = 900 -- seconds: a long sora-2-pro job still fits
+local DEFAULT_INTERVAL = 1       -- seconds, when neither the caller nor the server says
+local DEFAULT_MAX_INTERVAL = 8   -- seconds, as the Go SDK caps it
+local INTERVAL_GROWTH = 1.25     -- per poll, so long jobs are polled less often
+
+local function failure(video)
+  local detail = video.error or {}
+  return make_error{
+    kind = "failed",
+    message = format("video %s failed: %s", video.id, detail.message or "no reason given"),
+    code = detail.code,
+    video = video,
+  }
+end
+
+local function timed_out(video, timeout)
+  return make_error{
+    kind = "timeout",
+    message = format("video %s did not finish within %g s (status %s, %s%%)",
+      video.id, timeout, tostring(video.status), tostring(video.progress)),
+    video = video,
+  }
+end
+
+-- The caller's interval is kept as given; otherwise the server's hint (or 1 s) grows gently.
+local function poll_delay(video, opts, polls)
+  if opts.interval then return opts.interval end
+  local hint = video:_poll_after()
+  local base = hint and hint / 1000 or DEFAULT_INTERVAL
+  return min(base * INTERVAL_GROWTH ^ polls, opts.max_interval or DEFAULT_MAX_INTERVAL)
+end
+
+--- Polls until the video completes (returns it) or fails or times out (nil, err).
+function Video:wait(opts)
+  opts = check_options("wait", 1, check_table("wait", 1, opts, true), WAIT_OPTIONS)
+  local timeout = opts.timeout or DEFAULT_WAIT_TIMEOUT
+  local client, on_progress = self:_client(), opts.on_progress
+  local deadline, polls = now() + timeout, 0
+  while true do
+    local status = self.status
+    if status == "completed" then return self end
+    if status == "failed" then return nil, failure(self) end
+    local left = deadline - now()
+    if left <= 0 then return nil, timed_out(self, timeout) end
+    client:sleep(max(0, min(poll_delay(self, opts, polls), left)))
+    local ok, err = self:refresh()
+    if not ok then return nil, err end
+    polls = polls + 1
+    if on_progress then on_progress(self) end
+  end
+end
+
+function Video:download(opts)
+  return self:_client():download_content(self.id, opts)
+end
+
+function Video:remix(params)
+  return self:_client():remix(self.id, params)
+end
+
+function Video:delete()
+  return self:_client():delete(self.id)
+end
+
+-- ---- listing --------------------------------------------------------------------------
+
+local LIST_OPTIONS = { after = "string", limit = "number", order = "string" }
+
+--- Iterates over list pages: for page in client:pages{ limit = 50 } do ... end
+-- Follows last_id; stops when has_more is false, a page is empty, last_id is missing, or the
+-- server repeats a cursor (a broken server must not make the loop endless). Raises the error
+-- object if a page cannot be fetched, as io.lines raises.
+function Client:pages(params)
+  params = check_options("pages", 1, check_table("pages", 1, params, true), LIST_OPTIONS)
+  local query = { after = params.after, limit = params.limit, order = params.order }
+  local seen, finished = {}, false
+  return function()
+    if finished then return nil end
+    local page, err = self:list_page(query)
+    if not page then
+      finished = true
+      error(err, 0)
+    end
+    local last = page.last_id
+    if not page.has_more or #page.data == 0 or last == nil or last == "" or seen[last] then
+      finished = true
+    else
+      seen[last] = true
+      query.after = last
+    end
+    return page
+  end
+end
+
+--- Iterates over every video, page after page: for video in client:list() do ... end
+function Client:list(params)
+  local next_page = self:pages(params)
+  local data, i = {}, 0
+  return function()
+    while true do
+      i = i + 1
+      local video = data[i]
+      if video ~= nil then return video end
+      local page = next_page()
+      if page == nil then return nil end
+      data, i = page.data, 0
+    end
+  end
+end
+
+-- ---- conveniences ---------------------------------------------------------------------
+
+--- create, then wait: returns the completed video or nil, err.
+function Client:create_and_wait(params, wait_opts)
+  local video, err = self:create(params)
+  if not video then return nil, err end
+  return video:wait(wait_opts)
+end
+
+local GENERATE_LOCAL = { output = "string", variant = "string", timeout = "number",
+                         interval = "number", max_interval = "number", on_progress = "function" }
+
+--- create, wait, download: client:generate{ prompt = "...", output = "out.mp4" }.
+-- Returns the video; on failure nil, err (and the video, when it exists).
+function Client:generate(params)
+  params = check_table("generate", 1, params)
+  local create, wait, output, variant = {}, {}, nil, nil
+  for name, value in pairs(params) do
+    if GENERATE_LOCAL[name] then
+      check_options("generate", 1, { [name] = value }, GENERATE_LOCAL)
+      if name == "output" then output = value
+      elseif name == "variant" then variant = value
+      else wait[name] = value end
+    else
+      create[name] = value
+    end
+  end
+  local video, err = self:create_and_wait(create, wait)
+  if not video then return nil, err, err and err.video end
+  if output then
+    local ok, derr = video:download{ path = output, variant = variant }
+    if not ok then return nil, derr, video end
+  end
+  return video
+end
+
+return sora
