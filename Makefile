@@ -31,7 +31,7 @@ LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 
 BUSTED ?= busted
 
-.PHONY: all both test test-5.4 test-luajit demo emulator install clean
+.PHONY: all both deps test test-5.4 test-luajit demo emulator install clean
 
 all: $(MODULE)
 
@@ -48,7 +48,7 @@ $(MODULE): $(OBJS) | $(BUILD)/sora
 $(BUILD)/obj $(BUILD)/sora:
 	mkdir -p $@
 
-test: test-5.4 test-luajit
+test: deps test-5.4 test-luajit
 
 test-5.4:
 	$(MAKE) LUA_VERSION=5.4
@@ -58,11 +58,18 @@ test-luajit:
 	$(MAKE) LUA_VERSION=5.1
 	$(BUSTED) --run=luajit
 
-demo: all
-	lua5.4 examples/demo.lua
+# Run from the checkout: the module tree and the freshly built core come first.
+RUN = LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
+
+demo: deps all
+	$(RUN) lua$(LUA_VERSION) examples/demo.lua $(DEMO_ARGS)
 
 emulator:
 	lua5.4 bin/sora-emulator
+
+# Installs the Debian packages the build, the demo and the tests need, when missing.
+deps:
+	@sh tools/deps.sh
 
 install: all
 	install -d $(DESTDIR)$(LUA_LIBDIR)/sora $(DESTDIR)$(LUA_SHAREDIR)/sora

@@ -1,0 +1,46 @@
+-- Builds the same sources as the Makefile: `luarocks make` from a checkout.
+rockspec_format = "3.0"
+package = "sora"
+version = "scm-1"
+source = {
+  url = "git+file:///sora", -- built from a checkout with `luarocks make`
+}
+description = {
+  summary = "The OpenAI Videos API (Sora) for Lua, on libcurl",
+  detailed = [[
+    A client for every Videos endpoint (create, retrieve, list, delete, remix, content,
+    edits, extensions, characters) with typed video handles, waiting and polling, streamed
+    downloads, and a local emulator of the API for offline development and tests.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson",
+  "luasocket", -- for the emulator only
+}
+-- Debian keeps curl/curl.h in /usr/include/<triplet>, where LuaRocks does not look, so
+-- only the library is checked.
+external_dependencies = {
+  CURL = { library = "curl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["sora.core"] = {
+      sources = {
+        "csrc/body.c", "csrc/buffer.c", "csrc/client.c", "csrc/compat.c", "csrc/core.c",
+        "csrc/endpoints.c", "csrc/error.c", "csrc/headers.c", "csrc/json.c",
+        "csrc/marshal.c", "csrc/multipart.c", "csrc/retry.c", "csrc/transfer.c",
+        "csrc/video.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl", "m" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+  },
+  -- everything under lua/ (the Lua modules and the emulator's media) is copied by builtin
+  install = {
+    bin = { ["sora-emulator"] = "bin/sora-emulator" },
+  },
+}

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs the Debian 12 packages that sora's build, demo and tests need, when missing.
+# Runs apt-get as root, or through sudo.
+set -e
+packages="make gcc pkg-config libcurl4-openssl-dev lua5.4 liblua5.4-dev lua5.1 liblua5.1-0-dev
+luajit libluajit-5.1-dev lua-cjson lua-socket lua-busted luarocks"
+missing=""
+for p in $packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
