@@ -78,3 +78,22 @@ install: all
 
 clean:
 	rm -rf build
+
+# ---- memory safety ----------------------------------------------------------------------
+# The suite under AddressSanitizer + UBSan: the module is built with the sanitizers and the
+# interpreter preloads their runtime (Lua itself is not instrumented).
+ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+ASAN_RT = $(shell $(CC) -print-file-name=libasan.so)
+UBSAN_RT = $(shell $(CC) -print-file-name=libubsan.so)
+
+test-asan:
+	$(MAKE) LUA_VERSION=5.4 BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
+	LD_PRELOAD="$(ASAN_RT) $(UBSAN_RT)" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(BUSTED) --run=default --cpath="build/asan/?.so"
+
+test-valgrind:
+	$(MAKE) LUA_VERSION=5.4
+	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	  --suppressions=$(CURDIR)/tools/valgrind.supp --trace-children=no -q \
+	  lua5.4 /usr/bin/busted --run=default

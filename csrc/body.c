@@ -1,5 +1,6 @@
 /* Request parameters: checked against the endpoint's field list, then sent as a query
  * string, a JSON body, or (when a file is among them) a multipart body. */
+#include <stdarg.h>
 #include <string.h>
 
 #include "sora.h"
@@ -8,10 +9,44 @@ static const char *const kind_names[] = {
     "a string", "a string or an integer", "an integer", "a path or a table", "an id, a path or a table",
     "a path or a table", "a function"};
 
-/* Raises "bad argument #N to 'name' (message)" for the parameter table at index params. */
-static int field_error(lua_State *L, int params, const char *fmt, const char *name, const char *detail) {
-  lua_pushfstring(L, fmt, name, detail);
-  return luaL_argerror(L, params, lua_tostring(L, -1));
+/* Pushes "file:line:" of the first caller outside sora's own Lua files, so that an argument
+ * error points at the program's line, not at the wrapper that passed the argument on. */
+static void push_caller_position(lua_State *L) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    size_t len;
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline <= 0) continue;
+    len = strlen(ar.short_src);
+    if ((len >= 13 && strcmp(ar.short_src + len - 13, "sora/init.lua") == 0) ||
+        (len >= 14 && strcmp(ar.short_src + len - 14, "sora/tasks.lua") == 0))
+      continue;
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    return;
+  }
+  lua_pushliteral(L, "");
+}
+
+/* Raises a message formatted as lua_pushfstring does, at the program's line. */
+int sora_raise(lua_State *L, const char *fmt, ...) {
+  va_list args;
+  push_caller_position(L);
+  va_start(args, fmt);
+  lua_pushvfstring(L, fmt, args);
+  va_end(args);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* "bad argument #N to 'create' (...)": named after the endpoint, numbered as the public method
+ * counts (self is not an argument), however the call reached here. */
+int sora_arg_error(lua_State *L, const sora_endpoint *e, int arg, const char *fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  lua_pushvfstring(L, fmt, args);
+  va_end(args);
+  return sora_raise(L, "bad argument #%d to '%s' (%s)", arg - 1, e->name, lua_tostring(L, -1));
 }
 
 static const sora_field *find_field(const sora_field *fields, const char *name) {
@@ -41,26 +76,28 @@ static int has_key(lua_State *L, int t, const char *key) {
   return present;
 }
 
-static void check_ref_table(lua_State *L, int params, const sora_field *f, int value) {
+static void check_ref_table(lua_State *L, const sora_endpoint *e, int params, const sora_field *f,
+                            int value) {
   int sources = 0;
   lua_pushnil(L);
   while (lua_next(L, value)) {
     if (lua_type(L, -2) != LUA_TSTRING || !ref_key_allowed(f->kind, lua_tostring(L, -2)))
-      field_error(L, params, "field '%s' has an unknown key '%s'", f->name,
+      sora_arg_error(L, e, params, "field '%s' has an unknown key '%s'", f->name,
                   lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : luaL_typename(L, -2));
     if (lua_type(L, -1) != LUA_TSTRING)
-      field_error(L, params, "field '%s.%s' must be a string", f->name, lua_tostring(L, -2));
+      sora_arg_error(L, e, params, "field '%s.%s' must be a string", f->name, lua_tostring(L, -2));
     lua_pop(L, 1);
   }
   sources = has_key(L, value, "path") + has_key(L, value, "data") + has_key(L, value, "image_url") +
             has_key(L, value, "file_id") + has_key(L, value, "id");
   if (sources != 1)
-    field_error(L, params, "field '%s' needs exactly one of %s", f->name,
+    sora_arg_error(L, e, params, "field '%s' needs exactly one of %s", f->name,
                 f->kind == SORA_FIELD_IMAGE_REF ? "path, data, image_url or file_id"
                 : f->kind == SORA_FIELD_VIDEO_REF ? "id, path or data" : "path or data");
 }
 
-static void check_value(lua_State *L, int params, const sora_field *f, int value) {
+static void check_value(lua_State *L, const sora_endpoint *e, int params, const sora_field *f,
+                        int value) {
   int type = lua_type(L, value);
   lua_Integer n;
   switch (f->kind) {
@@ -79,11 +116,11 @@ static void check_value(lua_State *L, int params, const sora_field *f, int value
     default:
       if (type == LUA_TSTRING) return;
       if (type == LUA_TTABLE) {
-        check_ref_table(L, params, f, value);
+        check_ref_table(L, e, params, f, value);
         return;
       }
   }
-  field_error(L, params, "field '%s' must be %s", f->name, kind_names[f->kind]);
+  sora_arg_error(L, e, params, "field '%s' must be %s", f->name, kind_names[f->kind]);
 }
 
 /* Raises for unknown names, wrong types and missing required fields. */
@@ -97,17 +134,17 @@ void sora_check_fields(lua_State *L, const sora_endpoint *e, const sora_field *l
   lua_pushnil(L);
   while (lua_next(L, params)) {
     const char *name;
-    if (lua_type(L, -2) != LUA_TSTRING) luaL_argerror(L, params, "option names must be strings");
+    if (lua_type(L, -2) != LUA_TSTRING) sora_arg_error(L, e, params, "option names must be strings");
     name = lua_tostring(L, -2);
     for (f = NULL, i = 0; i < 3 && f == NULL; i++) f = find_field(lists[i], name);
-    if (f == NULL) field_error(L, params, "unknown option '%s'%s", name, "");
-    check_value(L, params, f, lua_gettop(L));
+    if (f == NULL) sora_arg_error(L, e, params, "unknown option '%s'", name);
+    check_value(L, e, params, f, lua_gettop(L));
     lua_pop(L, 1);
   }
   for (i = 0; i < 3; i++) {
     for (f = lists[i]; f && f->name; f++) {
       if (f->required && (lua_isnoneornil(L, params) || !has_key(L, params, f->name)))
-        field_error(L, params, "field '%s' is required%s", f->name, "");
+        sora_arg_error(L, e, params, "field '%s' is required", f->name);
     }
   }
 }

@@ -204,7 +204,9 @@ static void configure(lua_State *L, sora_client *c, int opts) {
   c->api_key = dup_string(L, key);
   c->base_url = dup_string(L, base);
   c->base_url[base_len] = '\0';
-  lua_pushfstring(L, "sora-lua/%s %s %s", SORA_VERSION, curl_version(), LUA_VERSION);
+  /* curl_version() would list every library and initialise libldap: the number suffices */
+  lua_pushfstring(L, "sora-lua/%s libcurl/%s %s", SORA_VERSION,
+                  curl_version_info(CURLVERSION_NOW)->version, LUA_VERSION);
   c->user_agent = dup_string(L, lua_tostring(L, -1));
   lua_pop(L, 1);
 }
@@ -272,15 +274,18 @@ static void free_handle(sora_handle *h) {
 
 /* ---- driving transfers --------------------------------------------------------------- */
 
-static void collect_completed(lua_State *L, sora_client *c) {
+/* Returns how many transfers ended. */
+static int collect_completed(lua_State *L, sora_client *c) {
   CURLMsg *msg;
-  int queued;
+  int queued, ended = 0;
   while ((msg = curl_multi_info_read(c->multi, &queued)) != NULL) {
     sora_transfer *t = NULL;
     if (msg->msg != CURLMSG_DONE) continue;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     sora_transfer_completed(L, t, msg->data.result);
+    ended++;
   }
+  return ended;
 }
 
 /* Starts the transfers whose retry time has come; returns seconds until the next one
@@ -297,15 +302,15 @@ static double wake_retries(lua_State *L, sora_client *c, double limit) {
   return next;
 }
 
-static void perform(lua_State *L, sora_client *c) {
+static int perform(lua_State *L, sora_client *c) {
   c->performing = 1;
   curl_multi_perform(c->multi, &c->running);
   c->performing = 0;
-  collect_completed(L, c);
+  return collect_completed(L, c);
 }
 
-/* One turn of the loop: run what can run, then wait at most wait_s seconds for activity.
- * Returns the number of transfers still in flight or waiting to retry. */
+/* One turn of the loop: run what can run and, unless a transfer just ended, wait at most
+ * wait_s seconds for activity. Returns the number of transfers in flight or waiting to retry. */
 int sora_client_drive(lua_State *L, sora_client *c, double wait_s) {
   lua_State *previous = c->L;
   double idle;
@@ -314,8 +319,7 @@ int sora_client_drive(lua_State *L, sora_client *c, double wait_s) {
   if (c->performing)
     luaL_error(L, "sora: a transfer callback cannot make a blocking call on its own client");
   c->L = L;
-  perform(L, c);
-  idle = wake_retries(L, c, wait_s);
+  idle = perform(L, c) ? 0 : wake_retries(L, c, wait_s);
   if (idle > 0) {
     int timeout_ms = (int)(idle * 1000 + 0.999);
     curl_multi_poll(c->multi, NULL, 0, timeout_ms, NULL);
@@ -360,7 +364,8 @@ static int client_close(lua_State *L) {
   return 0;
 }
 
-static int client_step(lua_State *L) {
+/* client:_drive(seconds): one turn of the loop; the Lua layer's step adds the tasks. */
+static int client_drive(lua_State *L) {
   sora_client *c = sora_checkclient(L, 1);
   double wait_s = luaL_optnumber(L, 2, 0);
   luaL_argcheck(L, wait_s >= 0, 2, "must not be negative");
@@ -368,7 +373,7 @@ static int client_step(lua_State *L) {
   return 1;
 }
 
-/* Waits `seconds` while still driving the client's transfers. */
+/* client:_sleep(seconds): waits while still driving the client's transfers. */
 static int client_sleep(lua_State *L) {
   sora_client *c = sora_checkclient(L, 1);
   double until = sora_now() + luaL_checknumber(L, 2), left;
@@ -380,6 +385,13 @@ static int client_tostring(lua_State *L) {
   sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
   if (c->multi == NULL) lua_pushstring(L, "sora.Client (closed)");
   else lua_pushfstring(L, "sora.Client (%s)", c->base_url);
+  return 1;
+}
+
+/* client:_state(): a table the Lua layer keeps per client (its tasks). */
+static int client_state(lua_State *L) {
+  luaL_checkudata(L, 1, SORA_CLIENT);
+  sora_getuservalue(L, 1);
   return 1;
 }
 
@@ -399,6 +411,8 @@ static int client_new(lua_State *L) {
   memset(c, 0, sizeof *c);
   luaL_getmetatable(L, SORA_CLIENT);
   lua_setmetatable(L, -2);
+  lua_newtable(L);
+  sora_setuservalue(L, -2);
   c->multi = curl_multi_init();
   if (c->multi == NULL) return luaL_error(L, "sora: cannot create a libcurl multi handle");
   configure(L, c, 1); /* a raise here leaves a client that __gc frees */
@@ -406,8 +420,8 @@ static int client_new(lua_State *L) {
 }
 
 static const luaL_Reg client_methods[] = {
-    {"close", client_close}, {"step", client_step}, {"sleep", client_sleep},
-    {"base_url", client_base_url}, {NULL, NULL}};
+    {"close", client_close}, {"_drive", client_drive}, {"_sleep", client_sleep},
+    {"base_url", client_base_url}, {"_state", client_state}, {NULL, NULL}};
 
 static const luaL_Reg client_meta[] = {
     {"__gc", client_close}, {"__tostring", client_tostring},

@@ -22,6 +22,7 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
   sora_open_client(L); /* methods, new */
   lua_setfield(L, -4, "new");
   sora_open_endpoints(L);
+  lua_setfield(L, -4, "endpoints");
   lua_setfield(L, -3, "Client");
   lua_setfield(L, -2, "Video");
   lua_pushcfunction(L, core_now);

@@ -50,13 +50,14 @@ static const sora_endpoint *find_endpoint(const char *name) {
 static int has_id(const sora_endpoint *e) { return strstr(e->path, "%s") != NULL; }
 
 /* Ids are checked before any request: a string, not empty, no CR, LF or NUL. */
-static const char *check_id(lua_State *L, int i, size_t *len) {
-  const char *id = luaL_checklstring(L, i, len);
+static const char *check_id(lua_State *L, const sora_endpoint *e, int i, size_t *len) {
+  const char *id = lua_type(L, i) == LUA_TSTRING ? lua_tolstring(L, i, len) : NULL;
   size_t k;
-  luaL_argcheck(L, *len > 0, i, "the id is empty");
+  if (id == NULL) sora_arg_error(L, e, i, "string expected, got %s", luaL_typename(L, i));
+  if (*len == 0) sora_arg_error(L, e, i, "the id is empty");
   for (k = 0; k < *len; k++) {
     if (id[k] == '\r' || id[k] == '\n' || id[k] == '\0')
-      luaL_argerror(L, i, "the id contains CR, LF or NUL");
+      sora_arg_error(L, e, i, "the id contains CR, LF or NUL");
   }
   return id;
 }
@@ -117,7 +118,7 @@ static int prepare_sink(lua_State *L, sora_transfer *t, int transfer, int opts) 
   path = lua_tostring(L, -1);
   lua_pop(L, 1);
   if (path == NULL) return 1;
-  if (t->sink == SORA_SINK_FUNCTION) luaL_argerror(L, opts, "give 'path' or 'sink', not both");
+  if (t->sink == SORA_SINK_FUNCTION) sora_arg_error(L, t->endpoint, opts, "give 'path' or 'sink', not both");
   t->sink = SORA_SINK_FILE;
   if (open_temp_file(L, t, path)) return 1;
   t->io_errno = errno;
@@ -130,35 +131,41 @@ static int prepare_sink(lua_State *L, sora_transfer *t, int transfer, int opts) 
 
 /* ---- the one request function ------------------------------------------------------- */
 
-/* Builds and starts a transfer of endpoint e for the call's arguments; pushes it. Returns 0
- * (with nil, err pushed above it) when it could not start. */
+static sora_client *check_self(lua_State *L, const sora_endpoint *e) {
+  sora_client *c = sora_testudata(L, 1, SORA_CLIENT);
+  if (c == NULL)
+    sora_raise(L, "calling '%s' on bad self (sora.Client expected, got %s)", e->name, luaL_typename(L, 1));
+  if (c->multi == NULL) sora_raise(L, "calling '%s' on a closed sora.Client", e->name);
+  return c;
+}
+
+/* Builds and starts a transfer of endpoint e for the call's arguments (self first); pushes
+ * it. Returns 0 (with nil, err pushed above it) when it could not start. */
 static int start_request(lua_State *L, const sora_endpoint *e) {
-  sora_client *c = sora_checkclient(L, 1);
+  sora_client *c = check_self(L, e);
   const char *id = NULL;
   size_t id_len = 0;
   int params = 2, transfer;
   sora_transfer *t;
-  if (has_id(e)) id = check_id(L, params++, &id_len);
-  if (e->body && e->body->required) luaL_checktype(L, params, LUA_TTABLE);
-  else if (!lua_isnoneornil(L, params)) luaL_checktype(L, params, LUA_TTABLE);
+  if (has_id(e)) id = check_id(L, e, params++, &id_len);
+  if (lua_isnoneornil(L, params) ? e->body && e->body->required : !lua_istable(L, params))
+    sora_arg_error(L, e, params, "table expected, got %s", luaL_typename(L, params));
   sora_check_fields(L, e, e->result == SORA_RESULT_CONTENT ? content_local : NULL, params);
   t = sora_transfer_new(L, c, e, 1);
   transfer = lua_gettop(L);
   build_url(L, t, id, id_len);
   sora_encode_query(L, t, params);
   sora_encode_body(L, t, transfer, params);
-  if (e->result == SORA_RESULT_CONTENT && !prepare_sink(L, t, transfer, params)) return 0;
+  if (e->result == SORA_RESULT_CONTENT) {
+    t->headers = SORA_HEADERS_BINARY; /* as the official SDKs ask for content */
+    if (!prepare_sink(L, t, transfer, params)) return 0;
+  }
   sora_transfer_begin(L, transfer);
   return 1;
 }
 
-static int call_endpoint(lua_State *L) {
-  const sora_endpoint *e = lua_touserdata(L, lua_upvalueindex(1));
-  if (!start_request(L, e)) return 2;
-  return sora_transfer_wait(L, lua_gettop(L));
-}
-
-/* client:start(name, ...): the same request, returned as a transfer instead of waited for. */
+/* client:_start(name, ...): starts the request `name` with the arguments of the public method
+ * and returns its transfer (or nil, err); the Lua layer waits for it or yields. */
 static int client_start(lua_State *L) {
   const sora_endpoint *e = find_endpoint(luaL_checkstring(L, 2));
   if (e == NULL) return luaL_argerror(L, 2, "unknown endpoint");
@@ -167,15 +174,17 @@ static int client_start(lua_State *L) {
   return 1;
 }
 
-/* Adds the endpoint methods to the client's method table, at the top of the stack. */
+/* Adds _start to the client's method table (at the top of the stack) and pushes the list of
+ * endpoint names, in the order of the table. */
 int sora_open_endpoints(lua_State *L) {
   const sora_endpoint *e;
-  for (e = endpoints; e->name; e++) {
-    lua_pushlightuserdata(L, (void *)e);
-    lua_pushcclosure(L, call_endpoint, 1);
-    lua_setfield(L, -2, e->name);
-  }
+  int i = 0;
   lua_pushcfunction(L, client_start);
-  lua_setfield(L, -2, "start");
-  return 0;
+  lua_setfield(L, -2, "_start");
+  lua_newtable(L);
+  for (e = endpoints; e->name; e++) {
+    lua_pushstring(L, e->name);
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
 }

@@ -58,7 +58,7 @@ static void read_source(lua_State *L, int value, file_source *src) {
 }
 
 /* The media type from the first bytes; raises naming the field when the file cannot be read. */
-static const char *sniff_source(lua_State *L, const char *function, const sora_field *f,
+static const char *sniff_source(lua_State *L, const sora_endpoint *e, const sora_field *f,
                                 const file_source *src) {
   unsigned char head[16];
   size_t n;
@@ -68,8 +68,7 @@ static const char *sniff_source(lua_State *L, const char *function, const sora_f
   } else {
     FILE *file = fopen(src->path, "rb");
     if (file == NULL)
-      luaL_error(L, "bad argument #1 to '%s' (field '%s': cannot open '%s': %s)", function, f->name,
-                 src->path, strerror(errno));
+      sora_arg_error(L, e, 2, "field '%s': cannot open '%s': %s", f->name, src->path, strerror(errno));
     n = fread(head, 1, sizeof head, file);
     fclose(file);
   }
@@ -88,10 +87,9 @@ void sora_mime_add_file(lua_State *L, sora_transfer *t, const sora_field *f, int
   curl_mimepart *part;
   CURLcode rc;
   read_source(L, value, &src);
-  type = src.content_type ? src.content_type : sniff_source(L, t->endpoint->name, f, &src);
+  type = src.content_type ? src.content_type : sniff_source(L, t->endpoint, f, &src);
   if (!type_fits(f->kind, type))
-    luaL_error(L, "bad argument #1 to '%s' (field '%s': '%s' is not %s)", t->endpoint->name, f->name,
-               src.path ? src.path : "data",
+    sora_arg_error(L, t->endpoint, 2, "field '%s': '%s' is not %s", f->name, src.path ? src.path : "data",
                f->kind == SORA_FIELD_IMAGE_REF ? "a JPEG, PNG or WebP image"
                                                : "an MP4, QuickTime or WebM video");
   if (src.filename) filename = src.filename;
@@ -106,6 +104,6 @@ void sora_mime_add_file(lua_State *L, sora_transfer *t, const sora_field *f, int
   if (rc == CURLE_OK) rc = curl_mime_filename(part, filename);
   if (rc == CURLE_OK) rc = curl_mime_type(part, type);
   if (rc == CURLE_READ_ERROR)
-    luaL_error(L, "bad argument #1 to '%s' (field '%s': cannot read '%s')", t->endpoint->name, f->name, src.path);
+    sora_arg_error(L, t->endpoint, 2, "field '%s': cannot read '%s'", f->name, src.path);
   if (rc != CURLE_OK) luaL_error(L, "sora: cannot build the multipart body: %s", curl_easy_strerror(rc));
 }

@@ -162,6 +162,8 @@ SORA_HIDDEN void sora_encode_body(lua_State *L, sora_transfer *t, int transfer_i
 SORA_HIDDEN void sora_encode_query(lua_State *L, sora_transfer *t, int params_idx);
 SORA_HIDDEN void sora_check_fields(lua_State *L, const sora_endpoint *e, const sora_field *local,
                                    int params_idx);
+SORA_HIDDEN int sora_raise(lua_State *L, const char *fmt, ...);
+SORA_HIDDEN int sora_arg_error(lua_State *L, const sora_endpoint *e, int arg, const char *fmt, ...);
 SORA_HIDDEN int sora_is_file_value(lua_State *L, int i, sora_field_kind kind);
 SORA_HIDDEN void sora_mime_add_file(lua_State *L, sora_transfer *t, const sora_field *f, int value_idx);
 SORA_HIDDEN const char *sora_sniff_type(const unsigned char *bytes, size_t n);

@@ -53,7 +53,10 @@ static int video_update(lua_State *L) {
   return 1;
 }
 
-/* Methods first (upvalue 1), then the fields. */
+static void deep_copy(lua_State *L, int from);
+
+/* Methods first (upvalue 1), then the fields; a table field (error) is given as a copy, so
+ * the handle stays read-only. */
 static int video_index(lua_State *L) {
   check_video(L, 1);
   lua_pushvalue(L, 2);
@@ -62,6 +65,7 @@ static int video_index(lua_State *L) {
   push_record_slot(L, 1, RECORD_FIELDS);
   lua_pushvalue(L, 2);
   lua_rawget(L, -2);
+  if (lua_istable(L, -1)) deep_copy(L, -1);
   return 1;
 }
 

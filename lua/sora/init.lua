@@ -2,10 +2,11 @@
 -- The C core (sora.core) does the HTTP, the bodies and the typed values; this module adds
 -- what reads better in Lua: waiting and polling, the list iterators and conveniences.
 local core = require "sora.core"
+local tasks = require "sora.tasks"
 
 local Client, Video = core.Client, core.Video
 local now, make_error = core.now, core.error
-local error, type, pairs, select = error, type, pairs, select
+local error, type, pairs, ipairs = error, type, pairs, ipairs
 local format = string.format
 local min, max = math.min, math.max
 
@@ -39,6 +40,49 @@ local function check_options(fname, arg, opts, allowed)
     end
   end
   return opts
+end
+
+-- ---- the endpoints --------------------------------------------------------------------
+
+-- Each endpoint starts its transfer in C, then waits for it: blocking, or yielding inside a
+-- task. C names the endpoint in argument errors, however it was reached.
+local start, await = Client._start, tasks.await
+for _, name in ipairs(core.endpoints) do
+  Client[name] = function(self, ...)
+    return await(self, start(self, name, ...))
+  end
+end
+
+--- Waits `seconds` while driving the transfers (yields inside a task).
+function Client:sleep(seconds)
+  if type(seconds) ~= "number" or seconds < 0 then
+    error(format("bad argument #1 to 'sleep' (non-negative number expected, got %s)", type(seconds)), 2)
+  end
+  return tasks.sleep(self, seconds)
+end
+
+-- ---- tasks ------------------------------------------------------------------------------
+
+--- Runs fn(...) as a task: inside it, sora calls yield instead of blocking.
+function Client:spawn(fn, ...)
+  if type(fn) ~= "function" then
+    error(format("bad argument #1 to 'spawn' (function expected, got %s)", type(fn)), 2)
+  end
+  return tasks.spawn(self, fn, ...)
+end
+
+--- Advances every transfer and task, waiting at most `timeout` seconds (default 0);
+-- returns the number of tasks still running.
+function Client:step(timeout)
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+    error(format("bad argument #1 to 'step' (non-negative number expected, got %s)", type(timeout)), 2)
+  end
+  return tasks.step(self, timeout)
+end
+
+--- Steps until every task has finished.
+function Client:run()
+  return tasks.run(self)
 end
 
 -- ---- videos ---------------------------------------------------------------------------

@@ -96,9 +96,17 @@ function M.matching(E, method, pattern)
   return found
 end
 
+-- A multipart part by name, with JSON nulls as nil.
 function M.part(request, name)
+  local null = require("cjson").null
   for _, p in ipairs(request.parts or {}) do
-    if p.name == name then return p end
+    if p.name == name then
+      local copy = {}
+      for k, v in pairs(p) do
+        if v ~= null then copy[k] = v end
+      end
+      return copy
+    end
   end
 end
 
