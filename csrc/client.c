@@ -143,7 +143,8 @@ static void add_option_headers(lua_State *L, int opts, struct curl_slist **list)
 /* Four prebuilt header lists, so no request builds one. */
 static void build_headers(lua_State *L, sora_client *c, int opts) {
   static const char *const accept[SORA_HEADERS_KINDS] = {
-      "application/json", "application/json", "application/json", "application/binary"};
+      "application/json", "application/json", "application/json", "application/binary",
+      "application/binary"};
   const char *org = string_option(L, opts, "organization", "OPENAI_ORG_ID", NULL);
   const char *project = string_option(L, opts, "project", "OPENAI_PROJECT_ID", NULL);
   int kind;
@@ -152,6 +153,7 @@ static void build_headers(lua_State *L, sora_client *c, int opts) {
   for (kind = 0; kind < SORA_HEADERS_KINDS; kind++) {
     struct curl_slist **list = &c->headers[kind];
     append_header(L, list, "Accept", accept[kind]);
+    if (kind == SORA_HEADERS_FOREIGN) continue;
     if (kind == SORA_HEADERS_JSON) append_header(L, list, "Content-Type", "application/json");
     /* curl waits up to a second for "100 Continue" before a large body; servers answer anyway. */
     if (kind == SORA_HEADERS_MIME) append_header(L, list, "Expect", "");
@@ -164,7 +166,7 @@ static void build_headers(lua_State *L, sora_client *c, int opts) {
 
 static const char *const option_names[] = {
     "api_key", "base_url", "organization", "project", "timeout", "connect_timeout",
-    "stall_timeout", "max_retries", "headers", NULL};
+    "stall_timeout", "deadline", "max_retries", "headers", "log", "tls_verify", "ca_file", NULL};
 
 static void check_option_names(lua_State *L, int opts) {
   lua_pushnil(L);
@@ -176,6 +178,64 @@ static void check_option_names(lua_State *L, int opts) {
     }
     if (option_names[i] == NULL)
       luaL_error(L, "bad argument #1 to 'new' (unknown option '%s')", lua_tostring(L, -2));
+    lua_pop(L, 1);
+  }
+}
+
+/* TLS peer and host verification stay on unless turned off by name: tls_verify = false. */
+static void configure_tls(lua_State *L, sora_client *c, int opts) {
+  const char *ca_file = string_option(L, opts, "ca_file", NULL, NULL);
+  lua_getfield(L, opts, "tls_verify");
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    luaL_error(L, "bad argument #1 to 'new' (option 'tls_verify' must be a boolean, got %s)",
+               luaL_typename(L, -1));
+  c->tls_verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (ca_file) c->ca_file = dup_string(L, ca_file);
+}
+
+static int log_level_named(const char *name) {
+  if (strcmp(name, "debug") == 0) return SORA_LOG_DEBUG;
+  if (strcmp(name, "info") == 0) return SORA_LOG_INFO;
+  return -1;
+}
+
+/* log = "info" | "debug" (to stderr) | function(line, level); else OPENAI_LOG. */
+static void configure_log(lua_State *L, sora_client *c, int opts) {
+  const char *env = getenv("OPENAI_LOG");
+  c->log_ref = LUA_NOREF;
+  lua_getfield(L, opts, "log");
+  if (lua_isfunction(L, -1)) {
+    c->log_level = SORA_LOG_DEBUG;
+    c->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return;
+  }
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    c->log_level = log_level_named(lua_tostring(L, -1));
+    if (c->log_level < 0)
+      luaL_error(L, "bad argument #1 to 'new' (option 'log' must be \"info\", \"debug\" or a function)");
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "bad argument #1 to 'new' (option 'log' must be a string or a function, got %s)",
+               luaL_typename(L, -1));
+  } else if (env && log_level_named(env) > 0) {
+    c->log_level = log_level_named(env);
+  }
+  lua_pop(L, 1);
+}
+
+/* Lines never hold the key or any header: method, URL, status, attempt and timing. A log
+ * function that raises is reported on stderr rather than breaking the transfer loop. */
+void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) {
+  if (level > c->log_level) return;
+  if (c->log_ref == LUA_NOREF) {
+    fprintf(stderr, "%s\n", line);
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->log_ref);
+  lua_pushstring(L, line);
+  lua_pushstring(L, level == SORA_LOG_DEBUG ? "debug" : "info");
+  if (lua_pcall(L, 2, 0, 0) != 0) {
+    fprintf(stderr, "sora: the log function failed: %s\n", lua_tostring(L, -1));
     lua_pop(L, 1);
   }
 }
@@ -199,7 +259,10 @@ static void configure(lua_State *L, sora_client *c, int opts) {
       (long)(number_option(L, opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, 0.001) * 1000);
   c->stall_timeout_ms =
       (long)(number_option(L, opts, "stall_timeout", DEFAULT_STALL_TIMEOUT_S, 1) * 1000);
+  c->deadline_ms = (long)(number_option(L, opts, "deadline", 0, 0) * 1000);
   c->max_retries = (int)number_option(L, opts, "max_retries", DEFAULT_MAX_RETRIES, 0);
+  configure_tls(L, c, opts);
+  configure_log(L, c, opts);
   build_headers(L, c, opts);
   c->api_key = dup_string(L, key);
   c->base_url = dup_string(L, base);
@@ -231,8 +294,12 @@ static CURL *new_easy(sora_client *c, sora_handle *h) {
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ignore_body);
+  /* sora follows redirects itself (transfer.c), so credentials never leave the API's origin */
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L);
+  if (c->ca_file) curl_easy_setopt(easy, CURLOPT_CAINFO, c->ca_file);
   return easy;
 }
 
@@ -353,6 +420,10 @@ static void close_client(lua_State *L, sora_client *c) {
   }
   free(c->base_url);
   free(c->user_agent);
+  free(c->ca_file);
+  c->ca_file = NULL;
+  if (c->log_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, c->log_ref);
+  c->log_ref = LUA_NOREF;
   if (c->api_key) memset(c->api_key, 0, strlen(c->api_key));
   free(c->api_key);
   c->base_url = c->user_agent = c->api_key = NULL;
@@ -409,6 +480,7 @@ static int client_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   c = lua_newuserdata(L, sizeof *c);
   memset(c, 0, sizeof *c);
+  c->log_ref = LUA_NOREF;
   luaL_getmetatable(L, SORA_CLIENT);
   lua_setmetatable(L, -2);
   lua_newtable(L);

@@ -22,9 +22,12 @@ static const sora_field extend_body[] = {
     F("video", VIDEO_REF, 1), F("prompt", TEXT, 1), F("seconds", SECONDS, 1), END};
 static const sora_field character_body[] = {F("video", VIDEO_FILE, 1), F("name", TEXT, 1), END};
 
-/* Options of download_content that stay on this side of the wire. */
+/* Options that stay on this side of the wire: every call may set its own retries and time
+ * limits; download_content also says where the bytes go. */
+#define REQUEST_OPTIONS F("max_retries", INTEGER, 0), F("timeout", NUMBER, 0), F("deadline", NUMBER, 0)
+static const sora_field request_local[] = {REQUEST_OPTIONS, END};
 static const sora_field content_local[] = {
-    F("path", TEXT, 0), F("sink", FUNCTION, 0), F("on_progress", FUNCTION, 0), END};
+    F("path", TEXT, 0), F("sink", FUNCTION, 0), F("on_progress", FUNCTION, 0), REQUEST_OPTIONS, END};
 
 static const sora_endpoint endpoints[] = {
     {"create", "POST", "/videos", create_body, NULL, SORA_RESULT_VIDEO},
@@ -89,25 +92,6 @@ static int keep_function(lua_State *L, int transfer, int opts, const char *name,
   return set;
 }
 
-/* The temporary file beside the target: renamed into place only when the body is whole. */
-static int open_temp_file(lua_State *L, sora_transfer *t, const char *path) {
-  int fd;
-  t->path = strdup(path);
-  t->temp_path = malloc(strlen(path) + sizeof ".sora-XXXXXX");
-  if (t->path == NULL || t->temp_path == NULL) luaL_error(L, "sora: out of memory");
-  strcpy(t->temp_path, path);
-  strcat(t->temp_path, ".sora-XXXXXX");
-  fd = mkstemp(t->temp_path);
-  if (fd < 0) return 0;
-  t->file = fdopen(fd, "wb");
-  if (t->file == NULL) {
-    close(fd);
-    remove(t->temp_path);
-    return 0;
-  }
-  return 1;
-}
-
 /* Returns 0 (with nil, err pushed) when the target cannot be written at all. */
 static int prepare_sink(lua_State *L, sora_transfer *t, int transfer, int opts) {
   const char *path;
@@ -119,14 +103,26 @@ static int prepare_sink(lua_State *L, sora_transfer *t, int transfer, int opts) 
   lua_pop(L, 1);
   if (path == NULL) return 1;
   if (t->sink == SORA_SINK_FUNCTION) sora_arg_error(L, t->endpoint, opts, "give 'path' or 'sink', not both");
-  t->sink = SORA_SINK_FILE;
-  if (open_temp_file(L, t, path)) return 1;
-  t->io_errno = errno;
+  if (sora_download_open(t, path)) return 1;
   lua_pushnil(L);
-  lua_pushfstring(L, "cannot write '%s': %s", path, strerror(errno));
+  lua_pushfstring(L, "cannot write '%s': %s", path, strerror(t->io_errno));
   sora_push_error(L, "io", 0, lua_tostring(L, -1));
   lua_remove(L, -2);
   return 0;
+}
+
+/* max_retries, timeout and deadline of this call, over the client's. */
+static void apply_request_options(lua_State *L, sora_transfer *t, int params) {
+  if (lua_isnoneornil(L, params)) return;
+  lua_getfield(L, params, "max_retries");
+  if (!lua_isnil(L, -1)) t->max_retries = (int)lua_tointeger(L, -1);
+  lua_getfield(L, params, "timeout");
+  if (!lua_isnil(L, -1)) t->timeout_ms = (long)(lua_tonumber(L, -1) * 1000);
+  lua_getfield(L, params, "deadline");
+  if (!lua_isnil(L, -1)) t->deadline_at = sora_now() + lua_tonumber(L, -1);
+  lua_pop(L, 3);
+  if (t->max_retries < 0) sora_arg_error(L, t->endpoint, params, "field 'max_retries' must not be negative");
+  if (t->timeout_ms <= 0) sora_arg_error(L, t->endpoint, params, "field 'timeout' must be positive");
 }
 
 /* ---- the one request function ------------------------------------------------------- */
@@ -150,9 +146,10 @@ static int start_request(lua_State *L, const sora_endpoint *e) {
   if (has_id(e)) id = check_id(L, e, params++, &id_len);
   if (lua_isnoneornil(L, params) ? e->body && e->body->required : !lua_istable(L, params))
     sora_arg_error(L, e, params, "table expected, got %s", luaL_typename(L, params));
-  sora_check_fields(L, e, e->result == SORA_RESULT_CONTENT ? content_local : NULL, params);
+  sora_check_fields(L, e, e->result == SORA_RESULT_CONTENT ? content_local : request_local, params);
   t = sora_transfer_new(L, c, e, 1);
   transfer = lua_gettop(L);
+  apply_request_options(L, t, params);
   build_url(L, t, id, id_len);
   sora_encode_query(L, t, params);
   sora_encode_body(L, t, transfer, params);

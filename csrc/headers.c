@@ -90,6 +90,26 @@ double sora_parse_retry_after_ms(const char *s, size_t len) {
   return ms == -1 ? -1 : ms / 1000.0;
 }
 
+/* Reads digits up to `stop`; returns the position after them, or NULL. */
+static const char *read_number(const char *s, const char *end, char stop, long long *out) {
+  const char *digits = s;
+  while (s < end && *s != stop) s++;
+  *out = sora_parse_count(digits, (size_t)(s - digits));
+  return *out < 0 ? NULL : s;
+}
+
+int sora_parse_content_range(const char *s, size_t len, long long *start, long long *end,
+                             long long *total) {
+  const char *p = s + 6, *stop = s + len;
+  if (len < 6 || !sora_header_is(s, 6, "bytes ")) return 0;
+  if ((p = read_number(p, stop, '-', start)) == NULL || p == stop) return 0;
+  if ((p = read_number(p + 1, stop, '/', end)) == NULL || p == stop || *end < *start) return 0;
+  p++;
+  if (stop - p == 1 && *p == '*') *total = -1;
+  else if (read_number(p, stop, '\0', total) == NULL || *total <= *end) return 0;
+  return 1;
+}
+
 int sora_parse_bool(const char *s, size_t len) {
   if (sora_header_is(s, len, "true")) return 1;
   if (sora_header_is(s, len, "false")) return 0;

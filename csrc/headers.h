@@ -22,6 +22,9 @@ SORA_HIDDEN long long sora_parse_count(const char *s, size_t len);
 SORA_HIDDEN double sora_parse_retry_after(const char *s, size_t len, time_t now);
 /* Seconds from a retry-after-ms value, or -1. */
 SORA_HIDDEN double sora_parse_retry_after_ms(const char *s, size_t len);
+/* "bytes START-END/TOTAL" (TOTAL may be "*", given as -1); 0 when it is not that form. */
+SORA_HIDDEN int sora_parse_content_range(const char *s, size_t len, long long *start, long long *end,
+                                         long long *total);
 /* 1 for "true", 0 for "false", -1 for anything else. */
 SORA_HIDDEN int sora_parse_bool(const char *s, size_t len);
 

@@ -34,7 +34,8 @@ typedef enum sora_field_kind {
   SORA_FIELD_IMAGE_REF, /* a path, {path}, {data, filename, content_type}, {image_url}, {file_id} */
   SORA_FIELD_VIDEO_REF, /* an id, a path, {id}, {path}, {data, filename, content_type} */
   SORA_FIELD_VIDEO_FILE, /* a path, {path}, {data, filename, content_type} */
-  SORA_FIELD_FUNCTION   /* a Lua function (local options, never sent) */
+  SORA_FIELD_FUNCTION,  /* a Lua function (local options, never sent) */
+  SORA_FIELD_NUMBER     /* a number (local options) */
 } sora_field_kind;
 
 typedef struct sora_field {
@@ -48,6 +49,7 @@ typedef enum sora_headers_kind {
   SORA_HEADERS_JSON,  /* a JSON body */
   SORA_HEADERS_MIME,  /* a multipart body */
   SORA_HEADERS_BINARY, /* Accept: application/binary for content */
+  SORA_HEADERS_FOREIGN, /* a redirect to another origin: no credentials, no custom headers */
   SORA_HEADERS_KINDS
 } sora_headers_kind;
 
@@ -82,14 +84,21 @@ typedef struct sora_client {
   char *base_url;
   char *api_key;
   char *user_agent;
-  long timeout_ms, connect_timeout_ms, stall_timeout_ms;
+  char *ca_file;                  /* NULL for the system's bundle */
+  int tls_verify;
+  long timeout_ms, connect_timeout_ms, stall_timeout_ms, deadline_ms;
   int max_retries;
+  int log_level;                  /* SORA_LOG_* */
+  int log_ref;                    /* a Lua function in the registry, or LUA_NOREF for stderr */
   int running;                    /* transfers inside the multi handle */
   int performing;                 /* inside curl_multi_perform: no new blocking call */
   lua_State *L;                   /* the state driving transfers now, NULL otherwise */
 } sora_client;
 
+enum { SORA_LOG_NONE, SORA_LOG_INFO, SORA_LOG_DEBUG };
+
 SORA_HIDDEN sora_client *sora_checkclient(lua_State *L, int i);
+SORA_HIDDEN void sora_client_log(lua_State *L, sora_client *c, int level, const char *line);
 SORA_HIDDEN sora_handle *sora_client_acquire(sora_client *c);
 SORA_HIDDEN void sora_client_release(sora_client *c, sora_handle *h);
 SORA_HIDDEN int sora_client_drive(lua_State *L, sora_client *c, double wait_s);
@@ -98,7 +107,7 @@ SORA_HIDDEN int sora_open_client(lua_State *L);
 /* ---- transfers (transfer.c) ------------------------------------------------------------- */
 
 typedef enum sora_sink_kind {
-  SORA_SINK_BUFFER, /* the body is kept in memory and returned */
+  SORA_SINK_STRING, /* the body is kept in memory and returned */
   SORA_SINK_FILE,   /* streamed to a temporary file, renamed into place on success */
   SORA_SINK_FUNCTION /* each chunk is given to a Lua function */
 } sora_sink_kind;
@@ -121,7 +130,13 @@ struct sora_transfer {
   sora_headers_kind headers;
   sora_state state;
   int attempts;
+  int max_retries;
+  long timeout_ms;                 /* per attempt */
+  double deadline_at;              /* monotonic seconds for the whole call, 0 for none */
   double retry_at;                 /* monotonic seconds */
+  double started_at;               /* of the current attempt */
+  int redirects;
+  int foreign_origin;              /* redirected away from the API's origin */
   /* outcome of the last attempt */
   CURLcode code;
   long status;
@@ -140,13 +155,22 @@ struct sora_transfer {
   int has_progress;
   FILE *file;
   char *path, *temp_path;
-  curl_off_t received;
+  sora_buffer content;             /* the body of a SORA_SINK_STRING download */
+  curl_off_t received;             /* bytes delivered to the destination, across attempts */
+  curl_off_t resume_from;          /* the Range start of this attempt, 0 for none */
+  curl_off_t range_start;          /* from Content-Range, -1 when absent */
+  int checked_start;               /* the first bytes of this attempt have been checked */
+  int bad_range;                   /* the server could not resume where we stopped */
   int io_errno;
 };
 
 SORA_HIDDEN sora_transfer *sora_transfer_new(lua_State *L, sora_client *c,
                                              const sora_endpoint *e, int client_idx);
 SORA_HIDDEN void sora_transfer_begin(lua_State *L, int transfer_idx);
+SORA_HIDDEN void sora_transfer_push_field(lua_State *L, int transfer_idx, const char *name);
+SORA_HIDDEN void sora_transfer_set_field(lua_State *L, int transfer_idx, const char *name);
+SORA_HIDDEN int sora_transfer_call(sora_transfer *t, const char *name, int nargs);
+SORA_HIDDEN void sora_transfer_unlink(sora_transfer *t);
 SORA_HIDDEN void sora_transfer_start(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code);
 SORA_HIDDEN void sora_transfer_abort(lua_State *L, sora_transfer *t);
@@ -155,6 +179,15 @@ SORA_HIDDEN int sora_transfer_result(lua_State *L, int transfer_idx);
 SORA_HIDDEN int sora_transfer_wait(lua_State *L, int transfer_idx);
 SORA_HIDDEN int sora_open_transfer(lua_State *L);
 SORA_HIDDEN double sora_now(void);
+
+/* ---- content destinations (download.c) ------------------------------------------------ */
+
+SORA_HIDDEN int sora_download_open(sora_transfer *t, const char *path);
+SORA_HIDDEN int sora_download_begin_attempt(sora_transfer *t);
+SORA_HIDDEN size_t sora_download_write(sora_transfer *t, const char *data, size_t len);
+SORA_HIDDEN curl_off_t sora_download_total(const sora_transfer *t);
+SORA_HIDDEN int sora_download_whole(const sora_transfer *t);
+SORA_HIDDEN void sora_download_close(sora_transfer *t, int keep);
 
 /* ---- request bodies (body.c, multipart.c) ----------------------------------------------- */
 

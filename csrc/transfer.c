@@ -1,5 +1,6 @@
-/* One request from start to result: its easy handle's per-request options, the callbacks
- * that receive headers and body, retries, and the Lua values it ends with.
+/* One request from start to end: its easy handle's per-request options, the callbacks that
+ * receive headers and body, redirects, retries and the end. outcome.c turns the end into
+ * Lua values; download.c owns the destination of content.
  *
  * Callbacks never raise (no longjmp through libcurl): a Lua callback runs under lua_pcall,
  * its error is kept in the transfer's user value, the transfer is aborted, and the error is
@@ -8,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "headers.h"
 #include "retry.h"
@@ -29,13 +29,13 @@ static int is_success(long status) { return status >= 200 && status < 300; }
 /* fields: client (the client userdata), body (the JSON text curl points into), sink and
  * progress (functions), raise (an error raised by a callback), result, err */
 
-static void push_field(lua_State *L, int transfer_idx, const char *name) {
+void sora_transfer_push_field(lua_State *L, int transfer_idx, const char *name) {
   sora_getuservalue(L, transfer_idx);
   lua_getfield(L, -1, name);
   lua_remove(L, -2);
 }
 
-static void set_field(lua_State *L, int transfer_idx, const char *name) {
+void sora_transfer_set_field(lua_State *L, int transfer_idx, const char *name) {
   transfer_idx = sora_absindex(L, transfer_idx);
   sora_getuservalue(L, transfer_idx);
   lua_insert(L, -2);
@@ -43,7 +43,7 @@ static void set_field(lua_State *L, int transfer_idx, const char *name) {
   lua_pop(L, 1);
 }
 
-/* Pushes the userdata of a transfer in flight, from the client's anchor table. */
+/* Pushes the userdata of a transfer in flight, from its anchor in the registry. */
 static void push_transfer(lua_State *L, sora_transfer *t) {
   lua_pushlightuserdata(L, t);
   lua_rawget(L, LUA_REGISTRYINDEX);
@@ -61,20 +61,20 @@ static void unanchor(lua_State *L, sora_transfer *t) {
 
 /* ---- callbacks --------------------------------------------------------------------- */
 
-/* Calls a function of the transfer with the values already pushed above it; on error keeps
- * the error and marks the transfer aborted. Returns 0 on error. */
-static int call_back(sora_transfer *t, const char *name, int nargs) {
+/* Calls a function of the transfer's user value with the values already pushed; on error keeps
+ * the error for sora_transfer_result to raise and marks the transfer aborted. Returns 0 then. */
+int sora_transfer_call(sora_transfer *t, const char *name, int nargs) {
   lua_State *L = t->client->L;
   int base = lua_gettop(L) - nargs, ok;
   push_transfer(L, t);
-  push_field(L, -1, name);
+  sora_transfer_push_field(L, -1, name);
   lua_remove(L, -2);
   lua_insert(L, base + 1);
   ok = lua_pcall(L, nargs, 0, 0) == 0;
   if (!ok) {
     push_transfer(L, t);
     lua_insert(L, -2);
-    set_field(L, -2, "raise");
+    sora_transfer_set_field(L, -2, "raise");
     lua_pop(L, 1);
     t->aborted = 1;
   }
@@ -83,28 +83,20 @@ static int call_back(sora_transfer *t, const char *name, int nargs) {
 
 static int report_progress(sora_transfer *t) {
   lua_State *L = t->client->L;
+  curl_off_t total = sora_download_total(t);
   lua_pushnumber(L, (lua_Number)t->received);
-  if (t->content_length >= 0) lua_pushnumber(L, (lua_Number)t->content_length);
+  if (total >= 0) lua_pushnumber(L, (lua_Number)total);
   else lua_pushnil(L);
-  return call_back(t, "progress", 2);
+  return sora_transfer_call(t, "progress", 2);
 }
 
-static size_t deliver(sora_transfer *t, const char *data, size_t len) {
-  if (!is_success(t->status) || t->sink == SORA_SINK_BUFFER) {
-    sora_buffer *b = &t->handle->response;
-    size_t room = is_success(t->status) ? len : (b->len < MAX_ERROR_BODY ? MAX_ERROR_BODY - b->len : 0);
-    if (!sora_buffer_append(b, data, len < room ? len : room)) {
-      t->io_errno = ENOMEM;
-      return 0;
-    }
-  } else if (t->sink == SORA_SINK_FILE) {
-    if (fwrite(data, 1, len, t->file) != len) {
-      t->io_errno = errno ? errno : EIO;
-      return 0;
-    }
-  } else {
-    lua_pushlstring(t->client->L, data, len);
-    if (!call_back(t, "sink", 1)) return 0;
+/* JSON and error bodies are kept in the handle's buffer; an error body only for its message. */
+static size_t keep_body(sora_transfer *t, const char *data, size_t len) {
+  sora_buffer *b = &t->handle->response;
+  size_t room = is_success(t->status) ? len : (b->len < MAX_ERROR_BODY ? MAX_ERROR_BODY - b->len : 0);
+  if (!sora_buffer_append(b, data, len < room ? len : room)) {
+    t->io_errno = ENOMEM;
+    return 0;
   }
   return len;
 }
@@ -112,9 +104,10 @@ static size_t deliver(sora_transfer *t, const char *data, size_t len) {
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   sora_transfer *t = ud;
   size_t len = size * n;
-  if (deliver(t, data, len) != len) return 0; /* aborts the transfer */
+  if (t->endpoint->result != SORA_RESULT_CONTENT || !is_success(t->status)) return keep_body(t, data, len);
+  if (sora_download_write(t, data, len) != len) return 0; /* aborts the transfer */
   t->received += (curl_off_t)len;
-  if (t->has_progress && is_success(t->status) && !report_progress(t)) return 0;
+  if (t->has_progress && !report_progress(t)) return 0;
   return len;
 }
 
@@ -124,6 +117,7 @@ static void copy_value(char *dest, size_t size, const char *value, size_t len) {
   dest[len] = '\0';
 }
 
+/* Forgets what the previous response said: a new one begins (100 Continue, a redirect...). */
 static void reset_response(sora_transfer *t) {
   t->status = 0;
   t->request_id[0] = t->content_type[0] = '\0';
@@ -131,18 +125,21 @@ static void reset_response(sora_transfer *t) {
   t->retry_after_s = -1;
   t->should_retry = -1;
   t->content_length = -1;
-  t->received = 0;
+  t->range_start = -1;
   sora_buffer_clear(&t->handle->response);
 }
 
 static void keep_header(sora_transfer *t, const char *name, size_t name_len, const char *value,
                         size_t len) {
+  long long start, end, total;
   if (sora_header_is(name, name_len, "x-request-id"))
     copy_value(t->request_id, sizeof t->request_id, value, len);
   else if (sora_header_is(name, name_len, "content-type"))
     copy_value(t->content_type, sizeof t->content_type, value, len);
   else if (sora_header_is(name, name_len, "content-length"))
     t->content_length = sora_parse_count(value, len);
+  else if (sora_header_is(name, name_len, "content-range"))
+    t->range_start = sora_parse_content_range(value, len, &start, &end, &total) ? start : -1;
   else if (sora_header_is(name, name_len, "openai-poll-after-ms"))
     t->poll_after_ms = (long)sora_parse_count(value, len);
   else if (sora_header_is(name, name_len, "x-should-retry"))
@@ -158,7 +155,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
   size_t len = size * n, name_len, value_len;
   const char *name, *value;
   long status = sora_parse_status_line(line, len);
-  if (status >= 0) { /* a new response begins: 100 Continue, a redirect, the final one */
+  if (status >= 0) {
     reset_response(t);
     t->status = status;
   } else if (sora_header_split(line, len, &name, &name_len, &value, &value_len)) {
@@ -183,49 +180,53 @@ static void set_method(CURL *easy, sora_transfer *t) {
   }
 }
 
-static void set_limits(CURL *easy, sora_transfer *t) {
-  sora_client *c = t->client;
-  if (t->endpoint->result == SORA_RESULT_CONTENT) {
-    /* A large video may take longer than any fixed deadline; what must not pass is a stall. */
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 0L);
-    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, (c->stall_timeout_ms + 999) / 1000);
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L); /* content may live in storage */
-  } else {
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 0L);
-    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, 0L);
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+/* Milliseconds this attempt may take: the per-attempt timeout, cut to what is left of the
+ * call's deadline. Content has no per-attempt timeout: a large video may take longer than
+ * any fixed limit; what must not pass is a stall (CURLOPT_LOW_SPEED_*). */
+static long attempt_timeout_ms(const sora_transfer *t) {
+  long ms = t->endpoint->result == SORA_RESULT_CONTENT ? 0 : t->timeout_ms;
+  if (t->deadline_at > 0) {
+    long left = (long)((t->deadline_at - sora_now()) * 1000);
+    if (left < 1) left = 1;
+    if (ms == 0 || left < ms) ms = left;
   }
+  return ms;
 }
 
-/* The temporary file of a download starts empty at every attempt. */
-static int rewind_file(sora_transfer *t) {
-  if (t->file == NULL) return 1;
-  if (fflush(t->file) != 0 || ftruncate(fileno(t->file), 0) != 0 || fseek(t->file, 0, SEEK_SET) != 0) {
-    t->io_errno = errno;
-    return 0;
-  }
-  return 1;
+static void set_limits(CURL *easy, sora_transfer *t) {
+  long stall_s = t->endpoint->result == SORA_RESULT_CONTENT ? (t->client->stall_timeout_ms + 999) / 1000 : 0;
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, attempt_timeout_ms(t));
+  curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, stall_s ? 1L : 0L);
+  curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, stall_s);
+}
+
+/* The key goes only to the API's own origin: a redirect to storage elsewhere gets neither the
+ * bearer token nor the client's headers (a custom header may be a credential too). */
+static void set_credentials(CURL *easy, sora_transfer *t) {
+  sora_client *c = t->client;
+  curl_easy_setopt(easy, CURLOPT_HTTPAUTH, t->foreign_origin ? CURLAUTH_NONE : CURLAUTH_BEARER);
+  curl_easy_setopt(easy, CURLOPT_XOAUTH2_BEARER, t->foreign_origin ? NULL : c->api_key);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER,
+                   c->headers[t->foreign_origin ? SORA_HEADERS_FOREIGN : t->headers]);
 }
 
 static void finish(lua_State *L, sora_transfer *t);
 
 void sora_transfer_start(lua_State *L, sora_transfer *t) {
   CURL *easy = t->handle->easy;
-  t->attempts++;
   t->aborted = 0;
   t->code = CURLE_OK;
   t->curl_message[0] = t->handle->errbuf[0] = '\0';
+  t->started_at = sora_now();
   reset_response(t);
-  if (!rewind_file(t)) {
+  if (t->endpoint->result == SORA_RESULT_CONTENT && !sora_download_begin_attempt(t)) {
     finish(L, t);
     return;
   }
   curl_easy_setopt(easy, CURLOPT_URL, sora_buffer_cstr(&t->handle->url));
   set_method(easy, t);
   set_limits(easy, t);
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->client->headers[t->headers]);
+  set_credentials(easy, t);
   curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)t);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
@@ -239,12 +240,78 @@ void sora_transfer_start(lua_State *L, sora_transfer *t) {
   t->state = SORA_STATE_RUNNING;
 }
 
+/* ---- redirects (content only: the video may be served from storage) ----------------- */
+
+#define MAX_REDIRECTS 5
+
+static int is_redirect(long status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+static char *url_part(const char *url, CURLUPart what) {
+  CURLU *u = curl_url();
+  char *part = NULL;
+  if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK)
+    curl_url_get(u, what, &part, what == CURLUPART_PORT ? CURLU_DEFAULT_PORT : 0);
+  curl_url_cleanup(u);
+  return part;
+}
+
+static int same_part(const char *a, const char *b, CURLUPart what) {
+  char *pa = url_part(a, what), *pb = url_part(b, what);
+  int same = pa && pb && strcmp(pa, pb) == 0;
+  curl_free(pa);
+  curl_free(pb);
+  return same;
+}
+
+static int same_origin(const char *a, const char *b) {
+  return same_part(a, b, CURLUPART_SCHEME) && same_part(a, b, CURLUPART_HOST) &&
+         same_part(a, b, CURLUPART_PORT);
+}
+
+/* Points the transfer at the Location of a redirect; returns 0 when it must not be followed. */
+static int follow_redirect(sora_transfer *t) {
+  char *location = NULL;
+  sora_buffer *url = &t->handle->url;
+  if (t->endpoint->result != SORA_RESULT_CONTENT || !is_redirect(t->status) ||
+      t->redirects >= MAX_REDIRECTS)
+    return 0;
+  curl_easy_getinfo(t->handle->easy, CURLINFO_REDIRECT_URL, &location);
+  if (location == NULL || (strncmp(location, "http://", 7) != 0 && strncmp(location, "https://", 8) != 0))
+    return 0;
+  if (!t->foreign_origin) t->foreign_origin = !same_origin(location, t->client->base_url);
+  sora_buffer_clear(url);
+  if (!sora_buffer_appendstr(url, location)) return 0;
+  t->redirects++;
+  return 1;
+}
+
+/* ---- retries --------------------------------------------------------------------------- */
+
 static int should_retry(sora_transfer *t, double *delay) {
   double jitter = (double)rand() / ((double)RAND_MAX + 1.0);
-  if (t->aborted || t->io_errno || t->attempts > t->client->max_retries) return 0;
+  if (t->aborted || t->io_errno || t->bad_range || t->attempts > t->max_retries) return 0;
   if (!sora_retryable(t->code, t->status, t->should_retry)) return 0;
   *delay = sora_retry_delay(t->retry_after_s, t->attempts - 1, jitter);
-  return *delay >= 0;
+  if (*delay < 0) return 0;
+  return t->deadline_at <= 0 || sora_now() + *delay < t->deadline_at;
+}
+
+/* ---- logging ------------------------------------------------------------------------- */
+
+static void log_attempt(lua_State *L, sora_transfer *t, int level, const char *what) {
+  const char *url = sora_buffer_cstr(&t->handle->url);
+  double ms = (sora_now() - t->started_at) * 1000;
+  if (t->code != CURLE_OK)
+    lua_pushfstring(L, "sora: %s %s -> %s (attempt %d, %d ms)%s", t->endpoint->method, url,
+                    curl_easy_strerror(t->code), t->attempts, (int)ms, what);
+  else
+    lua_pushfstring(L, "sora: %s %s -> %d (attempt %d, %d ms, %s)%s", t->endpoint->method, url,
+                    (int)t->status, t->attempts, (int)ms,
+                    t->request_id[0] ? t->request_id : "no request id", what);
+  sora_client_log(L, t->client, level, lua_tostring(L, -1));
+  lua_pop(L, 1);
 }
 
 void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code) {
@@ -254,7 +321,18 @@ void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code) {
   if (code != CURLE_OK) copy_value(t->curl_message, sizeof t->curl_message, t->handle->errbuf,
                                    strlen(t->handle->errbuf));
   else curl_easy_getinfo(t->handle->easy, CURLINFO_RESPONSE_CODE, &t->status);
+  if (t->client->log_level >= SORA_LOG_DEBUG) log_attempt(L, t, SORA_LOG_DEBUG, "");
+  if (code == CURLE_OK && follow_redirect(t)) {
+    sora_transfer_start(L, t);
+    return;
+  }
   if (should_retry(t, &delay)) {
+    if (t->client->log_level >= SORA_LOG_INFO) {
+      lua_pushfstring(L, ", retrying in %d ms", (int)(delay * 1000));
+      log_attempt(L, t, SORA_LOG_INFO, lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+    t->attempts++;
     t->state = SORA_STATE_RETRY_WAIT;
     t->retry_at = sora_now() + delay;
     return;
@@ -264,25 +342,11 @@ void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code) {
 
 /* ---- the end of a transfer ---------------------------------------------------------- */
 
-static void close_file(sora_transfer *t, int keep) {
-  if (t->file == NULL) return;
-  if (fclose(t->file) != 0 && keep) {
-    t->io_errno = errno;
-    keep = 0;
-  }
-  t->file = NULL;
-  if (keep && rename(t->temp_path, t->path) != 0) {
-    t->io_errno = errno;
-    keep = 0;
-  }
-  if (!keep) remove(t->temp_path);
-}
-
 /* A download is kept only when it is whole: a success status, no error, and every byte that
  * Content-Length announced. */
 static int download_complete(sora_transfer *t) {
-  return t->code == CURLE_OK && !t->aborted && !t->io_errno && is_success(t->status) &&
-         (t->content_length < 0 || t->received == t->content_length);
+  return t->code == CURLE_OK && !t->aborted && !t->io_errno && !t->cancelled &&
+         is_success(t->status) && sora_download_whole(t);
 }
 
 static void free_mime(sora_transfer *t) {
@@ -293,13 +357,14 @@ static void free_mime(sora_transfer *t) {
 }
 
 static void finish(lua_State *L, sora_transfer *t) {
-  close_file(t, download_complete(t));
+  sora_download_close(t, download_complete(t));
   free_mime(t);
+  curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, NULL);
   t->state = SORA_STATE_DONE;
   unanchor(L, t);
 }
 
-static void unlink_transfer(sora_transfer *t) {
+void sora_transfer_unlink(sora_transfer *t) {
   sora_client *c = t->client;
   if (c == NULL) return;
   if (t->handle) sora_client_release(c, t->handle);
@@ -323,171 +388,7 @@ void sora_transfer_abort(lua_State *L, sora_transfer *t) {
 
 void sora_transfer_detach(lua_State *L, sora_transfer *t) {
   sora_transfer_abort(L, t);
-  unlink_transfer(t);
-}
-
-/* ---- results ------------------------------------------------------------------------ */
-
-static void push_failure(lua_State *L, sora_transfer *t, const char *kind, const char *message) {
-  sora_push_error(L, kind, t->status, message);
-  if (t->request_id[0]) {
-    lua_pushstring(L, t->request_id);
-    lua_setfield(L, -2, "request_id");
-  }
-  lua_pushinteger(L, t->attempts);
-  lua_setfield(L, -2, "attempts");
-}
-
-static void push_transport_error(lua_State *L, sora_transfer *t) {
-  const char *detail = t->curl_message[0] ? t->curl_message : curl_easy_strerror(t->code);
-  int timed_out = t->code == CURLE_OPERATION_TIMEDOUT;
-  lua_pushfstring(L, "%s %s: %s", t->endpoint->method, t->endpoint->name, detail);
-  push_failure(L, t, timed_out ? "timeout" : "connection", lua_tostring(L, -1));
-  lua_remove(L, -2);
-  t->status = 0;
-  lua_pushnil(L);
-  lua_setfield(L, -2, "status");
-}
-
-static void push_io_error(lua_State *L, sora_transfer *t) {
-  lua_pushfstring(L, "cannot write '%s': %s", t->path ? t->path : "response", strerror(t->io_errno));
-  push_failure(L, t, "io", lua_tostring(L, -1));
-  lua_remove(L, -2);
-}
-
-/* A printable excerpt of a body that is not the JSON we wanted. */
-static void push_excerpt(lua_State *L, const char *body, size_t len) {
-  luaL_Buffer b;
-  size_t i;
-  if (len > 120) len = 120;
-  luaL_buffinit(L, &b);
-  for (i = 0; i < len; i++) {
-    unsigned char ch = (unsigned char)body[i];
-    luaL_addchar(&b, ch >= 32 && ch < 127 ? (char)ch : ' ');
-  }
-  luaL_pushresult(&b);
-}
-
-/* The API's {"error": {message, type, param, code}}, or a message made from the status. */
-static void push_http_error(lua_State *L, sora_transfer *t) {
-  sora_buffer *body = &t->handle->response;
-  int top = lua_gettop(L);
-  const char *kind = sora_error_kind(t->status);
-  if (sora_json_try_decode(L, body->data ? body->data : "", body->len) && lua_istable(L, -1)) {
-    lua_getfield(L, -1, "error");
-    if (lua_istable(L, -1)) {
-      const char *fields[] = {"type", "param", "code", NULL};
-      int i, detail = lua_gettop(L);
-      lua_getfield(L, detail, "message");
-      push_failure(L, t, kind, lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
-      for (i = 0; fields[i]; i++) {
-        lua_getfield(L, detail, fields[i]);
-        if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, -2, fields[i]);
-        else lua_pop(L, 1);
-      }
-      lua_replace(L, top + 1);
-      lua_settop(L, top + 1);
-      return;
-    }
-  }
-  lua_settop(L, top);
-  push_excerpt(L, body->data ? body->data : "", body->len);
-  lua_pushfstring(L, "HTTP %d from %s%s%s", (int)t->status, t->endpoint->name,
-                  body->len ? ": " : "", lua_tostring(L, -1));
-  push_failure(L, t, kind, lua_tostring(L, -1));
-  lua_replace(L, top + 1);
-  lua_settop(L, top + 1);
-}
-
-static void push_invalid(lua_State *L, sora_transfer *t, const char *why) {
-  lua_pushfstring(L, "invalid response to %s (%s): %s", t->endpoint->name,
-                  t->content_type[0] ? t->content_type : "no content type", why);
-  push_failure(L, t, "invalid_response", lua_tostring(L, -1));
-  lua_remove(L, -2);
-}
-
-/* Pushes the value of a successful response, or an error object; returns 1 for a value. */
-static int push_success(lua_State *L, sora_transfer *t, int transfer_idx) {
-  sora_buffer *body = &t->handle->response;
-  if (t->endpoint->result == SORA_RESULT_CONTENT) {
-    if (t->sink == SORA_SINK_BUFFER) lua_pushlstring(L, body->data ? body->data : "", body->len);
-    else lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (!sora_json_try_decode(L, body->data ? body->data : "", body->len)) {
-    lua_pushfstring(L, "malformed JSON (%s)", lua_tostring(L, -1));
-    push_invalid(L, t, lua_tostring(L, -1));
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-    return 0;
-  }
-  push_field(L, transfer_idx, "client");
-  if (!sora_marshal(L, t->endpoint->result, -2, -1, t->poll_after_ms)) {
-    push_invalid(L, t, lua_tostring(L, -1));
-    lua_replace(L, -4);
-    lua_pop(L, 2);
-    return 0;
-  }
-  lua_replace(L, -3);
-  lua_pop(L, 1);
-  return 1;
-}
-
-static void push_outcome(lua_State *L, sora_transfer *t, int transfer_idx) {
-  if (t->cancelled) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s was aborted: the transfer was cancelled or its client closed", t->endpoint->name);
-    push_failure(L, t, "aborted", lua_tostring(L, -1));
-    lua_remove(L, -2);
-  } else if (t->io_errno) {
-    lua_pushnil(L);
-    push_io_error(L, t);
-  } else if (t->code != CURLE_OK) {
-    lua_pushnil(L);
-    push_transport_error(L, t);
-  } else if (!is_success(t->status)) {
-    lua_pushnil(L);
-    push_http_error(L, t);
-  } else if (t->content_length >= 0 && t->received != t->content_length) {
-    lua_pushnil(L);
-    push_invalid(L, t, "the body is shorter than its Content-Length");
-  } else if (push_success(L, t, transfer_idx)) {
-    lua_pushnil(L);
-  } else {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-  }
-}
-
-/* Converts the response once, keeps the values in the user value, and gives the handle back.
- * Pushes value, err (one of them nil); raises what a callback raised. */
-int sora_transfer_result(lua_State *L, int transfer_idx) {
-  sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
-  transfer_idx = sora_absindex(L, transfer_idx);
-  if (t->state != SORA_STATE_DONE) return luaL_error(L, "sora: the transfer has not finished");
-  push_field(L, transfer_idx, "raise");
-  if (!lua_isnil(L, -1)) {
-    unlink_transfer(t);
-    return lua_error(L);
-  }
-  lua_pop(L, 1);
-  push_field(L, transfer_idx, "done");
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    push_outcome(L, t, transfer_idx);
-    unlink_transfer(t);
-    lua_pushvalue(L, -1);
-    set_field(L, transfer_idx, "err");
-    lua_pushvalue(L, -2);
-    set_field(L, transfer_idx, "result");
-    lua_pushboolean(L, 1);
-    set_field(L, transfer_idx, "done");
-    return 2;
-  }
-  lua_pop(L, 1);
-  push_field(L, transfer_idx, "result");
-  push_field(L, transfer_idx, "err");
-  return 2;
+  sora_transfer_unlink(t);
 }
 
 /* ---- creation and the Lua methods --------------------------------------------------- */
@@ -499,7 +400,10 @@ sora_transfer *sora_transfer_new(lua_State *L, sora_client *c, const sora_endpoi
   t = lua_newuserdata(L, sizeof *t);
   memset(t, 0, sizeof *t);
   t->endpoint = e;
-  t->sink = SORA_SINK_BUFFER;
+  t->sink = SORA_SINK_STRING;
+  t->max_retries = c->max_retries;
+  t->timeout_ms = c->timeout_ms;
+  t->deadline_at = c->deadline_ms > 0 ? sora_now() + c->deadline_ms / 1000.0 : 0;
   t->headers = SORA_HEADERS_PLAIN;
   luaL_getmetatable(L, SORA_TRANSFER);
   lua_setmetatable(L, -2);
@@ -520,6 +424,7 @@ sora_transfer *sora_transfer_new(lua_State *L, sora_client *c, const sora_endpoi
 void sora_transfer_begin(lua_State *L, int transfer_idx) {
   sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
   anchor(L, t, sora_absindex(L, transfer_idx));
+  t->attempts = 1;
   sora_transfer_start(L, t);
 }
 
@@ -537,6 +442,7 @@ int sora_transfer_wait(lua_State *L, int transfer_idx) {
 static int transfer_gc(lua_State *L) {
   sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
   if (t->client) sora_transfer_detach(L, t);
+  sora_buffer_free(&t->content);
   free(t->path);
   free(t->temp_path);
   t->path = t->temp_path = NULL;

@@ -128,23 +128,39 @@ local function poll_delay(video, opts, polls)
   return min(base * INTERVAL_GROWTH ^ polls, opts.max_interval or DEFAULT_MAX_INTERVAL)
 end
 
---- Polls until the video completes (returns it) or fails or times out (nil, err).
+-- Failures that say nothing about the video: a wait keeps polling through them, since a
+-- video that costs minutes must not be lost to one reset connection or one 503.
+local TRANSIENT = { connection = true, timeout = true, internal_server = true, rate_limit = true,
+                    invalid_response = true }
+
+--- Polls until the video completes (returns it) or fails or times out (nil, err). Transient
+-- poll failures are retried until the deadline; the last one is kept as err.last_error.
 function Video:wait(opts)
   opts = check_options("wait", 1, check_table("wait", 1, opts, true), WAIT_OPTIONS)
   local timeout = opts.timeout or DEFAULT_WAIT_TIMEOUT
   local client, on_progress = self:_client(), opts.on_progress
-  local deadline, polls = now() + timeout, 0
+  local deadline, polls, last_error = now() + timeout, 0, nil
   while true do
     local status = self.status
     if status == "completed" then return self end
     if status == "failed" then return nil, failure(self) end
     local left = deadline - now()
-    if left <= 0 then return nil, timed_out(self, timeout) end
+    if left <= 0 then
+      local err = timed_out(self, timeout)
+      err.last_error = last_error
+      return nil, err
+    end
     client:sleep(max(0, min(poll_delay(self, opts, polls), left)))
-    local ok, err = self:refresh()
-    if not ok then return nil, err end
     polls = polls + 1
-    if on_progress then on_progress(self) end
+    local ok, err = self:refresh()
+    if ok then
+      last_error = nil
+      if on_progress then on_progress(self) end
+    elseif TRANSIENT[err.kind] then
+      last_error = err
+    else
+      return nil, err
+    end
   end
 end
 

@@ -1,0 +1,179 @@
+/* What a finished transfer ends with, as Lua values: the typed result of a success, or a
+ * sora.Error that says what went wrong (the API's own message when it gave one). */
+#include <string.h>
+
+#include "sora.h"
+
+static int is_success(long status) { return status >= 200 && status < 300; }
+
+/* The error object, with the request id and, after retries, how many attempts were made. */
+static void push_failure(lua_State *L, sora_transfer *t, const char *kind, const char *message) {
+  if (t->attempts > 1) message = lua_pushfstring(L, "%s (after %d attempts)", message, t->attempts);
+  sora_push_error(L, kind, t->status, message);
+  if (t->attempts > 1) lua_remove(L, -2);
+  if (t->request_id[0]) {
+    lua_pushstring(L, t->request_id);
+    lua_setfield(L, -2, "request_id");
+  }
+  lua_pushinteger(L, t->attempts);
+  lua_setfield(L, -2, "attempts");
+}
+
+static void push_transport_error(lua_State *L, sora_transfer *t) {
+  const char *detail = t->curl_message[0] ? t->curl_message : curl_easy_strerror(t->code);
+  int timed_out = t->code == CURLE_OPERATION_TIMEDOUT;
+  lua_pushfstring(L, "%s %s: %s", t->endpoint->method, t->endpoint->name, detail);
+  push_failure(L, t, timed_out ? "timeout" : "connection", lua_tostring(L, -1));
+  lua_remove(L, -2);
+  t->status = 0;
+  lua_pushnil(L);
+  lua_setfield(L, -2, "status");
+}
+
+static void push_io_error(lua_State *L, sora_transfer *t) {
+  lua_pushfstring(L, "cannot write '%s': %s", t->path ? t->path : "response", strerror(t->io_errno));
+  push_failure(L, t, "io", lua_tostring(L, -1));
+  lua_remove(L, -2);
+}
+
+/* A printable excerpt of a body that is not the JSON we wanted. */
+static void push_excerpt(lua_State *L, const char *body, size_t len) {
+  luaL_Buffer b;
+  size_t i;
+  if (len > 120) len = 120;
+  luaL_buffinit(L, &b);
+  for (i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)body[i];
+    luaL_addchar(&b, ch >= 32 && ch < 127 ? (char)ch : ' ');
+  }
+  luaL_pushresult(&b);
+}
+
+/* The API's {"error": {message, type, param, code}}, or a message made from the status. */
+static void push_http_error(lua_State *L, sora_transfer *t) {
+  sora_buffer *body = &t->handle->response;
+  int top = lua_gettop(L);
+  const char *kind = sora_error_kind(t->status);
+  if (sora_json_try_decode(L, body->data ? body->data : "", body->len) && lua_istable(L, -1)) {
+    lua_getfield(L, -1, "error");
+    if (lua_istable(L, -1)) {
+      const char *fields[] = {"type", "param", "code", NULL};
+      int i, detail = lua_gettop(L);
+      lua_getfield(L, detail, "message");
+      push_failure(L, t, kind, lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+      for (i = 0; fields[i]; i++) {
+        lua_getfield(L, detail, fields[i]);
+        if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, -2, fields[i]);
+        else lua_pop(L, 1);
+      }
+      lua_replace(L, top + 1);
+      lua_settop(L, top + 1);
+      return;
+    }
+  }
+  lua_settop(L, top);
+  push_excerpt(L, body->data ? body->data : "", body->len);
+  lua_pushfstring(L, "HTTP %d from %s%s%s", (int)t->status, t->endpoint->name,
+                  body->len ? ": " : "", lua_tostring(L, -1));
+  push_failure(L, t, kind, lua_tostring(L, -1));
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+}
+
+static void push_invalid(lua_State *L, sora_transfer *t, const char *why) {
+  lua_pushfstring(L, "invalid response to %s (%s): %s", t->endpoint->name,
+                  t->content_type[0] ? t->content_type : "no content type", why);
+  push_failure(L, t, "invalid_response", lua_tostring(L, -1));
+  lua_remove(L, -2);
+}
+
+/* Pushes the value of a successful response, or an error object; returns 1 for a value. */
+static int push_success(lua_State *L, sora_transfer *t, int transfer_idx) {
+  sora_buffer *body = &t->handle->response;
+  if (t->endpoint->result == SORA_RESULT_CONTENT) {
+    if (t->sink == SORA_SINK_STRING) lua_pushlstring(L, t->content.data ? t->content.data : "", t->content.len);
+    else lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (!sora_json_try_decode(L, body->data ? body->data : "", body->len)) {
+    lua_pushfstring(L, "malformed JSON (%s)", lua_tostring(L, -1));
+    push_invalid(L, t, lua_tostring(L, -1));
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return 0;
+  }
+  sora_transfer_push_field(L, transfer_idx, "client");
+  if (!sora_marshal(L, t->endpoint->result, -2, -1, t->poll_after_ms)) {
+    push_invalid(L, t, lua_tostring(L, -1));
+    lua_replace(L, -4);
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  return 1;
+}
+
+static void push_outcome(lua_State *L, sora_transfer *t, int transfer_idx) {
+  if (t->cancelled) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s was aborted: the transfer was cancelled or its client closed", t->endpoint->name);
+    push_failure(L, t, "aborted", lua_tostring(L, -1));
+    lua_remove(L, -2);
+  } else if (t->io_errno) {
+    lua_pushnil(L);
+    push_io_error(L, t);
+  } else if (t->code != CURLE_OK) {
+    lua_pushnil(L);
+    push_transport_error(L, t);
+  } else if (!is_success(t->status)) {
+    lua_pushnil(L);
+    push_http_error(L, t);
+  } else if (t->bad_range) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "the download broke off at byte %f and the server did not resume it there",
+                    (lua_Number)t->resume_from);
+    push_invalid(L, t, lua_tostring(L, -1));
+    lua_remove(L, -2);
+  } else if (t->endpoint->result == SORA_RESULT_CONTENT && !sora_download_whole(t)) {
+    lua_pushnil(L);
+    push_invalid(L, t, "the body is shorter than its Content-Length");
+  } else if (push_success(L, t, transfer_idx)) {
+    lua_pushnil(L);
+  } else {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+  }
+}
+
+/* Converts the response once, keeps the values in the user value, and gives the handle back.
+ * Pushes value, err (one of them nil); raises what a callback raised. */
+int sora_transfer_result(lua_State *L, int transfer_idx) {
+  sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
+  transfer_idx = sora_absindex(L, transfer_idx);
+  if (t->state != SORA_STATE_DONE) return luaL_error(L, "sora: the transfer has not finished");
+  sora_transfer_push_field(L, transfer_idx, "raise");
+  if (!lua_isnil(L, -1)) {
+    sora_transfer_unlink(t);
+    return lua_error(L);
+  }
+  lua_pop(L, 1);
+  sora_transfer_push_field(L, transfer_idx, "done");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    push_outcome(L, t, transfer_idx);
+    sora_transfer_unlink(t);
+    lua_pushvalue(L, -1);
+    sora_transfer_set_field(L, transfer_idx, "err");
+    lua_pushvalue(L, -2);
+    sora_transfer_set_field(L, transfer_idx, "result");
+    lua_pushboolean(L, 1);
+    sora_transfer_set_field(L, transfer_idx, "done");
+    return 2;
+  }
+  lua_pop(L, 1);
+  sora_transfer_push_field(L, transfer_idx, "result");
+  sora_transfer_push_field(L, transfer_idx, "err");
+  return 2;
+}
+
