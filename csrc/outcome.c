@@ -17,6 +17,10 @@ static void push_failure(lua_State *L, sora_transfer *t, const char *kind, const
   }
   lua_pushinteger(L, t->attempts);
   lua_setfield(L, -2, "attempts");
+  if (t->retry_after_s >= 0) { /* what the server asked for, for callers that pace themselves */
+    lua_pushnumber(L, t->retry_after_s);
+    lua_setfield(L, -2, "retry_after");
+  }
 }
 
 static void push_transport_error(lua_State *L, sora_transfer *t) {

@@ -234,14 +234,13 @@ end
 local GENERATE_LOCAL = { output = "string", variant = "string", timeout = "number",
                          interval = "number", max_interval = "number", on_progress = "function" }
 
---- create, wait, download: client:generate{ prompt = "...", output = "out.mp4" }.
--- Returns the video; on failure nil, err (and the video, when it exists).
-function Client:generate(params)
-  params = check_table("generate", 1, params)
+-- Splits generate's parameters into those of create, of wait, and the output file.
+local function split_generate(fname, params)
+  params = check_table(fname, 1, params)
   local create, wait, output, variant = {}, {}, nil, nil
   for name, value in pairs(params) do
     if GENERATE_LOCAL[name] then
-      check_options("generate", 1, { [name] = value }, GENERATE_LOCAL)
+      check_options(fname, 1, { [name] = value }, GENERATE_LOCAL)
       if name == "output" then output = value
       elseif name == "variant" then variant = value
       else wait[name] = value end
@@ -249,13 +248,90 @@ function Client:generate(params)
       create[name] = value
     end
   end
-  local video, err = self:create_and_wait(create, wait)
+  return create, wait, output, variant
+end
+
+-- Waits for a created video and downloads it; nil, err (and the video) on failure.
+local function finish_generation(video, wait, output, variant)
+  local err
+  video, err = video:wait(wait)
   if not video then return nil, err, err and err.video end
   if output then
     local ok, derr = video:download{ path = output, variant = variant }
     if not ok then return nil, derr, video end
   end
   return video
+end
+
+--- create, wait, download: client:generate{ prompt = "...", output = "out.mp4" }.
+-- Returns the video; on failure nil, err (and the video, when it exists).
+function Client:generate(params)
+  local create, wait, output, variant = split_generate("generate", params)
+  local video, err = self:create(create)
+  if not video then return nil, err end
+  return finish_generation(video, wait, output, variant)
+end
+
+-- ---- batches ------------------------------------------------------------------------------
+
+local BATCH_OPTIONS = { concurrency = "number", max_attempts = "number", on_result = "function" }
+local DEFAULT_CONCURRENCY = 4
+local DEFAULT_BATCH_ATTEMPTS = 6
+
+-- The batch's shared pace: when the server answers 429 to one job, every job waits.
+local function wait_turn(client, pace)
+  local left = pace.until_time - now()
+  if left > 0 then client:sleep(left) end
+end
+
+local function back_off(pace, err, attempt)
+  local delay = err.retry_after or min(0.5 * 2 ^ (attempt - 1), 8)
+  pace.until_time = max(pace.until_time, now() + delay)
+end
+
+-- One job: create (the batch handles 429 itself, so all jobs back off together), then wait
+-- and download as generate does.
+local function run_job(client, job, pace, max_attempts)
+  local create, wait, output, variant = split_generate("generate_many", job)
+  create.max_retries = 0
+  for attempt = 1, max_attempts do
+    wait_turn(client, pace)
+    local video, err = client:create(create)
+    if video then return finish_generation(video, wait, output, variant) end
+    if err.kind ~= "rate_limit" or attempt == max_attempts then return nil, err end
+    back_off(pace, err, attempt)
+  end
+end
+
+--- Runs many generations (each a table as for generate) at most `concurrency` at a time;
+-- returns videos[i] (or false) and errors[i]. Inside a task it yields; elsewhere it steps
+-- the client until the batch is done. opts: concurrency (4), max_attempts per job on 429
+-- (6), on_result(i, video, err).
+function Client:generate_many(jobs, opts)
+  jobs = check_table("generate_many", 1, jobs)
+  opts = check_options("generate_many", 2, check_table("generate_many", 2, opts, true), BATCH_OPTIONS)
+  local videos, errors, next_job = {}, {}, 1
+  local pace = { until_time = 0 }
+  local max_attempts = opts.max_attempts or DEFAULT_BATCH_ATTEMPTS
+  local function worker()
+    while next_job <= #jobs do
+      local i = next_job
+      next_job = i + 1
+      local video, err = run_job(self, jobs[i], pace, max_attempts)
+      videos[i], errors[i] = video or false, err
+      if opts.on_result then opts.on_result(i, video, err) end
+    end
+  end
+  local workers = {}
+  for w = 1, min(opts.concurrency or DEFAULT_CONCURRENCY, #jobs) do
+    workers[w] = tasks.spawn(self, worker)
+  end
+  tasks.join(self, workers)
+  for _, w in ipairs(workers) do
+    local ok, err = w:result()
+    if ok == nil and err ~= nil then error(err, 0) end -- a raising on_result
+  end
+  return videos, errors
 end
 
 return sora

@@ -49,6 +49,25 @@ function tasks.sleep(client, seconds)
   task.wake_at = nil
 end
 
+local function all_done(list)
+  for _, task in ipairs(list) do
+    if task.status == "running" then return false end
+  end
+  return true
+end
+
+--- Waits until every task of `list` has finished: yields inside a task, else steps.
+function tasks.join(client, list)
+  local task = tasks.current(client)
+  if not task then
+    while not all_done(list) do tasks.step(client, 1) end
+    return
+  end
+  task.joining = list
+  repeat coroutine.yield() until all_done(list)
+  task.joining = nil
+end
+
 -- ---- the Task object --------------------------------------------------------------------
 
 local Task = {}
@@ -107,6 +126,7 @@ end
 
 local function ready(task)
   if task.transfer then return task.transfer:done() end
+  if task.joining then return all_done(task.joining) end
   if task.wake_at then return now() >= task.wake_at end
   return true
 end
