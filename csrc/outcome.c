@@ -94,28 +94,23 @@ static void push_invalid(lua_State *L, sora_transfer *t, const char *why) {
 /* Pushes the value of a successful response, or an error object; returns 1 for a value. */
 static int push_success(lua_State *L, sora_transfer *t, int transfer_idx) {
   sora_buffer *body = &t->handle->response;
+  int slot = lua_gettop(L) + 1, ok; /* where the value (or error) ends up */
   if (t->endpoint->result == SORA_RESULT_CONTENT) {
     if (t->sink == SORA_SINK_STRING) lua_pushlstring(L, t->content.data ? t->content.data : "", t->content.len);
     else lua_pushboolean(L, 1);
     return 1;
   }
-  if (!sora_json_try_decode(L, body->data ? body->data : "", body->len)) {
+  ok = sora_json_try_decode(L, body->data ? body->data : "", body->len);
+  if (ok) {
+    sora_transfer_push_field(L, transfer_idx, "client");
+    ok = sora_marshal(L, t->endpoint->result, slot, slot + 1, t->poll_after_ms);
+  } else {
     lua_pushfstring(L, "malformed JSON (%s)", lua_tostring(L, -1));
-    push_invalid(L, t, lua_tostring(L, -1));
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-    return 0;
   }
-  sora_transfer_push_field(L, transfer_idx, "client");
-  if (!sora_marshal(L, t->endpoint->result, -2, -1, t->poll_after_ms)) {
-    push_invalid(L, t, lua_tostring(L, -1));
-    lua_replace(L, -4);
-    lua_pop(L, 2);
-    return 0;
-  }
-  lua_replace(L, -3);
-  lua_pop(L, 1);
-  return 1;
+  if (!ok) push_invalid(L, t, lua_tostring(L, -1)); /* the message is on top */
+  lua_replace(L, slot);
+  lua_settop(L, slot);
+  return ok;
 }
 
 static void push_outcome(lua_State *L, sora_transfer *t, int transfer_idx) {
@@ -127,18 +122,18 @@ static void push_outcome(lua_State *L, sora_transfer *t, int transfer_idx) {
   } else if (t->io_errno) {
     lua_pushnil(L);
     push_io_error(L, t);
-  } else if (t->code != CURLE_OK) {
-    lua_pushnil(L);
-    push_transport_error(L, t);
-  } else if (!is_success(t->status)) {
-    lua_pushnil(L);
-    push_http_error(L, t);
   } else if (t->bad_range) {
     lua_pushnil(L);
     lua_pushfstring(L, "the download broke off at byte %f and the server did not resume it there",
                     (lua_Number)t->resume_from);
     push_invalid(L, t, lua_tostring(L, -1));
     lua_remove(L, -2);
+  } else if (t->code != CURLE_OK) {
+    lua_pushnil(L);
+    push_transport_error(L, t);
+  } else if (!is_success(t->status)) {
+    lua_pushnil(L);
+    push_http_error(L, t);
   } else if (t->endpoint->result == SORA_RESULT_CONTENT && !sora_download_whole(t)) {
     lua_pushnil(L);
     push_invalid(L, t, "the body is shorter than its Content-Length");
