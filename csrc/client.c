@@ -54,7 +54,9 @@ static double number_option(lua_State *L, int opts, const char *name, double fal
   else value = lua_tonumber(L, -1);
   lua_pop(L, 1);
   if (!(value >= min)) luaL_error(L, "bad argument #1 to 'new' (option '%s' must be >= %g)", name, min);
-  return value;
+  /* callers convert to int or to milliseconds in a long: out of range (math.huge) is UB.
+   * A billion seconds or retries is forever. */
+  return value > 1e9 ? 1e9 : value;
 }
 
 static void check_header_text(lua_State *L, const char *what, const char *s, size_t len) {
@@ -402,6 +404,13 @@ int sora_client_drive(lua_State *L, sora_client *c, double wait_s) {
 
 /* ---- Lua methods --------------------------------------------------------------------- */
 
+/* The client of a public method (named for the message) that needs it open. */
+static sora_client *check_open(lua_State *L, const char *method) {
+  sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
+  if (c->multi == NULL) sora_raise(L, "calling '%s' on a closed sora.Client", method);
+  return c;
+}
+
 static void close_client(lua_State *L, sora_client *c) {
   sora_handle *h;
   int kind;
@@ -437,7 +446,7 @@ static int client_close(lua_State *L) {
 
 /* client:_drive(seconds): one turn of the loop; the Lua layer's step adds the tasks. */
 static int client_drive(lua_State *L) {
-  sora_client *c = sora_checkclient(L, 1);
+  sora_client *c = check_open(L, "step");
   double wait_s = luaL_optnumber(L, 2, 0);
   luaL_argcheck(L, wait_s >= 0, 2, "must not be negative");
   lua_pushinteger(L, sora_client_drive(L, c, wait_s));
@@ -446,7 +455,7 @@ static int client_drive(lua_State *L) {
 
 /* client:_sleep(seconds): waits while still driving the client's transfers. */
 static int client_sleep(lua_State *L) {
-  sora_client *c = sora_checkclient(L, 1);
+  sora_client *c = check_open(L, "sleep");
   double until = sora_now() + luaL_checknumber(L, 2), left;
   while ((left = until - sora_now()) > 0) sora_client_drive(L, c, left);
   return 0;

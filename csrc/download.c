@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "headers.h"
@@ -98,6 +99,12 @@ void sora_download_close(sora_transfer *t, int keep) {
   if (!keep) remove(t->temp_path);
 }
 
+static mode_t current_umask(void) {
+  mode_t mask = umask(0);
+  umask(mask);
+  return mask;
+}
+
 /* The temporary file beside the target: renamed into place only when the body is whole. */
 int sora_download_open(sora_transfer *t, const char *path) {
   int fd;
@@ -108,6 +115,7 @@ int sora_download_open(sora_transfer *t, const char *path) {
   strcat(t->temp_path, ".sora-XXXXXX");
   fd = mkstemp(t->temp_path);
   if (fd < 0) return set_io_error(t, errno);
+  fchmod(fd, 0666 & ~current_umask()); /* mkstemp makes 0600; the file gets a file's usual mode */
   t->file = fdopen(fd, "wb");
   if (t->file == NULL) {
     int err = errno;

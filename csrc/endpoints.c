@@ -1,6 +1,7 @@
 /* The ten endpoints of the Videos API as data, and the one function that serves them all:
  * check the arguments, build the URL and body, run the transfer, return its value. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -115,9 +116,11 @@ static int prepare_sink(lua_State *L, sora_transfer *t, int transfer, int opts) 
 static void apply_request_options(lua_State *L, sora_transfer *t, int params) {
   if (lua_isnoneornil(L, params)) return;
   lua_getfield(L, params, "max_retries");
-  if (!lua_isnil(L, -1)) t->max_retries = (int)lua_tointeger(L, -1);
+  /* clamped before the conversions: out of range (math.huge, 2^40) is UB or wraps */
+  if (!lua_isnil(L, -1)) t->max_retries = (int)fmin(fmax(lua_tonumber(L, -1), -1), 1e9);
   lua_getfield(L, params, "timeout");
-  if (!lua_isnil(L, -1)) t->timeout_ms = (long)(lua_tonumber(L, -1) * 1000);
+  if (!lua_isnil(L, -1))
+    t->timeout_ms = lua_tonumber(L, -1) > 0 ? (long)(fmin(lua_tonumber(L, -1), 1e9) * 1000) : 0;
   lua_getfield(L, params, "deadline");
   if (!lua_isnil(L, -1)) t->deadline_at = sora_now() + lua_tonumber(L, -1);
   lua_pop(L, 3);

@@ -6,19 +6,35 @@
 
 static int is_success(long status) { return status >= 200 && status < 300; }
 
+/* Keys shorter than this are not redacted: replacing "k" everywhere would garble messages. */
+#define MIN_REDACTED_KEY 8
+
+/* Pushes the message with the client's key replaced: a server may echo the key back. */
+static const char *push_redacted(lua_State *L, sora_transfer *t, const char *message) {
+  const char *key = t->client ? t->client->api_key : NULL;
+  if (key && strlen(key) >= MIN_REDACTED_KEY && strstr(message, key))
+    return luaL_gsub(L, message, key, "[redacted key]");
+  lua_pushstring(L, message);
+  return lua_tostring(L, -1);
+}
+
 /* The error object, with the request id and, after retries, how many attempts were made. */
 static void push_failure(lua_State *L, sora_transfer *t, const char *kind, const char *message) {
-  if (t->attempts > 1) message = lua_pushfstring(L, "%s (after %d attempts)", message, t->attempts);
+  message = push_redacted(L, t, message);
+  if (t->attempts > 1) {
+    message = lua_pushfstring(L, "%s (after %d attempts)", message, t->attempts);
+    lua_remove(L, -2);
+  }
   sora_push_error(L, kind, t->status, message);
-  if (t->attempts > 1) lua_remove(L, -2);
+  lua_remove(L, -2);
   if (t->request_id[0]) {
     lua_pushstring(L, t->request_id);
     lua_setfield(L, -2, "request_id");
   }
   lua_pushinteger(L, t->attempts);
   lua_setfield(L, -2, "attempts");
-  if (t->retry_after_s >= 0) { /* what the server asked for, for callers that pace themselves */
-    lua_pushnumber(L, t->retry_after_s);
+  if (sora_transfer_server_delay(t) >= 0) { /* for callers that pace themselves */
+    lua_pushnumber(L, sora_transfer_server_delay(t));
     lua_setfield(L, -2, "retry_after");
   }
 }

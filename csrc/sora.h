@@ -147,7 +147,8 @@ struct sora_transfer {
   char request_id[96];
   char content_type[96];
   long poll_after_ms;              /* -1 when absent */
-  double retry_after_s;            /* -1 when absent or unusable */
+  double retry_after_s;            /* retry-after, -1 when absent or unusable */
+  double retry_after_ms_s;         /* retry-after-ms in seconds, preferred; -1 likewise */
   int should_retry;                /* -1 absent, 0 false, 1 true */
   curl_off_t content_length;       /* -1 when unknown */
   /* where the body goes */
@@ -171,6 +172,7 @@ SORA_HIDDEN void sora_transfer_push_field(lua_State *L, int transfer_idx, const 
 SORA_HIDDEN void sora_transfer_set_field(lua_State *L, int transfer_idx, const char *name);
 SORA_HIDDEN int sora_transfer_call(sora_transfer *t, const char *name, int nargs);
 SORA_HIDDEN void sora_transfer_unlink(sora_transfer *t);
+SORA_HIDDEN double sora_transfer_server_delay(const sora_transfer *t);
 SORA_HIDDEN void sora_transfer_start(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code);
 SORA_HIDDEN void sora_transfer_abort(lua_State *L, sora_transfer *t);

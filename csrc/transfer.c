@@ -122,7 +122,7 @@ static void reset_response(sora_transfer *t) {
   t->status = 0;
   t->request_id[0] = t->content_type[0] = '\0';
   t->poll_after_ms = -1;
-  t->retry_after_s = -1;
+  t->retry_after_s = t->retry_after_ms_s = -1;
   t->should_retry = -1;
   t->content_length = -1;
   t->range_start = -1;
@@ -145,8 +145,8 @@ static void keep_header(sora_transfer *t, const char *name, size_t name_len, con
   else if (sora_header_is(name, name_len, "x-should-retry"))
     t->should_retry = sora_parse_bool(value, len);
   else if (sora_header_is(name, name_len, "retry-after-ms"))
-    t->retry_after_s = sora_parse_retry_after_ms(value, len);
-  else if (sora_header_is(name, name_len, "retry-after") && t->retry_after_s < 0)
+    t->retry_after_ms_s = sora_parse_retry_after_ms(value, len);
+  else if (sora_header_is(name, name_len, "retry-after"))
     t->retry_after_s = sora_parse_retry_after(value, len, time(NULL));
 }
 
@@ -224,6 +224,10 @@ void sora_transfer_start(lua_State *L, sora_transfer *t) {
     return;
   }
   curl_easy_setopt(easy, CURLOPT_URL, sora_buffer_cstr(&t->handle->url));
+  /* libcurl silently sends a request again when a reused connection dies before any answer;
+   * a POST that may be sent only once (a create is billed) gets a connection of its own */
+  curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT,
+                   t->max_retries == 0 && strcmp(t->endpoint->method, "POST") == 0 ? 1L : 0L);
   set_method(easy, t);
   set_limits(easy, t);
   set_credentials(easy, t);
@@ -289,11 +293,17 @@ static int follow_redirect(sora_transfer *t) {
 
 /* ---- retries --------------------------------------------------------------------------- */
 
+/* What the server asked to wait, in seconds: retry-after-ms when it parses (in whichever
+ * order the headers came), else retry-after; -1 when neither says anything usable. */
+double sora_transfer_server_delay(const sora_transfer *t) {
+  return t->retry_after_ms_s != -1 ? t->retry_after_ms_s : t->retry_after_s;
+}
+
 static int should_retry(sora_transfer *t, double *delay) {
   double jitter = (double)rand() / ((double)RAND_MAX + 1.0);
   if (t->aborted || t->io_errno || t->bad_range || t->attempts > t->max_retries) return 0;
   if (!sora_retryable(t->code, t->status, t->should_retry)) return 0;
-  *delay = sora_retry_delay(t->retry_after_s, t->attempts - 1, jitter);
+  *delay = sora_retry_delay(sora_transfer_server_delay(t), t->attempts - 1, jitter);
   if (*delay < 0) return 0;
   return t->deadline_at <= 0 || sora_now() + *delay < t->deadline_at;
 }
@@ -321,6 +331,7 @@ void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code) {
   if (code != CURLE_OK) copy_value(t->curl_message, sizeof t->curl_message, t->handle->errbuf,
                                    strlen(t->handle->errbuf));
   else curl_easy_getinfo(t->handle->easy, CURLINFO_RESPONSE_CODE, &t->status);
+  if (t->status == 416 && t->resume_from > 0) t->bad_range = 1; /* nothing there to resume */
   if (t->client->log_level >= SORA_LOG_DEBUG) log_attempt(L, t, SORA_LOG_DEBUG, "");
   if (code == CURLE_OK && follow_redirect(t)) {
     sora_transfer_start(L, t);

@@ -77,6 +77,9 @@ static int video_newindex(lua_State *L) {
 
 static void deep_copy(lua_State *L, int from) {
   from = sora_absindex(L, from);
+  /* each level holds 3 slots: a deeply nested field (cjson allows 1000 levels) would
+   * otherwise write past the Lua stack */
+  luaL_checkstack(L, 4, "sora: a field is nested too deeply to copy");
   lua_newtable(L);
   lua_pushnil(L);
   while (lua_next(L, from)) {

@@ -85,6 +85,13 @@ function Client:run()
   return tasks.run(self)
 end
 
+--- Closes the client: its tasks are cancelled and its transfers aborted. Idempotent.
+local close = Client.close
+function Client:close()
+  tasks.cancel_all(self)
+  return close(self)
+end
+
 -- ---- videos ---------------------------------------------------------------------------
 
 --- Retrieves the video again and updates this handle in place; returns it, or nil, err.

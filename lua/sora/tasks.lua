@@ -124,7 +124,9 @@ local function resume(task)
   end
 end
 
+-- A task that is running now (it called step itself) or dead is not resumed.
 local function ready(task)
+  if coroutine.status(task.co) ~= "suspended" then return false end
   if task.transfer then return task.transfer:done() end
   if task.joining then return all_done(task.joining) end
   if task.wake_at then return now() >= task.wake_at end
@@ -156,6 +158,9 @@ end
 --- Advances transfers and tasks, waiting at most `timeout` seconds (default 0) for
 -- activity. Returns the number of tasks still running.
 function tasks.step(client, timeout)
+  if tasks.current(client) then
+    error("step and run drive the tasks; a task of the same client cannot call them", 3)
+  end
   local s = scheduler(client)
   local wake = resume_ready(s)
   local wait = timeout or 0
@@ -166,6 +171,12 @@ function tasks.step(client, timeout)
   client:_drive(wait)
   resume_ready(s)
   return #s.list
+end
+
+--- Cancels every running task of the client (before it closes).
+function tasks.cancel_all(client)
+  local s = scheduler(client)
+  for _, task in ipairs({ unpack(s.list) }) do task:cancel() end
 end
 
 --- Steps until every task has finished.

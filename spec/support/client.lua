@@ -55,8 +55,11 @@ function M.ls(dir)
   return names
 end
 
--- The interpreter and module paths of the running busted profile.
+-- The interpreter and module paths of the running busted profile ($SORA_TEST_LUA and
+-- $SORA_TEST_CPATH override them, for runs under a sanitizer).
 function M.interpreter()
+  local lua, cpath = os.getenv("SORA_TEST_LUA"), os.getenv("SORA_TEST_CPATH")
+  if lua and lua ~= "" and cpath and cpath ~= "" then return lua, cpath end
   if rawget(_G, "jit") then return "luajit", "build/5.1/?.so" end
   local v = _VERSION:match("Lua (%d%.%d)")
   return "lua" .. v, "build/" .. v .. "/?.so"

@@ -56,7 +56,8 @@ end
 -- Returns a server listening on opts.host:opts.port (port 0 picks a free one).
 function emulator.new(opts)
   opts = opts or {}
-  local listener = assert(socket.bind(opts.host or "127.0.0.1", opts.port or 0))
+  -- a deep backlog: 64 clients connecting at once must not overflow the accept queue
+  local listener = assert(socket.bind(opts.host or "127.0.0.1", opts.port or 0, 1024))
   local self = setmetatable({ log = opts.log }, Server)
   self.initial = {
     job_seconds = opts.job_seconds or 2, api_key = opts.api_key,
