@@ -5,8 +5,8 @@
 -- host's own work. Prints the total times and their ratio (about 1 when the jobs overlap),
 -- the number of steps, the median, 99th percentile and longest step(0), and the first one
 -- (it starts every request). Prints, never asserts: the machine is shared, figures are noisy.
--- A ratio near 1.45 with 2 s jobs means some connects waited for a SYN retransmit (1 s):
--- the emulator's listen backlog (LuaSocket's default, 32) is smaller than 64.
+-- A ratio near 1.45 with 2 s jobs would mean some connects waited for a SYN retransmit (1 s):
+-- the emulator listens with a backlog of 1024 so that 64 connections at once fit.
 --
 --   make bench        or    LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/5.4/?.so;;" lua5.4 bench/step_latency.lua
 -- Environment: BENCH_JOBS (64), BENCH_JOB_SECONDS (the emulator's job length, 2).
