@@ -80,20 +80,123 @@ clean:
 	rm -rf build
 
 # ---- memory safety ----------------------------------------------------------------------
-# The suite under AddressSanitizer + UBSan: the module is built with the sanitizers and the
-# interpreter preloads their runtime (Lua itself is not instrumented).
-ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-ASAN_RT = $(shell $(CC) -print-file-name=libasan.so)
-UBSAN_RT = $(shell $(CC) -print-file-name=libubsan.so)
+#   make test-asan       the suite with the module under AddressSanitizer + UBSan + LeakSanitizer
+#   make test-valgrind   the suite under valgrind memcheck (Debian's lua5.4, the plain module)
+#   make test-gcstress   the suite with the collector forced to run constantly
+.PHONY: test-asan test-valgrind test-gcstress
 
-test-asan:
-	$(MAKE) LUA_VERSION=5.4 BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
-	LD_PRELOAD="$(ASAN_RT) $(UBSAN_RT)" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(BUSTED) --run=default --cpath="build/asan/?.so"
+# ASan: clang builds the module and tools/sanlua.c, a minimal lua5.4 that links the sanitizer
+# runtime itself. Debian's lua5.4 is not instrumented, and LD_PRELOADing the runtime into it
+# would also preload it into every child the specs start (sh, mktemp, the emulator), each of
+# which would then run LeakSanitizer at exit; with sanlua only the process under test is
+# sanitized. sanlua closes the state at exit, so LeakSanitizer sees what the module did not
+# free (fast_unwind_on_malloc=0: Debian's liblua has no frame pointers to unwind through).
+# client_config's child interpreters run sanlua with the sanitized module too
+# (SORA_TEST_LUA/SORA_TEST_CPATH); the emulator children are pure Lua in Debian's lua5.4.
+ASAN_CC ?= clang
+ASAN_BUILD = build/asan
+ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:fast_unwind_on_malloc=0 \
+  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  SORA_TEST_LUA=$(ASAN_BUILD)/sanlua SORA_TEST_CPATH="$(ASAN_BUILD)/?.so"
+# busted re-runs itself under the profile's `lua` unless told --ignore-lua.
+BUSTED_SCRIPT ?= /usr/bin/busted
 
-test-valgrind:
+$(ASAN_BUILD)/sanlua: tools/sanlua.c | $(ASAN_BUILD)
+	$(ASAN_CC) $(ASAN_FLAGS) -I$(LUA_INCDIR) -o $@ $< -llua5.4 -lm
+
+$(ASAN_BUILD):
+	mkdir -p $@
+
+test-asan: deps $(ASAN_BUILD)/sanlua
+	$(MAKE) LUA_VERSION=5.4 BUILD=$(ASAN_BUILD) CC=$(ASAN_CC) CFLAGS="$(ASAN_FLAGS)" \
+	  LDFLAGS="-fsanitize=address,undefined"
+	$(ASAN_ENV) $(ASAN_BUILD)/sanlua $(BUSTED_SCRIPT) --ignore-lua --run=default \
+	  --cpath="$(ASAN_BUILD)/?.so" $(BUSTED_ARGS)
+
+# valgrind: the plain -O2 -g module in Debian's lua5.4, which closes its state at exit, so
+# whatever the module did not free is "definitely lost". --keep-debuginfo keeps the module's
+# symbols after lua_close has dlclosed it. The children are not traced (pure Lua, or covered
+# by the ASan run). VALGRIND_SPECS narrows the run (default: the whole suite: ~25 s here).
+VALGRIND_SPECS ?= spec
+VALGRIND = valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
+  --show-leak-kinds=definite --errors-for-leak-kinds=definite --keep-debuginfo=yes \
+  --num-callers=40 --suppressions=$(CURDIR)/tools/valgrind.supp --trace-children=no -q
+
+test-valgrind: deps
 	$(MAKE) LUA_VERSION=5.4
-	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-	  --suppressions=$(CURDIR)/tools/valgrind.supp --trace-children=no -q \
-	  lua5.4 /usr/bin/busted --run=default
+	$(VALGRIND) lua5.4 $(BUSTED_SCRIPT) --ignore-lua --run=default $(BUSTED_ARGS) $(VALGRIND_SPECS)
+
+# GC stress: spec/support/gcstress.lua (a busted --helper) makes the collector run constantly,
+# in every coroutine too, so that anything the C core uses without anchoring it is collected
+# under its feet. Two passes: the incremental collector with a full collection every
+# GCSTRESS_EVERY instructions, then the generational one.
+GCSTRESS_EVERY ?= 1000
+test-gcstress: deps
+	$(MAKE) LUA_VERSION=5.4
+	SORA_GCSTRESS=incremental:$(GCSTRESS_EVERY) $(BUSTED) --run=default \
+	  --helper=spec/support/gcstress.lua $(BUSTED_ARGS)
+	SORA_GCSTRESS=generational:$(GCSTRESS_EVERY) $(BUSTED) --run=default \
+	  --helper=spec/support/gcstress.lua $(BUSTED_ARGS)
+
+# ---- embedding: a C host with a frame loop, benchmarks ----------------------------------
+# build/host embeds Lua 5.4 and runs examples/host.lua in a 60 Hz loop (see examples/host.c);
+# `make host-run` builds the module too and runs it against a local emulator.
+HOST_LUA_CFLAGS = $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+HOST_LUA_LIBS = $(or $(shell pkg-config --libs lua5.4 2>/dev/null),-llua5.4)
+
+.PHONY: host host-run bench
+
+host: build/host
+
+build/host: examples/host.c
+	@mkdir -p build
+	$(CC) -std=c99 $(WARN) $(OPT) $(HOST_LUA_CFLAGS) -o $@ $< $(HOST_LUA_LIBS) -lm
+
+host-run: build/host
+	$(MAKE) LUA_VERSION=5.4
+	build/host
+
+# Every bench/*.lua against the module built for LUA_VERSION; benchmarks print, never assert.
+bench: all
+	@for b in bench/*.lua; do echo "== $$b"; $(RUN) lua$(LUA_VERSION) $$b || exit 1; done
+
+# ---- fuzzing ------------------------------------------------------------------------------
+#   make fuzz                     builds both libFuzzer harnesses, runs each FUZZ_SECONDS
+#   make fuzz FUZZ_SECONDS=180    a longer run
+#   make fuzz-build               builds them only (build/fuzz/fuzz_headers, fuzz_marshal)
+# fuzz_headers: csrc/headers.c and csrc/retry.c. fuzz_marshal: a response body through the
+# module's JSON decoder and sora_marshal for every result kind, then read as a program would.
+# The seeds in fuzz/corpus/<target>/ are only read; what libFuzzer finds goes to
+# build/fuzz/corpus/<target>/. A crash leaves crash-* in build/fuzz/ and fails the target;
+# fuzz/driver.c replays an input without libFuzzer (see its comment).
+.PHONY: fuzz fuzz-build
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD = build/fuzz
+FUZZ_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJS = $(patsubst csrc/%.c,$(FUZZ_BUILD)/obj/%.o,$(SRCS))
+FUZZ_ENV = ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+$(FUZZ_BUILD)/obj/%.o: csrc/%.c csrc/*.h | $(FUZZ_BUILD)/obj
+	$(FUZZ_CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -I$(LUA_INCDIR) $(CURL_CFLAGS) \
+	  $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_headers: fuzz/fuzz_headers.c $(FUZZ_BUILD)/obj/headers.o $(FUZZ_BUILD)/obj/retry.o
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -I$(LUA_INCDIR) $(CURL_CFLAGS) -o $@ $^ $(CURL_LIBS) -lm
+
+$(FUZZ_BUILD)/fuzz_marshal: fuzz/fuzz_marshal.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -I$(LUA_INCDIR) $(CURL_CFLAGS) -o $@ $^ \
+	  -llua5.4 $(CURL_LIBS) -lm
+
+$(FUZZ_BUILD)/obj $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal:
+	mkdir -p $@
+
+fuzz-build: $(FUZZ_BUILD)/fuzz_headers $(FUZZ_BUILD)/fuzz_marshal
+
+fuzz: fuzz-build | $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal
+	cd $(FUZZ_BUILD) && $(FUZZ_ENV) ./fuzz_headers -max_total_time=$(FUZZ_SECONDS) -max_len=512 \
+	  -timeout=10 -print_final_stats=1 corpus/headers $(CURDIR)/fuzz/corpus/headers
+	cd $(FUZZ_BUILD) && $(FUZZ_ENV) ./fuzz_marshal -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+	  -timeout=10 -print_final_stats=1 corpus/marshal $(CURDIR)/fuzz/corpus/marshal

@@ -182,7 +182,7 @@ static int wants_multipart(lua_State *L, const sora_endpoint *e, int params) {
 static void push_text(lua_State *L, int value) {
   lua_Integer n;
   if (lua_type(L, value) != LUA_TSTRING && sora_isintegral(L, value, &n))
-    lua_pushfstring(L, "%d", (int)n);
+    sora_push_integer_text(L, n);
   else
     lua_pushvalue(L, value);
 }

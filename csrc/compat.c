@@ -1,4 +1,5 @@
 #include <math.h>
+#include <stdio.h>
 
 #include "compat.h"
 
@@ -51,4 +52,10 @@ int sora_isintegral(lua_State *L, int i, lua_Integer *out) {
   if (n != floor(n) || n < -9223372036854775808.0 || n >= 9223372036854775808.0) return 0;
   *out = (lua_Integer)n;
   return 1;
+}
+
+void sora_push_integer_text(lua_State *L, lua_Integer n) {
+  char text[32];
+  snprintf(text, sizeof text, "%lld", (long long)n);
+  lua_pushstring(L, text);
 }

@@ -41,4 +41,7 @@ SORA_HIDDEN void sora_rawsetp(lua_State *L, int i, const void *p);
 /* True when the number at index i has an exact integer value that fits lua_Integer. */
 SORA_HIDDEN int sora_isintegral(lua_State *L, int i, lua_Integer *out);
 
+/* Pushes the decimal text of n (lua_pushfstring's %d stops at int). */
+SORA_HIDDEN void sora_push_integer_text(lua_State *L, lua_Integer n);
+
 #endif

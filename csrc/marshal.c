@@ -56,7 +56,7 @@ void sora_normalize_video(lua_State *L, int fields) {
   /* seconds is a string on the wire; a server that sends a number gets it read as one */
   lua_getfield(L, fields, "seconds");
   if (sora_isintegral(L, -1, &n)) {
-    lua_pushfstring(L, "%d", (int)n);
+    sora_push_integer_text(L, n);
     lua_setfield(L, fields, "seconds");
   }
   lua_pop(L, 1);

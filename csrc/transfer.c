@@ -84,8 +84,8 @@ int sora_transfer_call(sora_transfer *t, const char *name, int nargs) {
 static int report_progress(sora_transfer *t) {
   lua_State *L = t->client->L;
   curl_off_t total = sora_download_total(t);
-  lua_pushnumber(L, (lua_Number)t->received);
-  if (total >= 0) lua_pushnumber(L, (lua_Number)total);
+  lua_pushinteger(L, (lua_Integer)t->received);
+  if (total >= 0) lua_pushinteger(L, (lua_Integer)total);
   else lua_pushnil(L);
   return sora_transfer_call(t, "progress", 2);
 }

@@ -100,9 +100,14 @@ local function finish(task, status, err)
   end
 end
 
---- Cancels the task: its transfer is aborted and freed, the coroutine is never resumed.
+-- Raised through a task that cancels itself, to unwind it; resume() recognises it.
+local CANCELLED = setmetatable({}, { __tostring = function() return "the task was cancelled" end })
+
+--- Cancels the task: its transfer is aborted and freed, the coroutine is never resumed. A
+-- task that cancels itself stops there.
 function Task:cancel()
   if self.status ~= "running" then return false end
+  if coroutine.running() == self.co then error(CANCELLED, 0) end
   if self.transfer then self.transfer:cancel() end
   if coroutine.close then coroutine.close(self.co) end
   finish(self, "cancelled", make_error{ kind = "aborted", message = "the task was cancelled" })
@@ -116,7 +121,9 @@ end
 local function resume(task)
   local results = pack(coroutine.resume(task.co, unpack(task.args, 1, task.args.n)))
   task.args = { n = 0 }
-  if not results[1] then
+  if not results[1] and results[2] == CANCELLED then
+    finish(task, "cancelled", make_error{ kind = "aborted", message = "the task cancelled itself" })
+  elseif not results[1] then
     finish(task, "failed", results[2])
   elseif coroutine.status(task.co) == "dead" then
     task.results = { n = results.n - 1, unpack(results, 2, results.n) }

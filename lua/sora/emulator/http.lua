@@ -109,12 +109,14 @@ function Conn:drain()
   while self:fill() do self.buf = "" end
 end
 
--- Closes the connection; with reset, abortively (TCP RST instead of FIN).
+-- Closes the connection; with reset, abortively (TCP RST instead of FIN). `closed` also
+-- means the peer has gone, when our end still needs closing: so the socket has its own flag.
 function Conn:close(reset)
+  if self.sock_closed then return end
   if reset and not self.closed then
     self.sock:setoption("linger", { on = true, timeout = 0 })
   end
-  self.closed = true
+  self.closed, self.sock_closed = true, true
   self.sock:close()
 end
 
@@ -305,7 +307,7 @@ function Loop:resume(co, conn)
     conn:close()
   end
   if coroutine.status(co) == "dead" then
-    if not conn.closed then conn:close() end
+    conn:close()
     self.conns[conn] = nil
   elseif kind == "r" then
     self.readers[what] = { co = co, conn = conn }
@@ -381,9 +383,7 @@ end
 -- Closes the listener and every open connection.
 function Loop:close()
   self.stopped = true
-  for conn in pairs(self.conns) do
-    if not conn.closed then conn:close() end
-  end
+  for conn in pairs(self.conns) do conn:close() end
   self.conns, self.readers, self.writers, self.sleepers = {}, {}, {}, {}
   self.listener:close()
 end
