@@ -187,17 +187,6 @@ end
 
 local LIST_OPTIONS = { after = "string", limit = "number", order = "string" }
 
--- PUC Lua 5.1 cannot yield from a for-in iterator (the loop calls it across C), so there the
--- iterators fetch pages by blocking even inside a task; LuaJIT and 5.2+ yield.
-local ITERATORS_YIELD = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
-
-local function fetch_page(client, query)
-  if ITERATORS_YIELD then return client:list_page(query) end
-  local transfer, err = start(client, "list_page", query)
-  if not transfer then return nil, err end
-  return transfer:wait()
-end
-
 --- Iterates over list pages: for page in client:pages{ limit = 50 } do ... end
 -- Follows last_id; stops when has_more is false, a page is empty, last_id is missing, or the
 -- server repeats a cursor (a broken server must not make the loop endless). Raises the error
@@ -208,7 +197,7 @@ function Client:pages(params)
   local seen, finished = {}, false
   return function()
     if finished then return nil end
-    local page, err = fetch_page(self, query)
+    local page, err = self:list_page(query)
     if not page then
       finished = true
       error(err, 0)

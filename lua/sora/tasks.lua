@@ -23,10 +23,35 @@ local function scheduler(client)
   return s
 end
 
---- The task of `client` that is running now, or nil (the main thread, a plain coroutine).
+-- PUC Lua 5.1 cannot yield across a C call (pcall, a metamethod) or a for-in iterator call.
+-- There a call that cannot yield blocks instead: true when every frame between here and the
+-- task's function is a plain Lua call. LuaJIT and 5.2+ need no such check.
+local PUC51 = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
+
+local function yieldable_here()
+  local frames, level = {}, 3
+  while true do
+    local info = debug.getinfo(level, "Sn")
+    if not info then break end
+    frames[#frames + 1] = info
+    level = level + 1
+  end
+  for i = 1, #frames - 1 do -- the last frame is the task's function, started by resume
+    local info, caller = frames[i], frames[i + 1]
+    if info.what == "C" or info.name == "(for generator)" then return false end
+    -- an unnamed Lua frame was called from C (a metamethod), unless it was a tail call
+    if info.what == "Lua" and info.namewhat == "" and caller.what ~= "tail" then return false end
+  end
+  return true
+end
+
+--- The task of `client` that is running now, or nil (the main thread, a plain coroutine, or
+-- on PUC 5.1 a place from which the task cannot yield).
 function tasks.current(client)
   local co = coroutine.running()
-  return co and scheduler(client).by_thread[co]
+  local task = co and scheduler(client).by_thread[co]
+  if task and PUC51 and not yieldable_here() then return nil end
+  return task
 end
 
 --- Waits for a transfer: yields inside a task, blocks elsewhere. Returns its value, err.
