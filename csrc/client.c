@@ -10,6 +10,7 @@
 #define DEFAULT_CONNECT_TIMEOUT_S 10.0
 #define DEFAULT_STALL_TIMEOUT_S 60.0
 #define DEFAULT_MAX_RETRIES 2
+#define MAX_POLL_S 3600.0 /* one poll waits at most this long (huge waits loop) */
 
 sora_client *sora_checkclient(lua_State *L, int i) {
   sora_client *c = luaL_checkudata(L, i, SORA_CLIENT);
@@ -228,6 +229,7 @@ static void configure_log(lua_State *L, sora_client *c, int opts) {
 /* Lines never hold the key or any header: method, URL, status, attempt and timing. A log
  * function that raises is reported on stderr rather than breaking the transfer loop. */
 void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) {
+  int status;
   if (level > c->log_level) return;
   if (c->log_ref == LUA_NOREF) {
     fprintf(stderr, "%s\n", line);
@@ -236,7 +238,11 @@ void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) 
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->log_ref);
   lua_pushstring(L, line);
   lua_pushstring(L, level == SORA_LOG_DEBUG ? "debug" : "info");
-  if (lua_pcall(L, 2, 0, 0) != 0) {
+  /* as for transfer callbacks: closing the client or a blocking call from here must raise */
+  c->performing++;
+  status = lua_pcall(L, 2, 0, 0);
+  c->performing--;
+  if (status != 0) {
     fprintf(stderr, "sora: the log function failed: %s\n", lua_tostring(L, -1));
     lua_pop(L, 1);
   }
@@ -390,7 +396,7 @@ int sora_client_drive(lua_State *L, sora_client *c, double wait_s) {
   c->L = L;
   idle = perform(L, c) ? 0 : wake_retries(L, c, wait_s);
   if (idle > 0) {
-    int timeout_ms = (int)(idle * 1000 + 0.999);
+    int timeout_ms = (int)((idle < MAX_POLL_S ? idle : MAX_POLL_S) * 1000 + 0.999);
     curl_multi_poll(c->multi, NULL, 0, timeout_ms, NULL);
     perform(L, c);
     wake_retries(L, c, 0);

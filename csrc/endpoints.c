@@ -122,7 +122,11 @@ static void apply_request_options(lua_State *L, sora_transfer *t, int params) {
   if (!lua_isnil(L, -1))
     t->timeout_ms = lua_tonumber(L, -1) > 0 ? (long)(fmin(lua_tonumber(L, -1), 1e9) * 1000) : 0;
   lua_getfield(L, params, "deadline");
-  if (!lua_isnil(L, -1)) t->deadline_at = sora_now() + lua_tonumber(L, -1);
+  if (!lua_isnil(L, -1)) {
+    double deadline = lua_tonumber(L, -1);
+    if (!(deadline > 0)) sora_arg_error(L, t->endpoint, params, "field 'deadline' must be positive");
+    t->deadline_at = sora_now() + fmin(deadline, 1e9);
+  }
   lua_pop(L, 3);
   if (t->max_retries < 0) sora_arg_error(L, t->endpoint, params, "field 'max_retries' must not be negative");
   if (t->timeout_ms <= 0) sora_arg_error(L, t->endpoint, params, "field 'timeout' must be positive");

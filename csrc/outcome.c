@@ -131,6 +131,7 @@ static int push_success(lua_State *L, sora_transfer *t, int transfer_idx) {
 
 static void push_outcome(lua_State *L, sora_transfer *t, int transfer_idx) {
   if (t->cancelled) {
+    t->status = 0; /* whatever arrived, the call did not end with it */
     lua_pushnil(L);
     lua_pushfstring(L, "%s was aborted: the transfer was cancelled or its client closed", t->endpoint->name);
     push_failure(L, t, "aborted", lua_tostring(L, -1));

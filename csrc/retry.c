@@ -20,6 +20,7 @@ int sora_retryable(CURLcode code, long status, int should_retry) {
     default:
       return 0; /* aborted by a callback, a bad URL, a TLS verification failure... */
   }
+  if (status < 400) return 0; /* x-should-retry cannot make a success be sent again */
   if (should_retry != -1) return should_retry;
   return status == 408 || status == 409 || status == 429 || status >= 500;
 }

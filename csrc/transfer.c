@@ -371,6 +371,7 @@ static void finish(lua_State *L, sora_transfer *t) {
   sora_download_close(t, download_complete(t));
   free_mime(t);
   curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, NULL);
+  curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, NULL); /* the body may be collected */
   t->state = SORA_STATE_DONE;
   unanchor(L, t);
 }
@@ -399,6 +400,7 @@ void sora_transfer_abort(lua_State *L, sora_transfer *t) {
 
 void sora_transfer_detach(lua_State *L, sora_transfer *t) {
   sora_transfer_abort(L, t);
+  t->cancelled = 1; /* its handle (and an unread response in it) goes back with the client */
   sora_transfer_unlink(t);
 }
 

@@ -85,11 +85,16 @@ function Client:run()
   return tasks.run(self)
 end
 
---- Closes the client: its tasks are cancelled and its transfers aborted. Idempotent.
+--- Closes the client: its tasks are cancelled and its transfers aborted. Idempotent; also
+-- what a to-be-closed variable does on 5.4.
 local close = Client.close
 function Client:close()
   tasks.cancel_all(self)
   return close(self)
+end
+do
+  local meta = debug.getregistry()["sora.Client"]
+  if meta.__close then meta.__close = Client.close end
 end
 
 -- ---- videos ---------------------------------------------------------------------------

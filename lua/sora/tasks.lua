@@ -194,7 +194,9 @@ function tasks.step(client, timeout)
     error("step and run drive the tasks; a task of the same client cannot call them", 3)
   end
   local s = scheduler(client)
+  if client:_state().closed then error("calling 'step' on a closed sora.Client", 3) end
   local wake = resume_ready(s)
+  if client:_state().closed then return #s.list end -- a task closed it just now
   local wait = timeout or 0
   for _, task in ipairs(s.list) do
     if ready(task) then wait = 0 end
@@ -205,10 +207,14 @@ function tasks.step(client, timeout)
   return #s.list
 end
 
---- Cancels every running task of the client (before it closes).
+--- Cancels every running task of the client (before it closes) but the one running now,
+-- which goes on after the close (its next sora call raises "closed").
 function tasks.cancel_all(client)
-  local s = scheduler(client)
-  for _, task in ipairs({ unpack(s.list) }) do task:cancel() end
+  local s, co = scheduler(client), coroutine.running()
+  client:_state().closed = true
+  for _, task in ipairs({ unpack(s.list) }) do
+    if task.co ~= co then task:cancel() end
+  end
 end
 
 --- Steps until every task has finished.
