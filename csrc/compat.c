@@ -24,12 +24,6 @@ void *sora_testudata(lua_State *L, int i, const char *tname) {
   return p;
 }
 
-void sora_rawgetp(lua_State *L, int i, const void *p) {
-  i = sora_absindex(L, i);
-  lua_pushlightuserdata(L, (void *)p);
-  lua_rawget(L, i);
-}
-
 void sora_rawsetp(lua_State *L, int i, const void *p) {
   i = sora_absindex(L, i);
   lua_pushlightuserdata(L, (void *)p);

@@ -25,7 +25,6 @@
 #define sora_setuservalue(L, i) lua_setfenv(L, i)
 SORA_HIDDEN void sora_setfuncs(lua_State *L, const luaL_Reg *l, int nup);
 SORA_HIDDEN void *sora_testudata(lua_State *L, int i, const char *tname);
-SORA_HIDDEN void sora_rawgetp(lua_State *L, int i, const void *p);
 SORA_HIDDEN void sora_rawsetp(lua_State *L, int i, const void *p);
 #else
 #define sora_absindex(L, i) lua_absindex(L, i)
@@ -34,7 +33,6 @@ SORA_HIDDEN void sora_rawsetp(lua_State *L, int i, const void *p);
 #define sora_setuservalue(L, i) lua_setuservalue(L, i)
 #define sora_setfuncs(L, l, n) luaL_setfuncs(L, l, n)
 #define sora_testudata(L, i, t) luaL_testudata(L, i, t)
-#define sora_rawgetp(L, i, p) ((void)lua_rawgetp(L, i, p))
 #define sora_rawsetp(L, i, p) lua_rawsetp(L, i, p)
 #endif
 

@@ -5,13 +5,6 @@
 
 #define JSON_DECODE "sora.json.decode"
 #define JSON_ENCODE "sora.json.encode"
-#define JSON_NULL "sora.json.null"
-
-void sora_json_decode(lua_State *L, const char *s, size_t n) {
-  lua_getfield(L, LUA_REGISTRYINDEX, JSON_DECODE);
-  lua_pushlstring(L, s, n);
-  lua_call(L, 1, 1);
-}
 
 int sora_json_try_decode(lua_State *L, const char *s, size_t n) {
   lua_getfield(L, LUA_REGISTRYINDEX, JSON_DECODE);
@@ -26,8 +19,6 @@ void sora_json_encode(lua_State *L, int i) {
   lua_call(L, 1, 1);
 }
 
-void sora_json_null(lua_State *L) { lua_getfield(L, LUA_REGISTRYINDEX, JSON_NULL); }
-
 int sora_open_json(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "cjson");
@@ -38,8 +29,6 @@ int sora_open_json(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, JSON_DECODE);
   lua_getfield(L, -1, "encode");
   lua_setfield(L, LUA_REGISTRYINDEX, JSON_ENCODE);
-  lua_getfield(L, -1, "null");
-  lua_setfield(L, LUA_REGISTRYINDEX, JSON_NULL);
   lua_pop(L, 2);
   return 0;
 }

@@ -206,10 +206,8 @@ SORA_HIDDEN void sora_url_append_escaped(lua_State *L, sora_buffer *b, const cha
 
 /* ---- values (marshal.c, video.c, error.c, json.c) ---------------------------------------- */
 
-SORA_HIDDEN void sora_json_decode(lua_State *L, const char *s, size_t n); /* pushes value or raises */
 SORA_HIDDEN int sora_json_try_decode(lua_State *L, const char *s, size_t n); /* pushes value or message */
 SORA_HIDDEN void sora_json_encode(lua_State *L, int i); /* pushes the JSON text */
-SORA_HIDDEN void sora_json_null(lua_State *L);         /* pushes cjson.null */
 SORA_HIDDEN int sora_open_json(lua_State *L);
 
 /* Replaces nothing: pushes the typed value of a decoded response and returns 1, or pushes a

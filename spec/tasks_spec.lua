@@ -9,9 +9,10 @@ local T = require "support.tasks"
 local now = T.now
 
 -- A step(0) that does not block returns in a few ms; this bound only catches one that waits
--- for a response (the slow responses below take 500 ms).
-local STEP_BOUND = 0.1
-local SLOW_MS = 500
+-- for a response (the slow responses below take 1 s), with room for a slow machine or a
+-- sanitizer run.
+local STEP_BOUND = 0.5
+local SLOW_MS = 1000
 
 describe("tasks", function()
   local E, c, dir, clients
