@@ -7,8 +7,7 @@ local H = require "support.client"
 describe("generate_many", function()
   local E, c, dir
   lazy_setup(function()
-    E = emulator.start{ job_seconds = 0.3, api_key = H.KEY }
-    c = sora.new{ api_key = H.KEY, base_url = E.url }
+    E, c = H.start()
     dir = H.tempdir()
   end)
   lazy_teardown(function()

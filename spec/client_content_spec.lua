@@ -1,20 +1,17 @@
 -- client:download_content: to a string, to a path, to a sink; progress; failures leave nothing.
 local sora = require "sora"
-local emulator = require "support.emulator"
 local H = require "support.client"
 
 describe("download_content", function()
   local E, c, video, dir
 
   lazy_setup(function()
-    E = emulator.start{ job_seconds = 0.3, api_key = H.KEY }
-    c = sora.new{ api_key = H.KEY, base_url = E.url, max_retries = 0 }
+    E, c = H.start({ max_retries = 0 })
     video = H.completed_video(c, E, { prompt = "content" })
   end)
 
   lazy_teardown(function()
-    if c then c:close() end
-    if E then E:stop() end
+    H.stop(E, c)
   end)
 
   before_each(function()

@@ -1,20 +1,16 @@
 -- The Video handle: fields, types, unknown fields, to_table, tostring, equality, read-only,
 -- refresh and the methods that call the API.
-local sora = require "sora"
-local emulator = require "support.emulator"
 local H = require "support.client"
 
 describe("sora.Video", function()
   local E, c
 
   lazy_setup(function()
-    E = emulator.start{ job_seconds = 0.3, api_key = H.KEY }
-    c = sora.new{ api_key = H.KEY, base_url = E.url, max_retries = 0 }
+    E, c = H.start({ max_retries = 0 })
   end)
 
   lazy_teardown(function()
-    if c then c:close() end
-    if E then E:stop() end
+    H.stop(E, c)
   end)
 
   before_each(function()

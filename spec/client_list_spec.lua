@@ -1,6 +1,5 @@
 -- client:list and client:pages: pagination, parameters, broken servers, errors.
 local sora = require "sora"
-local emulator = require "support.emulator"
 local H = require "support.client"
 
 describe("listing", function()
@@ -8,15 +7,13 @@ describe("listing", function()
   local ids -- in creation order
 
   lazy_setup(function()
-    E = emulator.start{ job_seconds = 0.3, api_key = H.KEY }
-    c = sora.new{ api_key = H.KEY, base_url = E.url, max_retries = 0 }
+    E, c = H.start({ max_retries = 0 })
     ids = {}
     for i = 1, 7 do ids[i] = assert(c:create{ prompt = "video " .. i }).id end
   end)
 
   lazy_teardown(function()
-    if c then c:close() end
-    if E then E:stop() end
+    H.stop(E, c)
   end)
 
   before_each(function()

@@ -1,19 +1,16 @@
 -- create, retrieve, delete, remix, edit, extend, characters: results and what the server got.
 local sora = require "sora"
-local emulator = require "support.emulator"
 local H = require "support.client"
 
 describe("client endpoints", function()
   local E, c
 
   lazy_setup(function()
-    E = emulator.start{ job_seconds = 0.3, api_key = H.KEY }
-    c = sora.new{ api_key = H.KEY, base_url = E.url, max_retries = 0 }
+    E, c = H.start({ max_retries = 0 })
   end)
 
   lazy_teardown(function()
-    if c then c:close() end
-    if E then E:stop() end
+    H.stop(E, c)
   end)
 
   before_each(function()

@@ -13,8 +13,7 @@ describe("faults", function()
   local E, c, once, video, dir
 
   lazy_setup(function()
-    E = emulator.start{ job_seconds = 0.3, api_key = H.KEY }
-    c = sora.new{ api_key = H.KEY, base_url = E.url, max_retries = 0 }
+    E, c = H.start({ max_retries = 0 })
     once = sora.new{ api_key = H.KEY, base_url = E.url, max_retries = 1 }
     video = H.completed_video(c, E, { prompt = "faults" })
   end)

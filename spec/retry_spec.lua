@@ -76,13 +76,11 @@ describe("retries through the emulator", function()
   local E, c
 
   lazy_setup(function()
-    E = emulator.start{ job_seconds = 0.3, api_key = H.KEY }
-    c = sora.new{ api_key = H.KEY, base_url = E.url, max_retries = 2 }
+    E, c = H.start({ max_retries = 2 })
   end)
 
   lazy_teardown(function()
-    if c then c:close() end
-    if E then E:stop() end
+    H.stop(E, c)
   end)
 
   before_each(function()

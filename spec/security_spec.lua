@@ -45,8 +45,7 @@ describe("security", function()
   end)
 
   lazy_teardown(function()
-    if c then c:close() end
-    if E then E:stop() end
+    H.stop(E, c)
     H.rmdir(dir)
   end)
 

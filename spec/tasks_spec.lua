@@ -18,14 +18,12 @@ describe("tasks", function()
   local E, c, dir, clients
 
   lazy_setup(function()
-    E = emulator.start{ job_seconds = 0.3, api_key = H.KEY }
-    c = sora.new{ api_key = H.KEY, base_url = E.url, max_retries = 0 }
+    E, c = H.start({ max_retries = 0 })
     dir = H.tempdir()
   end)
 
   lazy_teardown(function()
-    if c then c:close() end
-    if E then E:stop() end
+    H.stop(E, c)
     H.rmdir(dir)
   end)
 

@@ -121,6 +121,20 @@ function M.completed_video(client, E, params)
   return video
 end
 
+-- An emulator (jobs of 0.3 s, the test key) and a client of it with `client_opts`.
+function M.start(client_opts)
+  local E = require("support.emulator").start{ job_seconds = 0.3, api_key = M.KEY }
+  local opts = { api_key = M.KEY, base_url = E.url }
+  for name, value in pairs(client_opts or {}) do opts[name] = value end
+  return E, require("sora").new(opts)
+end
+
+-- Closes what M.start made (either may be nil when the setup failed).
+function M.stop(E, c)
+  if c then c:close() end
+  if E then E:stop() end
+end
+
 function M.is_integer(n)
   if math.type then return math.type(n) == "integer" end
   return type(n) == "number" and n == math.floor(n)
