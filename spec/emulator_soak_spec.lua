@@ -180,6 +180,22 @@ describe("the emulator under a soak", function()
       assert.is_false(ok)
       assert.matches("sora.emulator.new: fault_rate must be a number in 0..1", err, 1, true)
     end)
+
+    it("refuses bad flags on the command line, exit status 2", function()
+      for flags, message in pairs{
+        ["--fault-rate 2"] = "--fault-rate must be 0..1",
+        ["--fault-kinds reset,meteor"] = "unknown fault kind 'meteor'",
+        ["--fault-seed 1.5"] = "--fault-seed expects a non-negative integer",
+        ["--record-limit -1"] = "--record-limit expects a non-negative integer",
+        ["--max-connections 0"] = "--max-connections must be at least 1",
+      } do
+        local p = io.popen("lua5.4 bin/sora-emulator " .. flags .. " 2>&1; echo \"rc=$?\"")
+        local out = p:read("*a")
+        p:close()
+        assert.matches(message, out, 1, true)
+        assert.matches("rc=2", out, 1, true)
+      end
+    end)
   end)
 
   describe("fault kinds", function()
