@@ -188,11 +188,12 @@ static void check_names(lua_State *L, const sora_endpoint *e, const sora_field *
   }
 }
 
-/* Copies, checks and requires each field of one list from the options at params into copy. */
-static void copy_fields(lua_State *L, const sora_endpoint *e, const sora_field *f, int params,
-                        int copy) {
+/* Copies, checks and requires each field of one list from the table at src into copy;
+ * messages name argument params. */
+static void copy_fields(lua_State *L, const sora_endpoint *e, const sora_field *f, int src,
+                        int copy, int params) {
   for (; f && f->name; f++) {
-    lua_getfield(L, params, f->name); /* copy ... value */
+    lua_getfield(L, src, f->name); /* copy ... value */
     if (lua_isnil(L, -1)) {
       if (f->required) sora_arg_error(L, e, params, "field '%s' is required", f->name);
       lua_pop(L, 1);
@@ -216,7 +217,7 @@ void sora_read_options(lua_State *L, const sora_endpoint *e, const sora_field *l
   for (i = 0; i < 3; i++) {
     if (lua_isnoneornil(L, params)) lua_newtable(L); /* nothing given: required fields raise */
     else lua_pushvalue(L, params);
-    copy_fields(L, e, lists[i], lua_gettop(L), copy);
+    copy_fields(L, e, lists[i], lua_gettop(L), copy, params);
     lua_pop(L, 1);
   }
   lua_replace(L, params); /* the copy takes the place of the caller's table */

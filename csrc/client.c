@@ -671,20 +671,14 @@ static void close_client(lua_State *L, sora_client *c, int client_idx) {
   c->has_log_function = 0;
 }
 
-/* close and __close: refused from inside a callback of the client, where it would free the
- * handles libcurl is using; then nothing has changed. Idempotent. */
+/* close, __gc and __close are one idempotent function. It is refused from inside a callback
+ * of the client, where it would free the handles libcurl is using, and then nothing has
+ * changed. (A finalizer never meets that case: the client is on the driving stack.) */
 static int client_close(lua_State *L) {
   sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
   if (c->multi == NULL) return 0;
   sora_check_usable(L, c, "close");
   close_client(L, c, 1);
-  return 0;
-}
-
-/* __gc: the client is unreachable, so no callback of it runs; its transfers are aborted (they
- * may already have been finalized in this cycle: each unlinked itself then). */
-static int client_gc(lua_State *L) {
-  close_client(L, luaL_checkudata(L, 1, SORA_CLIENT), 1);
   return 0;
 }
 
@@ -777,7 +771,7 @@ static const luaL_Reg client_methods[] = {
     {NULL, NULL}};
 
 static const luaL_Reg client_meta[] = {
-    {"__gc", client_gc}, {"__tostring", client_tostring},
+    {"__gc", client_close}, {"__tostring", client_tostring},
 #if LUA_VERSION_NUM >= 504
     {"__close", client_close},
 #endif

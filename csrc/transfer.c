@@ -459,6 +459,10 @@ static sora_client *push_usable_client(lua_State *L, sora_transfer *t, int trans
 int sora_transfer_wait(lua_State *L, int transfer_idx) {
   sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
   transfer_idx = sora_absindex(L, transfer_idx);
+  if (t->client) { /* refused from a callback even when done: the same call, the same rule */
+    push_usable_client(L, t, transfer_idx, "wait");
+    lua_pop(L, 1);
+  }
   while (t->state != SORA_STATE_DONE) {
     double wait = 1.0;
     if (t->state == SORA_STATE_RETRY_WAIT) wait = t->retry_at - sora_now();
