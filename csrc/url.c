@@ -87,15 +87,22 @@ static char *part(CURLU *u, CURLUPart what, unsigned flags, CURLUcode *rc) {
   return *rc == CURLUE_OK ? value : NULL;
 }
 
-/* Why the parsed URL cannot work, or NULL when it can. */
-static const char *unusable(CURLU *u) {
+/* Whether the text has an authority after "scheme://": libcurl reads "http:///v1" and
+ * "http:/v1" as the host "v1", which is never what was meant. */
+static int has_authority(const char *text) {
+  const char *slashes = strstr(text, "://");
+  return slashes && slashes[3] != '\0' && slashes[3] != '/' && slashes[3] != '?' && slashes[3] != '#';
+}
+
+/* Why the parsed URL (of text) cannot work, or NULL when it can. */
+static const char *unusable(CURLU *u, const char *text) {
   CURLUcode rc;
   char *scheme = part(u, CURLUPART_SCHEME, 0, &rc), *host, *fragment;
   int web = scheme && (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
   curl_free(scheme);
   if (!web) return "must start with http:// or https://";
   host = part(u, CURLUPART_HOST, 0, &rc);
-  web = host && *host;
+  web = host && *host && has_authority(text);
   curl_free(host);
   if (!web) return "has no host";
   fragment = part(u, CURLUPART_FRAGMENT, 0, &rc);
@@ -153,7 +160,7 @@ void sora_base_url_parse(lua_State *L, const char *text, const char *origin, sor
   int ok;
   if (u == NULL) luaL_error(L, "sora: out of memory");
   if (curl_url_set(u, CURLUPART_URL, text, 0) != CURLUE_OK) why = "is not a valid URL";
-  else why = unusable(u);
+  else why = unusable(u, text);
   ok = why == NULL && split(u, base);
   curl_url_cleanup(u);
   if (why) /* the text itself is never quoted: it may hold a password */
