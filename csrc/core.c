@@ -6,6 +6,14 @@
 #include "retry.h"
 #include "sora.h"
 
+/* The oldest libcurl sora works with: curl_multi_poll came in 7.66.0 (the URL API in 7.62,
+ * CURLOPT_PROTOCOLS_STR only in 7.85: client.c falls back to the older options). */
+#define SORA_CURL_MINIMUM 0x074200
+#define SORA_CURL_MINIMUM_TEXT "7.66.0"
+#if LIBCURL_VERSION_NUM < SORA_CURL_MINIMUM
+#error "sora needs libcurl 7.66.0 or newer"
+#endif
+
 static int core_now(lua_State *L) {
   lua_pushnumber(L, sora_now());
   return 1;
@@ -30,6 +38,9 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
     return luaL_error(L, "sora: libcurl failed to initialise");
   curl = curl_version_info(CURLVERSION_NOW);
+  if (curl->version_num < SORA_CURL_MINIMUM) /* built against newer headers than it runs with */
+    return luaL_error(L, "sora needs libcurl %s or newer, this is %s", SORA_CURL_MINIMUM_TEXT,
+                      curl->version);
   sora_open_json(L);
   sora_open_transfer(L);
   lua_newtable(L); /* the module */
