@@ -43,17 +43,17 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
                       curl->version);
   sora_open_json(L);
   sora_open_transfer(L);
-  lua_newtable(L); /* the module */
-  sora_open_error(L);
-  lua_setfield(L, -3, "is_error");
-  lua_setfield(L, -2, "error");
-  sora_open_video(L);
-  sora_open_client(L); /* methods, new */
-  lua_setfield(L, -4, "new");
-  sora_open_endpoints(L);
+  lua_newtable(L);                 /* M */
+  sora_open_error(L);              /* M, error, is_error */
+  lua_setfield(L, -3, "is_error"); /* M, error */
+  lua_setfield(L, -2, "error");    /* M */
+  sora_open_video(L);              /* M, Video */
+  sora_open_client(L);             /* M, Video, Client, new */
+  lua_setfield(L, -4, "new");      /* M, Video, Client */
+  sora_open_endpoints(L);          /* M, Video, Client, endpoints */
   lua_setfield(L, -4, "endpoints");
-  lua_setfield(L, -3, "Client");
-  lua_setfield(L, -2, "Video");
+  lua_setfield(L, -3, "Client");   /* M, Video */
+  lua_setfield(L, -2, "Video");    /* M */
   lua_pushcfunction(L, core_retry_delay);
   lua_setfield(L, -2, "_retry_delay");
   lua_pushcfunction(L, core_now);
