@@ -17,9 +17,10 @@
 #define DEFAULT_MAX_RETRIES 2
 #define MAX_POLL_S 3600.0 /* one poll waits at most this long (huge waits loop) */
 
-sora_client *sora_checkclient(lua_State *L, int i) {
-  sora_client *c = luaL_checkudata(L, i, SORA_CLIENT);
-  if (c->multi == NULL) luaL_argerror(L, i, "the client is closed");
+/* The open client at index 1 of the method `name`. */
+static sora_client *check_open(lua_State *L, const char *name) {
+  sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
+  if (c->multi == NULL) sora_raise(L, "calling '%s' on a closed sora.Client", name);
   return c;
 }
 
@@ -83,7 +84,11 @@ static double number_option(lua_State *L, int opts, const char *name, double fal
     sora_bad_argument(L, "new", 1, "option '%s' must be a number, got %s", name, luaL_typename(L, -1));
   else value = lua_tonumber(L, -1);
   lua_pop(L, 1);
-  if (!(value >= min)) sora_bad_argument(L, "new", 1, "option '%s' must be >= %f", name, min);
+  if (!(value >= min)) {
+    char bound[32];
+    snprintf(bound, sizeof bound, "%g", min); /* 0 and 0.001, not 0.0 and 0.001000 */
+    sora_bad_argument(L, "new", 1, "option '%s' must be >= %s", name, bound);
+  }
   /* callers convert to int or to milliseconds in a long: out of range (math.huge) is UB.
    * A billion seconds or retries is forever. */
   return value > 1e9 ? 1e9 : value;
@@ -682,11 +687,25 @@ static int client_close(lua_State *L) {
   return 0;
 }
 
+/* Seconds to wait, argument 2 of the method `public_name` (its #1): a number >= 0, not NaN. */
+static double check_seconds(lua_State *L, const char *public_name, double fallback) {
+  double seconds;
+  if (lua_isnoneornil(L, 2)) return fallback;
+  if (lua_type(L, 2) != LUA_TNUMBER)
+    sora_bad_argument(L, public_name, 1, "non-negative number expected, got %s", luaL_typename(L, 2));
+  seconds = lua_tonumber(L, 2);
+  if (!(seconds >= 0)) {
+    lua_pushvalue(L, 2); /* a copy: lua_tostring converts in place */
+    sora_bad_argument(L, public_name, 1, "non-negative number expected, got %s", lua_tostring(L, -1));
+  }
+  return seconds;
+}
+
 /* client:_drive(seconds): one turn of the loop; the Lua layer's step adds the tasks. */
 static int client_drive(lua_State *L) {
-  double wait_s = luaL_optnumber(L, 2, 0);
+  double wait_s;
   check_usable(L, "step");
-  luaL_argcheck(L, wait_s >= 0, 2, "must not be negative");
+  wait_s = check_seconds(L, "step", 0);
   lua_pushinteger(L, sora_client_drive(L, 1, wait_s));
   return 1;
 }
@@ -695,7 +714,8 @@ static int client_drive(lua_State *L) {
 static int client_sleep(lua_State *L) {
   double until, left;
   check_usable(L, "sleep");
-  until = sora_now() + luaL_checknumber(L, 2);
+  if (lua_isnoneornil(L, 2)) sora_bad_argument(L, "sleep", 1, "non-negative number expected, got no value");
+  until = sora_now() + check_seconds(L, "sleep", 0);
   while ((left = until - sora_now()) > 0) {
     check_usable(L, "sleep"); /* a log function may have closed it (it raised then) */
     sora_client_drive(L, 1, left);
@@ -730,13 +750,13 @@ static int client_state(lua_State *L) {
 }
 
 static int client_base_url(lua_State *L) {
-  push_shown_url(L, sora_checkclient(L, 1));
+  push_shown_url(L, check_open(L, "base_url"));
   return 1;
 }
 
 /* client:_jitter(): the next number in [0, 1) of the client's retry jitter, for the specs. */
 static int client_jitter(lua_State *L) {
-  lua_pushnumber(L, sora_rng_uniform(&sora_checkclient(L, 1)->rng));
+  lua_pushnumber(L, sora_rng_uniform(&check_open(L, "_jitter")->rng));
   return 1;
 }
 

@@ -111,7 +111,6 @@ typedef struct sora_client {
 
 enum { SORA_LOG_NONE, SORA_LOG_INFO, SORA_LOG_DEBUG };
 
-SORA_HIDDEN sora_client *sora_checkclient(lua_State *L, int i);
 SORA_HIDDEN void sora_client_log(lua_State *L, sora_client *c, int level, const char *line);
 /* A handle from the pool, or a new one; raises when libcurl cannot make one safely. */
 SORA_HIDDEN sora_handle *sora_client_acquire(sora_client *c, lua_State *L);
