@@ -27,6 +27,7 @@ static void push_caller_position(lua_State *L) {
   lua_pushliteral(L, "");
 }
 
+/* Raises a message formatted as lua_pushfstring does, at the program's line. */
 int sora_raise(lua_State *L, const char *fmt, ...) {
   va_list args;
   push_caller_position(L);
@@ -38,6 +39,7 @@ int sora_raise(lua_State *L, const char *fmt, ...) {
   abort(); /* lua_error never returns; lua.h does not say so */
 }
 
+/* "bad argument #N to 'NAME' (...)": the one shape of every argument error of the core. */
 int sora_bad_argument(lua_State *L, const char *fname, int arg, const char *fmt, ...) {
   va_list args;
   va_start(args, fmt);
@@ -55,6 +57,9 @@ int sora_arg_error(lua_State *L, const sora_endpoint *e, int arg, const char *fm
   sora_bad_argument(L, e->name, arg - 1, "%s", lua_tostring(L, -1));
 }
 
+/* Every entry point that touches the multi handle asks this first: from inside a callback,
+ * libcurl is running on that handle (curl_multi_perform is not reentrant) or the core is
+ * walking its transfers. */
 int sora_check_usable(lua_State *L, sora_client *c, const char *call) {
   if (c->multi == NULL) sora_raise(L, "calling '%s' on a closed sora.Client", call);
   if (c->in_callback)
