@@ -29,10 +29,10 @@ build = {
   modules = {
     ["sora.core"] = {
       sources = {
-        "csrc/body.c", "csrc/buffer.c", "csrc/client.c", "csrc/compat.c", "csrc/core.c", "csrc/download.c",
+        "csrc/args.c", "csrc/body.c", "csrc/buffer.c", "csrc/client.c", "csrc/compat.c", "csrc/core.c", "csrc/download.c",
         "csrc/endpoints.c", "csrc/error.c", "csrc/headers.c", "csrc/json.c",
         "csrc/marshal.c", "csrc/multipart.c", "csrc/outcome.c", "csrc/retry.c", "csrc/transfer.c",
-        "csrc/video.c",
+        "csrc/url.c", "csrc/video.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "m" },

@@ -1,7 +1,12 @@
 /* The client: configuration, the multi handle, a pool of easy handles, and the loop that
  * drives transfers. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "sora.h"
 
@@ -12,9 +17,10 @@
 #define DEFAULT_MAX_RETRIES 2
 #define MAX_POLL_S 3600.0 /* one poll waits at most this long (huge waits loop) */
 
-sora_client *sora_checkclient(lua_State *L, int i) {
-  sora_client *c = luaL_checkudata(L, i, SORA_CLIENT);
-  if (c->multi == NULL) luaL_argerror(L, i, "the client is closed");
+/* The open client at index 1 of the method `name`. */
+static sora_client *check_open(lua_State *L, const char *name) {
+  sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
+  if (c->multi == NULL) sora_raise(L, "calling '%s' on a closed sora.Client", name);
   return c;
 }
 
@@ -26,17 +32,42 @@ static char *dup_string(lua_State *L, const char *s) {
   return strcpy(copy, s);
 }
 
-/* A string option, else the environment variable, else the default (which may be NULL). */
+static const char *const option_names[] = {
+    "api_key", "base_url", "organization", "project", "timeout", "connect_timeout",
+    "stall_timeout", "deadline", "max_retries", "headers", "log", "tls_verify", "ca_file", NULL};
+
+/* Replaces the options at opts with a plain copy of the known ones, each read once (through
+ * __index too): every string read later is anchored by the copy until new returns. */
+static void read_options(lua_State *L, int opts) {
+  int i;
+  lua_pushnil(L);
+  while (lua_next(L, opts)) { /* name, value */
+    if (lua_type(L, -2) != LUA_TSTRING) sora_bad_argument(L, "new", 1, "option names must be strings");
+    for (i = 0; option_names[i]; i++) {
+      if (strcmp(option_names[i], lua_tostring(L, -2)) == 0) break;
+    }
+    if (option_names[i] == NULL) sora_bad_argument(L, "new", 1, "unknown option '%s'", lua_tostring(L, -2));
+    lua_pop(L, 1);
+  }
+  lua_newtable(L); /* copy */
+  for (i = 0; option_names[i]; i++) {
+    lua_getfield(L, opts, option_names[i]); /* copy, value */
+    lua_setfield(L, -2, option_names[i]);
+  }
+  lua_replace(L, opts);
+}
+
+/* A string option, else the environment variable, else the default (which may be NULL). The
+ * string stays valid while the options' copy is on the stack (read_options). */
 static const char *string_option(lua_State *L, int opts, const char *name, const char *env,
                                  const char *fallback) {
   const char *value;
   lua_getfield(L, opts, name);
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "bad argument #1 to 'new' (option '%s' must be a string, got %s)", name,
-                 luaL_typename(L, -1));
+      sora_bad_argument(L, "new", 1, "option '%s' must be a string, got %s", name, luaL_typename(L, -1));
     value = lua_tostring(L, -1);
-    lua_pop(L, 1); /* the options table still holds the string */
+    lua_pop(L, 1); /* the copy of the options still holds the string */
     return value;
   }
   lua_pop(L, 1);
@@ -50,11 +81,14 @@ static double number_option(lua_State *L, int opts, const char *name, double fal
   lua_getfield(L, opts, name);
   if (lua_isnil(L, -1)) value = fallback;
   else if (lua_type(L, -1) != LUA_TNUMBER)
-    return luaL_error(L, "bad argument #1 to 'new' (option '%s' must be a number, got %s)", name,
-                      luaL_typename(L, -1));
+    sora_bad_argument(L, "new", 1, "option '%s' must be a number, got %s", name, luaL_typename(L, -1));
   else value = lua_tonumber(L, -1);
   lua_pop(L, 1);
-  if (!(value >= min)) luaL_error(L, "bad argument #1 to 'new' (option '%s' must be >= %g)", name, min);
+  if (!(value >= min)) {
+    char bound[32];
+    snprintf(bound, sizeof bound, "%g", min); /* 0 and 0.001, not 0.0 and 0.001000 */
+    sora_bad_argument(L, "new", 1, "option '%s' must be >= %s", name, bound);
+  }
   /* callers convert to int or to milliseconds in a long: out of range (math.huge) is UB.
    * A billion seconds or retries is forever. */
   return value > 1e9 ? 1e9 : value;
@@ -64,7 +98,7 @@ static void check_header_text(lua_State *L, const char *what, const char *s, siz
   size_t i;
   for (i = 0; i < len; i++) {
     if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-      luaL_error(L, "bad argument #1 to 'new' (%s contains CR, LF or NUL)", what);
+      sora_bad_argument(L, "new", 1, "%s contains CR, LF or NUL", what);
   }
 }
 
@@ -92,8 +126,7 @@ static int is_token(const char *s, size_t len) {
 
 static void add_user_header(lua_State *L, struct curl_slist **list, const char *name,
                             size_t name_len, const char *value, size_t value_len) {
-  if (!is_token(name, name_len))
-    luaL_error(L, "bad argument #1 to 'new' (invalid header name '%s')", name);
+  if (!is_token(name, name_len)) sora_bad_argument(L, "new", 1, "invalid header name '%s'", name);
   check_header_text(L, "a header value", value, value_len);
   append_header(L, list, name, value);
 }
@@ -111,8 +144,8 @@ static void add_env_headers(lua_State *L, struct curl_slist **list) {
       while (*v == ' ' || *v == '\t') v++;
       value_len = len - (size_t)(v - text);
       if (value_len && v[value_len - 1] == '\r') value_len--;
-      lua_pushlstring(L, text, name_len);
-      lua_pushlstring(L, v, value_len);
+      lua_pushlstring(L, text, name_len); /* name */
+      lua_pushlstring(L, v, value_len);   /* name, value */
       add_user_header(L, list, lua_tostring(L, -2), name_len, lua_tostring(L, -1), value_len);
       lua_pop(L, 2);
     }
@@ -120,21 +153,22 @@ static void add_env_headers(lua_State *L, struct curl_slist **list) {
   }
 }
 
+/* The headers table is walked with lua_next, which keeps each name and value on the stack
+ * while they are used. */
 static void add_option_headers(lua_State *L, int opts, struct curl_slist **list) {
-  lua_getfield(L, opts, "headers");
+  lua_getfield(L, opts, "headers"); /* headers */
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return;
   }
   if (!lua_istable(L, -1))
-    luaL_error(L, "bad argument #1 to 'new' (option 'headers' must be a table, got %s)",
-               luaL_typename(L, -1));
+    sora_bad_argument(L, "new", 1, "option 'headers' must be a table, got %s", luaL_typename(L, -1));
   lua_pushnil(L);
-  while (lua_next(L, -2)) {
+  while (lua_next(L, -2)) { /* headers, name, value */
     size_t name_len, value_len;
     const char *name, *value;
     if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "bad argument #1 to 'new' (option 'headers' must map names to strings)");
+      sora_bad_argument(L, "new", 1, "option 'headers' must map names to strings");
     name = lua_tolstring(L, -2, &name_len);
     value = lua_tolstring(L, -1, &value_len);
     add_user_header(L, list, name, name_len, value, value_len);
@@ -158,30 +192,13 @@ static void build_headers(lua_State *L, sora_client *c, int opts) {
     append_header(L, list, "Accept", accept[kind]);
     if (kind == SORA_HEADERS_FOREIGN) continue;
     if (kind == SORA_HEADERS_JSON) append_header(L, list, "Content-Type", "application/json");
-    /* curl waits up to a second for "100 Continue" before a large body; servers answer anyway. */
-    if (kind == SORA_HEADERS_MIME) append_header(L, list, "Expect", "");
+    /* curl waits up to a second for "100 Continue" before a body over 1 MB (JSON or
+     * multipart); servers answer without it */
+    if (kind == SORA_HEADERS_MIME || kind == SORA_HEADERS_JSON) append_header(L, list, "Expect", "");
     if (org) append_header(L, list, "OpenAI-Organization", org);
     if (project) append_header(L, list, "OpenAI-Project", project);
     add_env_headers(L, list);
     add_option_headers(L, opts, list);
-  }
-}
-
-static const char *const option_names[] = {
-    "api_key", "base_url", "organization", "project", "timeout", "connect_timeout",
-    "stall_timeout", "deadline", "max_retries", "headers", "log", "tls_verify", "ca_file", NULL};
-
-static void check_option_names(lua_State *L, int opts) {
-  lua_pushnil(L);
-  while (lua_next(L, opts)) {
-    int i;
-    if (lua_type(L, -2) != LUA_TSTRING) luaL_argerror(L, 1, "option names must be strings");
-    for (i = 0; option_names[i]; i++) {
-      if (strcmp(option_names[i], lua_tostring(L, -2)) == 0) break;
-    }
-    if (option_names[i] == NULL)
-      luaL_error(L, "bad argument #1 to 'new' (unknown option '%s')", lua_tostring(L, -2));
-    lua_pop(L, 1);
   }
 }
 
@@ -190,8 +207,7 @@ static void configure_tls(lua_State *L, sora_client *c, int opts) {
   const char *ca_file = string_option(L, opts, "ca_file", NULL, NULL);
   lua_getfield(L, opts, "tls_verify");
   if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-    luaL_error(L, "bad argument #1 to 'new' (option 'tls_verify' must be a boolean, got %s)",
-               luaL_typename(L, -1));
+    sora_bad_argument(L, "new", 1, "option 'tls_verify' must be a boolean, got %s", luaL_typename(L, -1));
   c->tls_verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_pop(L, 1);
   if (ca_file) c->ca_file = dup_string(L, ca_file);
@@ -203,65 +219,50 @@ static int log_level_named(const char *name) {
   return -1;
 }
 
-/* log = "info" | "debug" (to stderr) | function(line, level); else OPENAI_LOG. */
-static void configure_log(lua_State *L, sora_client *c, int opts) {
+/* log = "info" | "debug" (to stderr) | a callable(line, level), kept in the client's user
+ * value (the registry would keep a client its log function refers to alive); else OPENAI_LOG. */
+static void configure_log(lua_State *L, sora_client *c, int opts, int client_idx) {
   const char *env = getenv("OPENAI_LOG");
-  c->log_ref = LUA_NOREF;
-  lua_getfield(L, opts, "log");
-  if (lua_isfunction(L, -1)) {
+  lua_getfield(L, opts, "log"); /* log */
+  if (lua_type(L, -1) != LUA_TSTRING && sora_iscallable(L, -1)) {
     c->log_level = SORA_LOG_DEBUG;
-    c->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    return;
-  }
-  if (lua_type(L, -1) == LUA_TSTRING) {
+    c->has_log_function = 1;
+    sora_getuservalue(L, client_idx); /* log, uv */
+    lua_insert(L, -2);                /* uv, log */
+    lua_setfield(L, -2, "log");
+  } else if (lua_type(L, -1) == LUA_TSTRING) {
     c->log_level = log_level_named(lua_tostring(L, -1));
     if (c->log_level < 0)
-      luaL_error(L, "bad argument #1 to 'new' (option 'log' must be \"info\", \"debug\" or a function)");
+      sora_bad_argument(L, "new", 1, "option 'log' must be \"info\", \"debug\" or a function");
   } else if (!lua_isnil(L, -1)) {
-    luaL_error(L, "bad argument #1 to 'new' (option 'log' must be a string or a function, got %s)",
-               luaL_typename(L, -1));
+    sora_bad_argument(L, "new", 1, "option 'log' must be a string or a function, got %s",
+                      luaL_typename(L, -1));
   } else if (env && log_level_named(env) > 0) {
     c->log_level = log_level_named(env);
   }
   lua_pop(L, 1);
 }
 
-/* Lines never hold the key or any header: method, URL, status, attempt and timing. A log
- * function that raises is reported on stderr rather than breaking the transfer loop. */
-void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) {
-  int status;
-  if (level > c->log_level) return;
-  if (c->log_ref == LUA_NOREF) {
-    fprintf(stderr, "%s\n", line);
-    return;
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->log_ref);
-  lua_pushstring(L, line);
-  lua_pushstring(L, level == SORA_LOG_DEBUG ? "debug" : "info");
-  /* as for transfer callbacks: closing the client or a blocking call from here must raise */
-  c->performing++;
-  status = lua_pcall(L, 2, 0, 0);
-  c->performing--;
-  if (status != 0) {
-    fprintf(stderr, "sora: the log function failed: %s\n", lua_tostring(L, -1));
-    lua_pop(L, 1);
-  }
+/* base_url, else OPENAI_BASE_URL, else the API; taken apart by url.c. */
+static void configure_base_url(lua_State *L, sora_client *c, int opts) {
+  const char *origin = "base_url", *base;
+  lua_getfield(L, opts, "base_url");
+  if (lua_isnil(L, -1) && getenv("OPENAI_BASE_URL") && *getenv("OPENAI_BASE_URL")) origin = "OPENAI_BASE_URL";
+  lua_pop(L, 1);
+  base = string_option(L, opts, "base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL);
+  check_header_text(L, origin, base, strlen(base));
+  sora_base_url_parse(L, base, origin, &c->base);
 }
 
-static void configure(lua_State *L, sora_client *c, int opts) {
-  const char *base, *key;
-  size_t base_len;
-  check_option_names(L, opts);
+static void configure(lua_State *L, sora_client *c, int opts, int client_idx) {
+  const char *key;
+  read_options(L, opts);
   key = string_option(L, opts, "api_key", "OPENAI_API_KEY", NULL);
   if (key == NULL || *key == '\0')
-    luaL_error(L, "sora.new: no API key: pass api_key or set OPENAI_API_KEY");
+    sora_bad_argument(L, "new", 1, "no API key: pass api_key or set OPENAI_API_KEY");
   check_header_text(L, "the API key", key, strlen(key));
-  base = string_option(L, opts, "base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL);
-  base_len = strlen(base);
-  while (base_len > 0 && base[base_len - 1] == '/') base_len--; /* paths start with '/' */
-  if (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0)
-    luaL_error(L, "bad argument #1 to 'new' (base_url must start with http:// or https://, got '%s')", base);
-  check_header_text(L, "option 'base_url'", base, base_len);
+  c->api_key = dup_string(L, key);
+  configure_base_url(L, c, opts);
   c->timeout_ms = (long)(number_option(L, opts, "timeout", DEFAULT_TIMEOUT_S, 0.001) * 1000);
   c->connect_timeout_ms =
       (long)(number_option(L, opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, 0.001) * 1000);
@@ -270,11 +271,8 @@ static void configure(lua_State *L, sora_client *c, int opts) {
   c->deadline_ms = (long)(number_option(L, opts, "deadline", 0, 0) * 1000);
   c->max_retries = (int)number_option(L, opts, "max_retries", DEFAULT_MAX_RETRIES, 0);
   configure_tls(L, c, opts);
-  configure_log(L, c, opts);
+  configure_log(L, c, opts, client_idx);
   build_headers(L, c, opts);
-  c->api_key = dup_string(L, key);
-  c->base_url = dup_string(L, base);
-  c->base_url[base_len] = '\0';
   /* curl_version() would list every library and initialise libldap: the number suffices */
   lua_pushfstring(L, "sora-lua/%s libcurl/%s %s", SORA_VERSION,
                   curl_version_info(CURLVERSION_NOW)->version, LUA_VERSION);
@@ -289,40 +287,105 @@ static size_t ignore_body(char *data, size_t size, size_t n, void *ud) {
   return size * n;
 }
 
-/* Options that never change between requests are set once, when the handle is made. */
-static CURL *new_easy(sora_client *c, sora_handle *h) {
+/* Every socket libcurl opens is close-on-exec: a child the host spawns must not keep a
+ * connection (a cancelled request's) open. SOCK_CLOEXEC makes it atomic where it exists. */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *address) {
+  curl_socket_t fd;
+  (void)ud; (void)purpose;
+#ifdef SOCK_CLOEXEC
+  fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+  if (fd != CURL_SOCKET_BAD || errno != EINVAL) return fd;
+#endif
+  fd = socket(address->family, address->socktype, address->protocol);
+  if (fd != CURL_SOCKET_BAD) fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+  return fd;
+}
+
+/* libcurl before 7.85 has no CURLOPT_PROTOCOLS_STR; a newer header over an older library
+ * answers CURLE_UNKNOWN_OPTION. Both fall back to the bitmask options. */
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+static CURLcode set_protocols_bitmask(CURL *easy) {
+  long web = CURLPROTO_HTTP | CURLPROTO_HTTPS;
+  CURLcode rc = curl_easy_setopt(easy, CURLOPT_PROTOCOLS, web);
+  return rc == CURLE_OK ? curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS, web) : rc;
+}
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+static CURLcode set_protocols(CURL *easy) {
+#if LIBCURL_VERSION_NUM >= 0x075500 && !defined(SORA_PROTOCOLS_BITMASK)
+  CURLcode rc = curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (rc == CURLE_OK) rc = curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  if (rc != CURLE_UNKNOWN_OPTION) return rc;
+#endif
+  return set_protocols_bitmask(easy);
+}
+
+/* The options a request's safety depends on; each must take, or the client is not made. */
+static CURLcode set_security(CURL *easy, const sora_client *c, const char **what) {
+  CURLcode rc;
+  *what = "restricting protocols to http and https";
+  if ((rc = set_protocols(easy)) != CURLE_OK) return rc;
+  /* sora follows redirects itself (transfer.c), so credentials never leave the API's origin */
+  *what = "turning redirects off";
+  if ((rc = curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L)) != CURLE_OK) return rc;
+  *what = "setting TLS verification";
+  if ((rc = curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L)) != CURLE_OK ||
+      (rc = curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L)) != CURLE_OK)
+    return rc;
+  *what = "setting the CA file";
+  if (c->ca_file && (rc = curl_easy_setopt(easy, CURLOPT_CAINFO, c->ca_file)) != CURLE_OK) return rc;
+  *what = "opening sockets close-on-exec";
+  return curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+}
+
+/* Options that never change between requests are set once, when the handle is made. Returns
+ * NULL, with *why saying what failed, when a security option does not take. */
+static CURL *new_easy(sora_client *c, sora_handle *h, const char **why) {
   CURL *easy = curl_easy_init();
+  const char *what;
+  CURLcode rc;
+  *why = "cannot create a libcurl handle";
   if (easy == NULL) return NULL;
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->errbuf);
   curl_easy_setopt(easy, CURLOPT_USERAGENT, c->user_agent);
-  curl_easy_setopt(easy, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
-  curl_easy_setopt(easy, CURLOPT_XOAUTH2_BEARER, c->api_key);
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ignore_body);
-  /* sora follows redirects itself (transfer.c), so credentials never leave the API's origin */
-  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L);
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L);
-  if (c->ca_file) curl_easy_setopt(easy, CURLOPT_CAINFO, c->ca_file);
+  rc = set_security(easy, c, &what);
+  if (rc != CURLE_OK) {
+    snprintf(h->errbuf, sizeof h->errbuf, "libcurl refused %s: %s", what, curl_easy_strerror(rc));
+    *why = h->errbuf;
+    curl_easy_cleanup(easy);
+    return NULL;
+  }
   return easy;
 }
 
-sora_handle *sora_client_acquire(sora_client *c) {
+static void free_handle(sora_handle *h) {
+  if (h->easy) curl_easy_cleanup(h->easy);
+  sora_buffer_free(&h->url);
+  sora_buffer_free(&h->response);
+  free(h);
+}
+
+sora_handle *sora_client_acquire(sora_client *c, lua_State *L) {
   sora_handle *h = c->idle;
+  const char *why = "out of memory";
   if (h != NULL) {
     c->idle = h->next_idle;
     h->next_idle = NULL;
   } else {
     h = calloc(1, sizeof *h);
-    if (h == NULL) return NULL;
-    h->easy = new_easy(c, h);
-    if (h->easy == NULL) {
-      free(h);
-      return NULL;
+    if (h == NULL || (h->easy = new_easy(c, h, &why)) == NULL) {
+      lua_pushstring(L, why); /* before the handle (and the message in it) is freed */
+      if (h) free_handle(h);
+      luaL_error(L, "sora: %s", lua_tostring(L, -1));
     }
   }
   h->errbuf[0] = '\0';
@@ -340,11 +403,165 @@ void sora_client_release(sora_client *c, sora_handle *h) {
   c->idle = h;
 }
 
-static void free_handle(sora_handle *h) {
-  curl_easy_cleanup(h->easy);
-  sora_buffer_free(&h->url);
-  sora_buffer_free(&h->response);
-  free(h);
+/* ---- the multi handle ------------------------------------------------------------------ */
+
+/* The lowest descriptor not open now, from `from` up; -1 when none is found soon. */
+static int free_descriptor(int from) {
+  int fd;
+  for (fd = from; fd < from + 1024; fd++) {
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) return fd;
+  }
+  return -1;
+}
+
+static void set_cloexec_if_socket(int fd) {
+  struct stat st;
+  int flags;
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
+  flags = fcntl(fd, F_GETFD);
+  if (flags >= 0 && !(flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+/* curl_multi_init makes a wakeup socket pair (an eventfd in newer versions) that libcurl 7.x
+ * leaves inheritable and gives no access to. It takes the lowest free descriptors: the two
+ * found free just before are the ones to mark close-on-exec. */
+static CURLM *new_multi(void) {
+  int first = free_descriptor(0), second = first >= 0 ? free_descriptor(first + 1) : -1;
+  CURLM *multi = curl_multi_init();
+  if (multi != NULL) {
+    set_cloexec_if_socket(first);
+    set_cloexec_if_socket(second);
+  }
+  return multi;
+}
+
+/* ---- callbacks ----------------------------------------------------------------------- */
+
+/* The message handler of callbacks: a message gets the traceback of the user's function; an
+ * error object goes on as it is (a program may raise a table and catch it). */
+static int traceback(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TSTRING) return 1;
+  sora_traceback(L, lua_tostring(L, 1));
+  return 1;
+}
+
+/* Pushes the callable of cb and its arguments; returns how many arguments. */
+static int push_call(lua_State *L, sora_callback *cb, int uv) {
+  if (cb->t == NULL) { /* the log function */
+    lua_getfield(L, uv, "log");
+    lua_pushstring(L, cb->text);
+    lua_pushstring(L, cb->level);
+    return 2;
+  }
+  lua_getfield(L, uv, "transfers");       /* transfers */
+  sora_rawgetp(L, -1, cb->t);             /* transfers, transfer */
+  sora_getuservalue(L, -1);               /* transfers, transfer, its uv */
+  lua_getfield(L, -1, cb->field);         /* transfers, transfer, its uv, callable */
+  lua_replace(L, -4);                     /* callable, transfer, its uv */
+  lua_pop(L, 2);
+  if (cb->text) {                         /* a chunk for the sink */
+    lua_pushlstring(L, cb->text, cb->text_len);
+    return 1;
+  }
+  lua_pushinteger(L, cb->received);       /* progress: received, total or nil */
+  if (cb->total >= 0) lua_pushinteger(L, cb->total);
+  else lua_pushnil(L);
+  return 2;
+}
+
+/* Keeps what a transfer's callback raised in the transfer's user value, for its result to
+ * raise once libcurl has returned; a log function's error goes to stderr. */
+static void keep_error(lua_State *L, sora_callback *cb, int uv) {
+  if (cb->t == NULL) {
+    fprintf(stderr, "sora: the log function failed: %s\n", lua_tostring(L, -1));
+    return;
+  }
+  lua_getfield(L, uv, "transfers"); /* err, transfers */
+  sora_rawgetp(L, -1, cb->t);       /* err, transfers, transfer */
+  sora_getuservalue(L, -1);         /* err, transfers, transfer, its uv */
+  lua_pushvalue(L, -4);
+  lua_setfield(L, -2, "raise");
+  lua_pop(L, 3);
+}
+
+/* The runner, called protected with (the client's user value, the callback): everything that
+ * can raise, pushing a chunk included, happens in here, never unprotected under libcurl. */
+static int run_callback(lua_State *L) {
+  sora_callback *cb = lua_touserdata(L, 2);
+  int nargs, ok;
+  lua_pushcfunction(L, traceback); /* uv, cb, handler */
+  nargs = push_call(L, cb, 1);
+  ok = lua_pcall(L, nargs, 0, 3) == 0;
+  if (!ok) keep_error(L, cb, 1);
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+int sora_client_callback(sora_client *c, sora_callback *cb) {
+  lua_State *L = c->L;
+  int status, ok;
+  if (L == NULL || c->callback_base == 0) return 0; /* not driving: nothing to call from */
+  lua_pushvalue(L, c->callback_base);     /* runner (made by drive: pushing it allocates on 5.1) */
+  lua_pushvalue(L, c->callback_base + 1); /* runner, uv */
+  lua_pushlightuserdata(L, cb);           /* runner, uv, cb */
+  c->in_callback++;
+  status = lua_pcall(L, 2, 1, 0);
+  c->in_callback--;
+  ok = status == 0 && lua_toboolean(L, -1);
+  lua_pop(L, 1); /* the result or the runner's own error (out of memory) */
+  if (status != 0 && cb->t) cb->t->io_errno = ENOMEM;
+  return ok;
+}
+
+/* Lines never hold the key, the userinfo or any header: method, URL, status, attempt and
+ * timing. A log function that raises is reported on stderr rather than breaking the loop. */
+void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) {
+  sora_callback cb;
+  (void)L;
+  if (level > c->log_level) return;
+  if (!c->has_log_function || c->callback_base == 0) {
+    fprintf(stderr, "%s\n", line);
+    return;
+  }
+  memset(&cb, 0, sizeof cb);
+  cb.field = "log";
+  cb.text = line;
+  cb.level = level == SORA_LOG_DEBUG ? "debug" : "info";
+  sora_client_callback(c, &cb);
+}
+
+/* ---- anchoring: the client owns its transfers ---------------------------------------- */
+
+/* Pushes the table of transfers in flight in the client's user value: transfer pointer ->
+ * transfer userdata. It is what keeps a running transfer alive, and only while the client
+ * is: a dropped client is collected with its transfers, which its __gc aborts. */
+void sora_push_transfers(lua_State *L, int client_idx) {
+  client_idx = sora_absindex(L, client_idx);
+  sora_getuservalue(L, client_idx); /* uv */
+  lua_getfield(L, -1, "transfers"); /* uv, transfers */
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "transfers");
+  }
+  lua_remove(L, -2); /* transfers */
+}
+
+/* Lets go of the transfers that have finished: their owners hold them now, if anyone does.
+ * The table is walked rather than the client's list: a transfer whose result was read is no
+ * longer in the list. */
+static void release_finished(lua_State *L, int transfers_idx) {
+  lua_pushnil(L);
+  while (lua_next(L, transfers_idx)) { /* key, transfer */
+    sora_transfer *t = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (t->state != SORA_STATE_DONE) continue;
+    t->anchored = 0;
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);                    /* key, key, nil */
+    lua_rawset(L, transfers_idx);      /* clearing a field while walking is allowed */
+  }
 }
 
 /* ---- driving transfers --------------------------------------------------------------- */
@@ -378,22 +595,33 @@ static double wake_retries(lua_State *L, sora_client *c, double limit) {
 }
 
 static int perform(lua_State *L, sora_client *c) {
-  c->performing = 1;
   curl_multi_perform(c->multi, &c->running);
-  c->performing = 0;
   return collect_completed(L, c);
 }
 
-/* One turn of the loop: run what can run and, unless a transfer just ended, wait at most
- * wait_s seconds for activity. Returns the number of transfers in flight or waiting to retry. */
-int sora_client_drive(lua_State *L, sora_client *c, double wait_s) {
-  lua_State *previous = c->L;
-  double idle;
+static int count_pending(const sora_client *c) {
+  const sora_transfer *t;
   int pending = 0;
-  sora_transfer *t;
-  if (c->performing)
-    luaL_error(L, "sora: a transfer callback cannot make a blocking call on its own client");
+  for (t = c->transfers; t != NULL; t = t->next) {
+    if (t->state == SORA_STATE_RUNNING || t->state == SORA_STATE_RETRY_WAIT) pending++;
+  }
+  return pending;
+}
+
+/* One turn of the loop: run what can run and, unless a transfer just ended, wait at most
+ * wait_s seconds for activity. Returns the number of transfers in flight or waiting to retry.
+ * The caller has checked that the client may be driven (sora_check_usable). */
+int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
+  sora_client *c = lua_touserdata(L, client_idx);
+  int top = lua_gettop(L);
+  double idle;
+  client_idx = sora_absindex(L, client_idx);
+  luaL_checkstack(L, 12, "sora: no room on the stack for callbacks");
+  lua_pushcfunction(L, run_callback); /* runner */
+  sora_getuservalue(L, client_idx);   /* runner, uv */
+  sora_push_transfers(L, client_idx); /* runner, uv, transfers */
   c->L = L;
+  c->callback_base = top + 1;
   idle = perform(L, c) ? 0 : wake_retries(L, c, wait_s);
   if (idle > 0) {
     int timeout_ms = (int)((idle < MAX_POLL_S ? idle : MAX_POLL_S) * 1000 + 0.999);
@@ -401,27 +629,27 @@ int sora_client_drive(lua_State *L, sora_client *c, double wait_s) {
     perform(L, c);
     wake_retries(L, c, 0);
   }
-  c->L = previous;
-  for (t = c->transfers; t != NULL; t = t->next) {
-    if (t->state == SORA_STATE_RUNNING || t->state == SORA_STATE_RETRY_WAIT) pending++;
-  }
-  return pending;
+  c->L = NULL;
+  c->callback_base = 0;
+  release_finished(L, top + 3);
+  lua_settop(L, top);
+  return count_pending(c);
 }
 
 /* ---- Lua methods --------------------------------------------------------------------- */
 
-/* The client of a public method (named for the message) that needs it open. */
-static sora_client *check_open(lua_State *L, const char *method) {
+/* The client of a public method (named for the message) that may use its multi handle now. */
+static sora_client *check_usable(lua_State *L, const char *method) {
   sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
-  if (c->multi == NULL) sora_raise(L, "calling '%s' on a closed sora.Client", method);
+  sora_check_usable(L, c, method);
   return c;
 }
 
-static void close_client(lua_State *L, sora_client *c) {
+/* Frees everything; the client at client_idx. Also its __gc, so nothing here raises. */
+static void close_client(lua_State *L, sora_client *c, int client_idx) {
   sora_handle *h;
   int kind;
   if (c->multi == NULL) return;
-  if (c->performing) luaL_error(L, "sora: cannot close a client from inside its own callback");
   while (c->transfers != NULL) sora_transfer_detach(L, c->transfers);
   while ((h = c->idle) != NULL) {
     c->idle = h->next_idle;
@@ -433,44 +661,84 @@ static void close_client(lua_State *L, sora_client *c) {
     curl_slist_free_all(c->headers[kind]);
     c->headers[kind] = NULL;
   }
-  free(c->base_url);
+  sora_base_url_free(&c->base);
   free(c->user_agent);
   free(c->ca_file);
-  c->ca_file = NULL;
-  if (c->log_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, c->log_ref);
-  c->log_ref = LUA_NOREF;
   if (c->api_key) memset(c->api_key, 0, strlen(c->api_key));
   free(c->api_key);
-  c->base_url = c->user_agent = c->api_key = NULL;
+  c->user_agent = c->ca_file = c->api_key = NULL;
+  sora_getuservalue(L, client_idx); /* uv: what anchored transfers and the log function */
+  lua_pushnil(L);
+  lua_setfield(L, -2, "transfers");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "log");
+  lua_pop(L, 1);
+  c->has_log_function = 0;
 }
 
-/* close, __gc and __close are one idempotent function. */
+/* close, __gc and __close are one idempotent function. It is refused from inside a callback
+ * of the client, where it would free the handles libcurl is using, and then nothing has
+ * changed. (A finalizer never meets that case: the client is on the driving stack.) */
 static int client_close(lua_State *L) {
-  close_client(L, luaL_checkudata(L, 1, SORA_CLIENT));
+  sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
+  if (c->multi == NULL) return 0;
+  sora_check_usable(L, c, "close");
+  close_client(L, c, 1);
   return 0;
+}
+
+/* Seconds to wait, argument 2 of the method `public_name` (its #1): a number >= 0, not NaN. */
+static double check_seconds(lua_State *L, const char *public_name, double fallback) {
+  double seconds;
+  if (lua_isnoneornil(L, 2)) return fallback;
+  if (lua_type(L, 2) != LUA_TNUMBER)
+    sora_bad_argument(L, public_name, 1, "non-negative number expected, got %s", luaL_typename(L, 2));
+  seconds = lua_tonumber(L, 2);
+  if (!(seconds >= 0)) {
+    lua_pushvalue(L, 2); /* a copy: lua_tostring converts in place */
+    sora_bad_argument(L, public_name, 1, "non-negative number expected, got %s", lua_tostring(L, -1));
+  }
+  return seconds;
 }
 
 /* client:_drive(seconds): one turn of the loop; the Lua layer's step adds the tasks. */
 static int client_drive(lua_State *L) {
-  sora_client *c = check_open(L, "step");
-  double wait_s = luaL_optnumber(L, 2, 0);
-  luaL_argcheck(L, wait_s >= 0, 2, "must not be negative");
-  lua_pushinteger(L, sora_client_drive(L, c, wait_s));
+  double wait_s;
+  check_usable(L, "step");
+  wait_s = check_seconds(L, "step", 0);
+  lua_pushinteger(L, sora_client_drive(L, 1, wait_s));
   return 1;
 }
 
 /* client:_sleep(seconds): waits while still driving the client's transfers. */
 static int client_sleep(lua_State *L) {
-  sora_client *c = check_open(L, "sleep");
-  double until = sora_now() + luaL_checknumber(L, 2), left;
-  while ((left = until - sora_now()) > 0) sora_client_drive(L, c, left);
+  double until, left;
+  check_usable(L, "sleep");
+  if (lua_isnoneornil(L, 2)) sora_bad_argument(L, "sleep", 1, "non-negative number expected, got no value");
+  until = sora_now() + check_seconds(L, "sleep", 0);
+  while ((left = until - sora_now()) > 0) {
+    check_usable(L, "sleep"); /* a log function may have closed it (it raised then) */
+    sora_client_drive(L, 1, left);
+  }
   return 0;
+}
+
+/* The base URL as shown: never the userinfo. */
+static void push_shown_url(lua_State *L, const sora_client *c) {
+  if (c->base.query) lua_pushfstring(L, "%s?%s", c->base.prefix, c->base.query);
+  else lua_pushstring(L, c->base.prefix);
 }
 
 static int client_tostring(lua_State *L) {
   sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
-  if (c->multi == NULL) lua_pushstring(L, "sora.Client (closed)");
-  else lua_pushfstring(L, "sora.Client (%s)", c->base_url);
+  if (c->multi == NULL || c->base.prefix == NULL) {
+    lua_pushstring(L, "sora.Client (closed)");
+    return 1;
+  }
+  lua_pushliteral(L, "sora.Client (");
+  push_shown_url(L, c);
+  lua_pushliteral(L, ")");
+  lua_concat(L, 3);
   return 1;
 }
 
@@ -482,33 +750,45 @@ static int client_state(lua_State *L) {
 }
 
 static int client_base_url(lua_State *L) {
-  lua_pushstring(L, sora_checkclient(L, 1)->base_url);
+  push_shown_url(L, check_open(L, "base_url"));
+  return 1;
+}
+
+/* client:_jitter(): the next number in [0, 1) of the client's retry jitter, for the specs. */
+static int client_jitter(lua_State *L) {
+  lua_pushnumber(L, sora_rng_uniform(&check_open(L, "_jitter")->rng));
   return 1;
 }
 
 static int client_new(lua_State *L) {
   sora_client *c;
+  sora_handle *first;
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
     lua_newtable(L);
   }
   luaL_checktype(L, 1, LUA_TTABLE);
-  c = lua_newuserdata(L, sizeof *c);
+  lua_settop(L, 1);
+  c = lua_newuserdata(L, sizeof *c); /* opts, client */
   memset(c, 0, sizeof *c);
-  c->log_ref = LUA_NOREF;
   luaL_getmetatable(L, SORA_CLIENT);
   lua_setmetatable(L, -2);
   lua_newtable(L);
   sora_setuservalue(L, -2);
-  c->multi = curl_multi_init();
+  c->multi = new_multi();
   if (c->multi == NULL) return luaL_error(L, "sora: cannot create a libcurl multi handle");
-  configure(L, c, 1); /* a raise here leaves a client that __gc frees */
+  sora_rng_seed(&c->rng);
+  configure(L, c, 1, 2); /* a raise here leaves a client that __gc frees */
+  /* one handle now: a security option libcurl refuses fails here, not at the first request */
+  first = sora_client_acquire(c, L);
+  sora_client_release(c, first);
   return 1;
 }
 
 static const luaL_Reg client_methods[] = {
     {"close", client_close}, {"_drive", client_drive}, {"_sleep", client_sleep},
-    {"base_url", client_base_url}, {"_state", client_state}, {NULL, NULL}};
+    {"base_url", client_base_url}, {"_state", client_state}, {"_jitter", client_jitter},
+    {NULL, NULL}};
 
 static const luaL_Reg client_meta[] = {
     {"__gc", client_close}, {"__tostring", client_tostring},
@@ -521,13 +801,13 @@ static const luaL_Reg client_meta[] = {
 int sora_open_client(lua_State *L) {
   luaL_newmetatable(L, SORA_CLIENT);
   sora_setfuncs(L, client_meta, 0);
-  lua_newtable(L);
+  lua_newtable(L);                  /* meta, methods */
   sora_setfuncs(L, client_methods, 0);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__index");
   lua_pushliteral(L, SORA_CLIENT);
   lua_setfield(L, -3, "__name");
-  lua_remove(L, -2);
-  lua_pushcfunction(L, client_new);
-  return 2; /* methods, new */
+  lua_remove(L, -2);                /* methods */
+  lua_pushcfunction(L, client_new); /* methods, new */
+  return 2;
 }

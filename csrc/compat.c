@@ -30,6 +30,30 @@ void sora_rawsetp(lua_State *L, int i, const void *p) {
   lua_insert(L, -2);
   lua_rawset(L, i);
 }
+
+void sora_rawgetp(lua_State *L, int i, const void *p) {
+  i = sora_absindex(L, i);
+  lua_pushlightuserdata(L, (void *)p);
+  lua_rawget(L, i);
+}
+
+/* 5.1 has no luaL_traceback (LuaJIT has, but one build serves both): debug.traceback, from
+ * level 2, past the message handler that calls it. */
+void sora_traceback(lua_State *L, const char *msg) {
+  lua_getfield(L, LUA_GLOBALSINDEX, "debug");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "traceback"); /* debug, traceback */
+    lua_remove(L, -2);
+    if (lua_isfunction(L, -1)) {
+      lua_pushstring(L, msg);
+      lua_pushinteger(L, 2);
+      lua_call(L, 2, 1);
+      return;
+    }
+  }
+  lua_pop(L, 1);
+  lua_pushstring(L, msg);
+}
 #endif
 
 int sora_isintegral(lua_State *L, int i, lua_Integer *out) {
@@ -52,4 +76,13 @@ void sora_push_integer_text(lua_State *L, lua_Integer n) {
   char text[32];
   snprintf(text, sizeof text, "%lld", (long long)n);
   lua_pushstring(L, text);
+}
+
+int sora_iscallable(lua_State *L, int i) {
+  int callable;
+  if (lua_type(L, i) == LUA_TFUNCTION) return 1;
+  if (!luaL_getmetafield(L, i, "__call")) return 0; /* pushes nothing when absent */
+  callable = lua_type(L, -1) == LUA_TFUNCTION;
+  lua_pop(L, 1);
+  return callable;
 }

@@ -16,6 +16,13 @@
 #define SORA_EXPORT
 #endif
 
+/* Raising helpers never return: said so, analyzers and compilers follow the control flow. */
+#if defined(__GNUC__)
+#define SORA_NORETURN __attribute__((noreturn))
+#else
+#define SORA_NORETURN
+#endif
+
 #if LUA_VERSION_NUM == 501
 #define sora_absindex(L, i) \
   ((i) > 0 || (i) <= LUA_REGISTRYINDEX ? (i) : lua_gettop(L) + (i) + 1)
@@ -26,6 +33,9 @@
 SORA_HIDDEN void sora_setfuncs(lua_State *L, const luaL_Reg *l, int nup);
 SORA_HIDDEN void *sora_testudata(lua_State *L, int i, const char *tname);
 SORA_HIDDEN void sora_rawsetp(lua_State *L, int i, const void *p);
+SORA_HIDDEN void sora_rawgetp(lua_State *L, int i, const void *p);
+/* msg and a traceback from the function that raised (called from a message handler) */
+SORA_HIDDEN void sora_traceback(lua_State *L, const char *msg);
 #else
 #define sora_absindex(L, i) lua_absindex(L, i)
 #define sora_rawlen(L, i) lua_rawlen(L, i)
@@ -34,10 +44,16 @@ SORA_HIDDEN void sora_rawsetp(lua_State *L, int i, const void *p);
 #define sora_setfuncs(L, l, n) luaL_setfuncs(L, l, n)
 #define sora_testudata(L, i, t) luaL_testudata(L, i, t)
 #define sora_rawsetp(L, i, p) lua_rawsetp(L, i, p)
+#define sora_rawgetp(L, i, p) ((void)lua_rawgetp(L, i, p))
+#define sora_traceback(L, msg) luaL_traceback(L, L, msg, 1)
 #endif
 
 /* True when the number at index i has an exact integer value that fits lua_Integer. */
 SORA_HIDDEN int sora_isintegral(lua_State *L, int i, lua_Integer *out);
+
+/* True for what can be called: a function, or a value whose metatable has __call (luv's
+ * luv_is_callable): a table or userdata is accepted wherever a function is. */
+SORA_HIDDEN int sora_iscallable(lua_State *L, int i);
 
 /* Pushes the decimal text of n (lua_pushfstring's %d stops at int). */
 SORA_HIDDEN void sora_push_integer_text(lua_State *L, lua_Integer n);

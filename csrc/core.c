@@ -6,6 +6,14 @@
 #include "retry.h"
 #include "sora.h"
 
+/* The oldest libcurl sora works with: curl_multi_poll came in 7.66.0 (the URL API in 7.62,
+ * CURLOPT_PROTOCOLS_STR only in 7.85: client.c falls back to the older options). */
+#define SORA_CURL_MINIMUM 0x074200
+#define SORA_CURL_MINIMUM_TEXT "7.66.0"
+#if LIBCURL_VERSION_NUM < SORA_CURL_MINIMUM
+#error "sora needs libcurl 7.66.0 or newer"
+#endif
+
 static int core_now(lua_State *L) {
   lua_pushnumber(L, sora_now());
   return 1;
@@ -30,19 +38,22 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
     return luaL_error(L, "sora: libcurl failed to initialise");
   curl = curl_version_info(CURLVERSION_NOW);
+  if (curl->version_num < SORA_CURL_MINIMUM) /* built against newer headers than it runs with */
+    return luaL_error(L, "sora needs libcurl %s or newer, this is %s", SORA_CURL_MINIMUM_TEXT,
+                      curl->version);
   sora_open_json(L);
   sora_open_transfer(L);
-  lua_newtable(L); /* the module */
-  sora_open_error(L);
-  lua_setfield(L, -3, "is_error");
-  lua_setfield(L, -2, "error");
-  sora_open_video(L);
-  sora_open_client(L); /* methods, new */
-  lua_setfield(L, -4, "new");
-  sora_open_endpoints(L);
+  lua_newtable(L);                 /* M */
+  sora_open_error(L);              /* M, error, is_error */
+  lua_setfield(L, -3, "is_error"); /* M, error */
+  lua_setfield(L, -2, "error");    /* M */
+  sora_open_video(L);              /* M, Video */
+  sora_open_client(L);             /* M, Video, Client, new */
+  lua_setfield(L, -4, "new");      /* M, Video, Client */
+  sora_open_endpoints(L);          /* M, Video, Client, endpoints */
   lua_setfield(L, -4, "endpoints");
-  lua_setfield(L, -3, "Client");
-  lua_setfield(L, -2, "Video");
+  lua_setfield(L, -3, "Client");   /* M, Video */
+  lua_setfield(L, -2, "Video");    /* M */
   lua_pushcfunction(L, core_retry_delay);
   lua_setfield(L, -2, "_retry_delay");
   lua_pushcfunction(L, core_now);

@@ -64,8 +64,7 @@ size_t sora_download_write(sora_transfer *t, const char *data, size_t len) {
       if (fwrite(data, 1, len, t->file) != len) return set_io_error(t, errno);
       break;
     case SORA_SINK_FUNCTION:
-      lua_pushlstring(t->client->L, data, len);
-      if (!sora_transfer_call(t, "sink", 1)) return 0;
+      if (!sora_transfer_sink(t, data, len)) return 0;
       break;
     default:
       if (!sora_buffer_append(&t->content, data, len)) return set_io_error(t, ENOMEM);

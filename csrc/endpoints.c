@@ -66,28 +66,15 @@ static const char *check_id(lua_State *L, const sora_endpoint *e, int i, size_t 
   return id;
 }
 
-static void build_url(lua_State *L, sora_transfer *t, const char *id, size_t id_len) {
-  sora_buffer *url = &t->handle->url;
-  const char *path = t->endpoint->path, *hole = strstr(path, "%s");
-  if (!sora_buffer_appendstr(url, t->client->base_url)) luaL_error(L, "sora: out of memory");
-  if (hole == NULL) {
-    if (!sora_buffer_appendstr(url, path)) luaL_error(L, "sora: out of memory");
-    return;
-  }
-  if (!sora_buffer_append(url, path, (size_t)(hole - path))) luaL_error(L, "sora: out of memory");
-  sora_url_append_escaped(L, url, id, id_len);
-  if (!sora_buffer_appendstr(url, hole + 2)) luaL_error(L, "sora: out of memory");
-}
-
 /* ---- download_content's sinks -------------------------------------------------------- */
 
-/* Keeps a function option in the transfer's user value under `key`; returns whether set. */
-static int keep_function(lua_State *L, int transfer, int opts, const char *name, const char *key) {
+/* Keeps a callable option in the transfer's user value under `key`; returns whether set. */
+static int keep_callable(lua_State *L, int transfer, int opts, const char *name, const char *key) {
   int set;
-  lua_getfield(L, opts, name);
+  lua_getfield(L, opts, name);      /* callable */
   set = !lua_isnil(L, -1);
-  sora_getuservalue(L, transfer);
-  lua_insert(L, -2);
+  sora_getuservalue(L, transfer);   /* callable, uv */
+  lua_insert(L, -2);                /* uv, callable */
   lua_setfield(L, -2, key);
   lua_pop(L, 1);
   return set;
@@ -96,32 +83,30 @@ static int keep_function(lua_State *L, int transfer, int opts, const char *name,
 /* Returns 0 (with nil, err pushed) when the target cannot be written at all. */
 static int prepare_sink(lua_State *L, sora_transfer *t, int transfer, int opts) {
   const char *path;
-  if (lua_isnoneornil(L, opts)) return 1;
-  t->has_progress = keep_function(L, transfer, opts, "on_progress", "progress");
-  if (keep_function(L, transfer, opts, "sink", "sink")) t->sink = SORA_SINK_FUNCTION;
+  t->has_progress = keep_callable(L, transfer, opts, "on_progress", "progress");
+  if (keep_callable(L, transfer, opts, "sink", "sink")) t->sink = SORA_SINK_FUNCTION;
   lua_getfield(L, opts, "path");
   path = lua_tostring(L, -1);
-  lua_pop(L, 1);
+  lua_pop(L, 1); /* the options' copy (sora_read_options) still holds the string */
   if (path == NULL) return 1;
   if (t->sink == SORA_SINK_FUNCTION) sora_arg_error(L, t->endpoint, opts, "give 'path' or 'sink', not both");
   if (sora_download_open(t, path)) return 1;
   lua_pushnil(L);
-  lua_pushfstring(L, "cannot write '%s': %s", path, strerror(t->io_errno));
-  sora_push_error(L, "io", 0, lua_tostring(L, -1));
+  lua_pushfstring(L, "cannot write '%s': %s", path, strerror(t->io_errno)); /* nil, message */
+  sora_push_error(L, "io", 0, lua_tostring(L, -1));                       /* nil, message, err */
   lua_remove(L, -2);
   return 0;
 }
 
 /* max_retries, timeout and deadline of this call, over the client's. */
 static void apply_request_options(lua_State *L, sora_transfer *t, int params) {
-  if (lua_isnoneornil(L, params)) return;
   lua_getfield(L, params, "max_retries");
   /* clamped before the conversions: out of range (math.huge, 2^40) is UB or wraps */
   if (!lua_isnil(L, -1)) t->max_retries = (int)fmin(fmax(lua_tonumber(L, -1), -1), 1e9);
-  lua_getfield(L, params, "timeout");
+  lua_getfield(L, params, "timeout"); /* max_retries, timeout */
   if (!lua_isnil(L, -1))
     t->timeout_ms = lua_tonumber(L, -1) > 0 ? (long)(fmin(lua_tonumber(L, -1), 1e9) * 1000) : 0;
-  lua_getfield(L, params, "deadline");
+  lua_getfield(L, params, "deadline"); /* max_retries, timeout, deadline */
   if (!lua_isnil(L, -1)) {
     double deadline = lua_tonumber(L, -1);
     if (!(deadline > 0)) sora_arg_error(L, t->endpoint, params, "field 'deadline' must be positive");
@@ -138,7 +123,7 @@ static sora_client *check_self(lua_State *L, const sora_endpoint *e) {
   sora_client *c = sora_testudata(L, 1, SORA_CLIENT);
   if (c == NULL)
     sora_raise(L, "calling '%s' on bad self (sora.Client expected, got %s)", e->name, luaL_typename(L, 1));
-  if (c->multi == NULL) sora_raise(L, "calling '%s' on a closed sora.Client", e->name);
+  sora_check_usable(L, c, e->name);
   return c;
 }
 
@@ -153,12 +138,13 @@ static int start_request(lua_State *L, const sora_endpoint *e) {
   if (has_id(e)) id = check_id(L, e, params++, &id_len);
   if (lua_isnoneornil(L, params) ? e->body && e->body->required : !lua_istable(L, params))
     sora_arg_error(L, e, params, "table expected, got %s", luaL_typename(L, params));
-  sora_check_fields(L, e, e->result == SORA_RESULT_CONTENT ? content_local : request_local, params);
+  lua_settop(L, params); /* self, [id,] options */
+  /* from here on, params is a plain copy that anchors every value until the call returns */
+  sora_read_options(L, e, e->result == SORA_RESULT_CONTENT ? content_local : request_local, params);
   t = sora_transfer_new(L, c, e, 1);
   transfer = lua_gettop(L);
   apply_request_options(L, t, params);
-  build_url(L, t, id, id_len);
-  sora_encode_query(L, t, params);
+  sora_url_build(L, t, id, id_len, params);
   sora_encode_body(L, t, transfer, params);
   if (e->result == SORA_RESULT_CONTENT) {
     t->headers = SORA_HEADERS_BINARY; /* as the official SDKs ask for content */

@@ -6,10 +6,15 @@
 #define JSON_DECODE "sora.json.decode"
 #define JSON_ENCODE "sora.json.encode"
 
+/* A body that is not JSON is the server's fault and gives 0; running out of memory is not
+ * about the body, and is raised as it is (lua-cjson's json_protect_conversion does the same). */
 int sora_json_try_decode(lua_State *L, const char *s, size_t n) {
+  int status;
   lua_getfield(L, LUA_REGISTRYINDEX, JSON_DECODE);
   lua_pushlstring(L, s, n);
-  return lua_pcall(L, 1, 1, 0) == 0;
+  status = lua_pcall(L, 1, 1, 0);
+  if (status == LUA_ERRMEM) lua_error(L);
+  return status == 0;
 }
 
 void sora_json_encode(lua_State *L, int i) {

@@ -1,4 +1,11 @@
+#include <fcntl.h>
 #include <math.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__linux__) && defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 25)
+#include <sys/random.h>
+#define SORA_HAVE_GETRANDOM 1
+#endif
 
 #include "retry.h"
 
@@ -32,4 +39,61 @@ double sora_retry_delay(double server_delay, int retries_taken, double jitter) {
   backoff = SORA_BACKOFF_INITIAL * pow(2.0, retries_taken);
   if (backoff > SORA_BACKOFF_MAX) backoff = SORA_BACKOFF_MAX;
   return backoff * (1.0 - 0.25 * jitter);
+}
+
+/* ---- the per-client generator ------------------------------------------------------ */
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* splitmix64: spreads one seed word over the four words of state (never all zero). */
+static uint64_t splitmix64(uint64_t *x) {
+  uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+/* Fills buf from the kernel: getrandom where the C library has it, else /dev/urandom. */
+static int system_random(void *buf, size_t len) {
+#if defined(SORA_HAVE_GETRANDOM)
+  if (getrandom(buf, len, 0) == (ssize_t)len) return 1;
+#endif
+  {
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC), ok;
+    if (fd < 0) return 0;
+    ok = read(fd, buf, len) == (ssize_t)len;
+    close(fd);
+    return ok;
+  }
+}
+
+void sora_rng_seed(sora_rng *rng) {
+  uint64_t seed[4];
+  int i;
+  if (!system_random(seed, sizeof seed)) {
+    /* no random source at all: different per process and per client at least */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    seed[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32);
+    seed[1] = (uint64_t)getpid();
+    seed[2] = (uint64_t)(uintptr_t)rng;
+    seed[3] = (uint64_t)clock();
+  }
+  for (i = 0; i < 4; i++) {
+    uint64_t x = seed[i];
+    rng->s[i] = splitmix64(&x);
+  }
+}
+
+/* xoshiro256** (Blackman and Vigna), the top 53 bits as a double. */
+double sora_rng_uniform(sora_rng *rng) {
+  uint64_t *s = rng->s;
+  uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return (double)(result >> 11) * (1.0 / 9007199254740992.0);
 }

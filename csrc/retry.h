@@ -2,6 +2,8 @@
 #ifndef SORA_RETRY_H
 #define SORA_RETRY_H
 
+#include <stdint.h>
+
 #include <curl/curl.h>
 
 #include "compat.h"
@@ -17,5 +19,14 @@ SORA_HIDDEN int sora_retryable(CURLcode code, long status, int should_retry);
 /* Seconds to wait before the next attempt; -1 means do not retry (the server asked for
  * longer than the cap). server_delay is the parsed retry-after(-ms), or -1. jitter in [0,1). */
 SORA_HIDDEN double sora_retry_delay(double server_delay, int retries_taken, double jitter);
+
+/* Jitter comes from a generator per client (xoshiro256**), seeded from the system's random
+ * source: rand() is never seeded, so every process would retry at the same moments. */
+typedef struct sora_rng {
+  uint64_t s[4];
+} sora_rng;
+
+SORA_HIDDEN void sora_rng_seed(sora_rng *rng);
+SORA_HIDDEN double sora_rng_uniform(sora_rng *rng); /* in [0, 1) */
 
 #endif

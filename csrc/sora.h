@@ -8,6 +8,7 @@
 
 #include "buffer.h"
 #include "compat.h"
+#include "retry.h"
 
 #define SORA_VERSION "0.1.0"
 
@@ -76,12 +77,20 @@ typedef struct sora_handle {
   struct sora_handle *next_idle;
 } sora_handle;
 
+/* The base URL taken apart (url.c): what every request URL starts and ends with, and the
+ * userinfo, which libcurl gets as options and no URL string ever holds. */
+typedef struct sora_base_url {
+  char *prefix;          /* scheme://host[:port][/path], no userinfo, query or trailing '/' */
+  char *query;           /* without '?', NULL for none */
+  char *user, *password; /* decoded userinfo, NULL for none */
+} sora_base_url;
+
 typedef struct sora_client {
   CURLM *multi;
   sora_handle *idle;              /* free list of handles */
   sora_transfer *transfers;       /* every live transfer, so close can detach them */
   struct curl_slist *headers[SORA_HEADERS_KINDS];
-  char *base_url;
+  sora_base_url base;
   char *api_key;
   char *user_agent;
   char *ca_file;                  /* NULL for the system's bundle */
@@ -89,19 +98,36 @@ typedef struct sora_client {
   long timeout_ms, connect_timeout_ms, stall_timeout_ms, deadline_ms;
   int max_retries;
   int log_level;                  /* SORA_LOG_* */
-  int log_ref;                    /* a Lua function in the registry, or LUA_NOREF for stderr */
+  int has_log_function;           /* the callable is the user value's "log" */
   int running;                    /* transfers inside the multi handle */
-  int performing;                 /* inside curl_multi_perform: no new blocking call */
-  lua_State *L;                   /* the state driving transfers now, NULL otherwise */
+  int in_callback;                /* a Lua callback of this client is running: no multi calls */
+  sora_rng rng;                   /* retry jitter */
+  /* While the client drives its transfers: the state doing it, and where on its stack the
+   * callback runner and the client's user value sit (callbacks reach Lua values through them:
+   * nothing of the client is anchored in the registry, so a dropped client is collected). */
+  lua_State *L;
+  int callback_base;              /* runner at callback_base, user value at callback_base + 1 */
 } sora_client;
 
 enum { SORA_LOG_NONE, SORA_LOG_INFO, SORA_LOG_DEBUG };
 
-SORA_HIDDEN sora_client *sora_checkclient(lua_State *L, int i);
 SORA_HIDDEN void sora_client_log(lua_State *L, sora_client *c, int level, const char *line);
-SORA_HIDDEN sora_handle *sora_client_acquire(sora_client *c);
+/* A handle from the pool, or a new one; raises when libcurl cannot make one safely. */
+SORA_HIDDEN sora_handle *sora_client_acquire(sora_client *c, lua_State *L);
 SORA_HIDDEN void sora_client_release(sora_client *c, sora_handle *h);
-SORA_HIDDEN int sora_client_drive(lua_State *L, sora_client *c, double wait_s);
+SORA_HIDDEN int sora_client_drive(lua_State *L, int client_idx, double wait_s);
+/* Runs a Lua callback protected, under a traceback handler, with the client marked as inside
+ * a callback (see sora_check_usable); never raises. Returns 1 when the callable succeeded. */
+typedef struct sora_callback {
+  sora_transfer *t;          /* NULL for the client's log function */
+  const char *field;         /* in the transfer's user value: "sink" or "progress" */
+  const char *text;          /* the sink's chunk, or the log line; NULL for progress */
+  size_t text_len;
+  lua_Integer received, total; /* progress; total -1 when unknown */
+  const char *level;         /* the log line's level */
+} sora_callback;
+SORA_HIDDEN int sora_client_callback(sora_client *c, sora_callback *cb);
+SORA_HIDDEN void sora_push_transfers(lua_State *L, int client_idx);
 SORA_HIDDEN int sora_open_client(lua_State *L);
 
 /* ---- transfers (transfer.c) ------------------------------------------------------------- */
@@ -142,6 +168,7 @@ struct sora_transfer {
   long status;
   int aborted;                     /* a callback raised */
   int cancelled;                   /* cancelled, or its client closed */
+  int anchored;                    /* in its client's user value: kept alive while it runs */
   char curl_message[CURL_ERROR_SIZE];
   /* response headers worth keeping */
   char request_id[96];
@@ -170,7 +197,8 @@ SORA_HIDDEN sora_transfer *sora_transfer_new(lua_State *L, sora_client *c,
 SORA_HIDDEN void sora_transfer_begin(lua_State *L, int transfer_idx);
 SORA_HIDDEN void sora_transfer_push_field(lua_State *L, int transfer_idx, const char *name);
 SORA_HIDDEN void sora_transfer_set_field(lua_State *L, int transfer_idx, const char *name);
-SORA_HIDDEN int sora_transfer_call(sora_transfer *t, const char *name, int nargs);
+/* Gives a chunk of content to the transfer's sink; 0 when it raised (the transfer aborts). */
+SORA_HIDDEN int sora_transfer_sink(sora_transfer *t, const char *data, size_t len);
 SORA_HIDDEN void sora_transfer_unlink(sora_transfer *t);
 SORA_HIDDEN double sora_transfer_server_delay(const sora_transfer *t);
 SORA_HIDDEN void sora_transfer_start(lua_State *L, sora_transfer *t);
@@ -191,18 +219,41 @@ SORA_HIDDEN curl_off_t sora_download_total(const sora_transfer *t);
 SORA_HIDDEN int sora_download_whole(const sora_transfer *t);
 SORA_HIDDEN void sora_download_close(sora_transfer *t, int keep);
 
+/* ---- arguments (args.c) ------------------------------------------------------------- */
+
+/* Every C argument check raises "bad argument #N to 'NAME' (...)" at the program's line. */
+SORA_HIDDEN SORA_NORETURN int sora_raise(lua_State *L, const char *fmt, ...);
+SORA_HIDDEN SORA_NORETURN int sora_bad_argument(lua_State *L, const char *fname, int arg,
+                                                const char *fmt, ...);
+/* The same for an endpoint, its arguments numbered as the public method counts them. */
+SORA_HIDDEN SORA_NORETURN int sora_arg_error(lua_State *L, const sora_endpoint *e, int arg,
+                                             const char *fmt, ...);
+/* Raises unless `call` may run now: the client is open and no callback of it is running. */
+SORA_HIDDEN int sora_check_usable(lua_State *L, sora_client *c, const char *call);
+/* Replaces the options at params (a table or nil) with a plain copy of the fields the
+ * endpoint and `local` know, each read once and checked; raises for unknown names, wrong
+ * types, missing required fields. Later reads use the copy, which anchors every value. */
+SORA_HIDDEN void sora_read_options(lua_State *L, const sora_endpoint *e, const sora_field *local,
+                                   int params);
+SORA_HIDDEN int sora_is_file_value(lua_State *L, int i, sora_field_kind kind);
+
+/* ---- URLs (url.c) ------------------------------------------------------------------ */
+
+/* Parses base_url (origin names where it came from, for the message); raises for what cannot
+ * work: no host, a fragment, a scheme other than http and https. */
+SORA_HIDDEN void sora_base_url_parse(lua_State *L, const char *text, const char *origin,
+                                     sora_base_url *base);
+SORA_HIDDEN void sora_base_url_free(sora_base_url *base);
+SORA_HIDDEN void sora_url_build(lua_State *L, sora_transfer *t, const char *id, size_t id_len,
+                                int params);
+SORA_HIDDEN void sora_url_append_escaped(lua_State *L, sora_buffer *b, const char *s, size_t n);
+
 /* ---- request bodies (body.c, multipart.c) ----------------------------------------------- */
 
 SORA_HIDDEN void sora_encode_body(lua_State *L, sora_transfer *t, int transfer_idx, int params_idx);
-SORA_HIDDEN void sora_encode_query(lua_State *L, sora_transfer *t, int params_idx);
-SORA_HIDDEN void sora_check_fields(lua_State *L, const sora_endpoint *e, const sora_field *local,
-                                   int params_idx);
-SORA_HIDDEN int sora_raise(lua_State *L, const char *fmt, ...);
-SORA_HIDDEN int sora_arg_error(lua_State *L, const sora_endpoint *e, int arg, const char *fmt, ...);
-SORA_HIDDEN int sora_is_file_value(lua_State *L, int i, sora_field_kind kind);
+SORA_HIDDEN void sora_push_text(lua_State *L, int value);
 SORA_HIDDEN void sora_mime_add_file(lua_State *L, sora_transfer *t, const sora_field *f, int value_idx);
 SORA_HIDDEN const char *sora_sniff_type(const unsigned char *bytes, size_t n);
-SORA_HIDDEN void sora_url_append_escaped(lua_State *L, sora_buffer *b, const char *s, size_t n);
 
 /* ---- values (marshal.c, video.c, error.c, json.c) ---------------------------------------- */
 

@@ -27,67 +27,69 @@ static int is_success(long status) { return status >= 200 && status < 300; }
 
 /* ---- the user value: what a transfer keeps alive ------------------------------------ */
 /* fields: client (the client userdata), body (the JSON text curl points into), sink and
- * progress (functions), raise (an error raised by a callback), result, err */
+ * progress (callables), raise (an error raised by a callback), result, err. While it runs,
+ * the transfer itself is kept by its client (sora_push_transfers), never by the registry. */
 
 void sora_transfer_push_field(lua_State *L, int transfer_idx, const char *name) {
-  sora_getuservalue(L, transfer_idx);
-  lua_getfield(L, -1, name);
+  sora_getuservalue(L, transfer_idx); /* uv */
+  lua_getfield(L, -1, name);          /* uv, value */
   lua_remove(L, -2);
 }
 
 void sora_transfer_set_field(lua_State *L, int transfer_idx, const char *name) {
   transfer_idx = sora_absindex(L, transfer_idx);
-  sora_getuservalue(L, transfer_idx);
-  lua_insert(L, -2);
+  sora_getuservalue(L, transfer_idx); /* value, uv */
+  lua_insert(L, -2);                  /* uv, value */
   lua_setfield(L, -2, name);
   lua_pop(L, 1);
 }
 
-/* Pushes the userdata of a transfer in flight, from its anchor in the registry. */
-static void push_transfer(lua_State *L, sora_transfer *t) {
-  lua_pushlightuserdata(L, t);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-}
-
+/* The client keeps the transfer at transfer_idx alive until it finishes. */
 static void anchor(lua_State *L, sora_transfer *t, int transfer_idx) {
+  sora_transfer_push_field(L, transfer_idx, "client"); /* client */
+  sora_push_transfers(L, -1);                           /* client, transfers */
   lua_pushvalue(L, transfer_idx);
-  sora_rawsetp(L, LUA_REGISTRYINDEX, t);
+  sora_rawsetp(L, -2, t);
+  lua_pop(L, 2);
+  t->anchored = 1;
 }
 
-static void unanchor(lua_State *L, sora_transfer *t) {
+static void unanchor(lua_State *L, sora_transfer *t, int transfer_idx) {
+  if (!t->anchored || t->client == NULL) return;
+  sora_transfer_push_field(L, transfer_idx, "client"); /* client */
+  sora_push_transfers(L, -1);                           /* client, transfers */
   lua_pushnil(L);
-  sora_rawsetp(L, LUA_REGISTRYINDEX, t);
+  sora_rawsetp(L, -2, t);
+  lua_pop(L, 2);
+  t->anchored = 0;
 }
 
 /* ---- callbacks --------------------------------------------------------------------- */
+/* Run by sora_client_callback: protected, with the client marked as inside a callback. */
 
-/* Calls a function of the transfer's user value with the values already pushed; on error keeps
- * the error for sora_transfer_result to raise and marks the transfer aborted. Returns 0 then. */
-int sora_transfer_call(sora_transfer *t, const char *name, int nargs) {
-  lua_State *L = t->client->L;
-  int base = lua_gettop(L) - nargs, ok;
-  push_transfer(L, t);
-  sora_transfer_push_field(L, -1, name);
-  lua_remove(L, -2);
-  lua_insert(L, base + 1);
-  ok = lua_pcall(L, nargs, 0, 0) == 0;
-  if (!ok) {
-    push_transfer(L, t);
-    lua_insert(L, -2);
-    sora_transfer_set_field(L, -2, "raise");
-    lua_pop(L, 1);
-    t->aborted = 1;
-  }
-  return ok;
+int sora_transfer_sink(sora_transfer *t, const char *data, size_t len) {
+  sora_callback cb;
+  memset(&cb, 0, sizeof cb);
+  cb.t = t;
+  cb.field = "sink";
+  cb.text = data;
+  cb.text_len = len;
+  if (sora_client_callback(t->client, &cb)) return 1;
+  t->aborted = 1;
+  return 0;
 }
 
 static int report_progress(sora_transfer *t) {
-  lua_State *L = t->client->L;
+  sora_callback cb;
   curl_off_t total = sora_download_total(t);
-  lua_pushinteger(L, (lua_Integer)t->received);
-  if (total >= 0) lua_pushinteger(L, (lua_Integer)total);
-  else lua_pushnil(L);
-  return sora_transfer_call(t, "progress", 2);
+  memset(&cb, 0, sizeof cb);
+  cb.t = t;
+  cb.field = "progress";
+  cb.received = (lua_Integer)t->received;
+  cb.total = total >= 0 ? (lua_Integer)total : -1;
+  if (sora_client_callback(t->client, &cb)) return 1;
+  t->aborted = 1;
+  return 0;
 }
 
 /* JSON and error bodies are kept in the handle's buffer; an error body only for its message. */
@@ -206,6 +208,9 @@ static void set_credentials(CURL *easy, sora_transfer *t) {
   sora_client *c = t->client;
   curl_easy_setopt(easy, CURLOPT_HTTPAUTH, t->foreign_origin ? CURLAUTH_NONE : CURLAUTH_BEARER);
   curl_easy_setopt(easy, CURLOPT_XOAUTH2_BEARER, t->foreign_origin ? NULL : c->api_key);
+  /* the base URL's userinfo, as libcurl uses it; never part of a URL string */
+  curl_easy_setopt(easy, CURLOPT_USERNAME, t->foreign_origin ? NULL : c->base.user);
+  curl_easy_setopt(easy, CURLOPT_PASSWORD, t->foreign_origin ? NULL : c->base.password);
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER,
                    c->headers[t->foreign_origin ? SORA_HEADERS_FOREIGN : t->headers]);
 }
@@ -284,7 +289,7 @@ static int follow_redirect(sora_transfer *t) {
   curl_easy_getinfo(t->handle->easy, CURLINFO_REDIRECT_URL, &location);
   if (location == NULL || (strncmp(location, "http://", 7) != 0 && strncmp(location, "https://", 8) != 0))
     return 0;
-  if (!t->foreign_origin) t->foreign_origin = !same_origin(location, t->client->base_url);
+  if (!t->foreign_origin) t->foreign_origin = !same_origin(location, t->client->base.prefix);
   sora_buffer_clear(url);
   if (!sora_buffer_appendstr(url, location)) return 0;
   t->redirects++;
@@ -300,7 +305,7 @@ double sora_transfer_server_delay(const sora_transfer *t) {
 }
 
 static int should_retry(sora_transfer *t, double *delay) {
-  double jitter = (double)rand() / ((double)RAND_MAX + 1.0);
+  double jitter = sora_rng_uniform(&t->client->rng);
   if (t->aborted || t->io_errno || t->bad_range || t->attempts > t->max_retries) return 0;
   if (!sora_retryable(t->code, t->status, t->should_retry)) return 0;
   *delay = sora_retry_delay(sora_transfer_server_delay(t), t->attempts - 1, jitter);
@@ -373,7 +378,7 @@ static void finish(lua_State *L, sora_transfer *t) {
   curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, NULL);
   curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, NULL); /* the body may be collected */
   t->state = SORA_STATE_DONE;
-  unanchor(L, t);
+  (void)L; /* the client lets go of it at the end of its drive (client.c) or right away */
 }
 
 void sora_transfer_unlink(sora_transfer *t) {
@@ -420,12 +425,11 @@ sora_transfer *sora_transfer_new(lua_State *L, sora_client *c, const sora_endpoi
   t->headers = SORA_HEADERS_PLAIN;
   luaL_getmetatable(L, SORA_TRANSFER);
   lua_setmetatable(L, -2);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 4);           /* transfer, uv */
   lua_pushvalue(L, client_idx);
   lua_setfield(L, -2, "client");
   sora_setuservalue(L, -2);
-  t->handle = sora_client_acquire(c);
-  if (t->handle == NULL) luaL_error(L, "sora: cannot create a libcurl handle");
+  t->handle = sora_client_acquire(c, L);
   t->client = c;
   t->next = c->transfers;
   if (c->transfers) c->transfers->prev = t;
@@ -436,18 +440,35 @@ sora_transfer *sora_transfer_new(lua_State *L, sora_client *c, const sora_endpoi
 
 void sora_transfer_begin(lua_State *L, int transfer_idx) {
   sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
-  anchor(L, t, sora_absindex(L, transfer_idx));
+  transfer_idx = sora_absindex(L, transfer_idx);
+  anchor(L, t, transfer_idx);
   t->attempts = 1;
   sora_transfer_start(L, t);
+  if (t->state == SORA_STATE_DONE) unanchor(L, t, transfer_idx); /* it could not start */
+}
+
+/* The transfer's client, pushed, when `call` may drive it now; raises otherwise. */
+static sora_client *push_usable_client(lua_State *L, sora_transfer *t, int transfer_idx,
+                                       const char *call) {
+  sora_transfer_push_field(L, transfer_idx, "client");
+  sora_check_usable(L, t->client, call);
+  return t->client;
 }
 
 /* Blocks, driving every transfer of the client, until this one is done. */
 int sora_transfer_wait(lua_State *L, int transfer_idx) {
   sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
+  transfer_idx = sora_absindex(L, transfer_idx);
+  if (t->client) { /* refused from a callback even when done: the same call, the same rule */
+    push_usable_client(L, t, transfer_idx, "wait");
+    lua_pop(L, 1);
+  }
   while (t->state != SORA_STATE_DONE) {
     double wait = 1.0;
     if (t->state == SORA_STATE_RETRY_WAIT) wait = t->retry_at - sora_now();
-    sora_client_drive(L, t->client, wait > 0 ? wait : 0);
+    push_usable_client(L, t, transfer_idx, "wait"); /* client */
+    sora_client_drive(L, -1, wait > 0 ? wait : 0);
+    lua_pop(L, 1);
   }
   return sora_transfer_result(L, transfer_idx);
 }
@@ -474,9 +495,10 @@ static int transfer_wait(lua_State *L) { return sora_transfer_wait(L, 1); }
 
 static int transfer_cancel(lua_State *L) {
   sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
-  if (t->client && t->client->performing)
-    return luaL_error(L, "sora: cannot cancel a transfer from inside a callback");
-  if (t->client) sora_transfer_abort(L, t);
+  if (t->client == NULL) return 0;
+  push_usable_client(L, t, 1, "cancel");
+  sora_transfer_abort(L, t);
+  unanchor(L, t, 1);
   return 0;
 }
 

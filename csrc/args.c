@@ -1,0 +1,244 @@
+/* The argument layer: one message shape for every argument check of the C core,
+ * "bad argument #N to 'NAME' (...)" at the program's line, and option tables read once into a
+ * plain copy, so that no value is used after its anchor is gone (an __index that returns fresh
+ * strings and runs the collector cannot free what the core still reads). */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sora.h"
+
+/* Pushes "file:line:" of the first caller outside sora's own Lua files, so that an argument
+ * error points at the program's line, not at the wrapper that passed the argument on. */
+static void push_caller_position(lua_State *L) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    size_t len;
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline <= 0) continue;
+    len = strlen(ar.short_src);
+    if ((len >= 13 && strcmp(ar.short_src + len - 13, "sora/init.lua") == 0) ||
+        (len >= 14 && strcmp(ar.short_src + len - 14, "sora/tasks.lua") == 0))
+      continue;
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    return;
+  }
+  lua_pushliteral(L, "");
+}
+
+/* Raises a message formatted as lua_pushfstring does, at the program's line. */
+int sora_raise(lua_State *L, const char *fmt, ...) {
+  va_list args;
+  push_caller_position(L);
+  va_start(args, fmt);
+  lua_pushvfstring(L, fmt, args);
+  va_end(args);
+  lua_concat(L, 2); /* position .. message */
+  lua_error(L);
+  abort(); /* lua_error never returns; lua.h does not say so */
+}
+
+/* "bad argument #N to 'NAME' (...)": the one shape of every argument error of the core. */
+int sora_bad_argument(lua_State *L, const char *fname, int arg, const char *fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  lua_pushvfstring(L, fmt, args);
+  va_end(args);
+  sora_raise(L, "bad argument #%d to '%s' (%s)", arg, fname, lua_tostring(L, -1));
+}
+
+/* Numbered as the public method counts (self is not an argument), however the call came. */
+int sora_arg_error(lua_State *L, const sora_endpoint *e, int arg, const char *fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  lua_pushvfstring(L, fmt, args);
+  va_end(args);
+  sora_bad_argument(L, e->name, arg - 1, "%s", lua_tostring(L, -1));
+}
+
+/* Every entry point that touches the multi handle asks this first: from inside a callback,
+ * libcurl is running on that handle (curl_multi_perform is not reentrant) or the core is
+ * walking its transfers. */
+int sora_check_usable(lua_State *L, sora_client *c, const char *call) {
+  if (c->multi == NULL) sora_raise(L, "calling '%s' on a closed sora.Client", call);
+  if (c->in_callback)
+    sora_raise(L, "calling '%s' from inside a callback (sink, on_progress or log) of the same "
+                  "sora.Client is not allowed", call);
+  return 1;
+}
+
+/* ---- fields of an endpoint's options ---------------------------------------------- */
+
+static const char *kind_name(sora_field_kind kind) {
+  switch (kind) {
+    case SORA_FIELD_TEXT: return "a string";
+    case SORA_FIELD_SECONDS: return "a string or an integer";
+    case SORA_FIELD_INTEGER: return "an integer";
+    case SORA_FIELD_VIDEO_REF: return "an id, a path or a table";
+    case SORA_FIELD_FUNCTION: return "a function or a callable";
+    case SORA_FIELD_NUMBER: return "a number";
+    default: return "a path or a table";
+  }
+}
+
+static const sora_field *find_field(const sora_field *fields, const char *name) {
+  for (; fields && fields->name; fields++) {
+    if (strcmp(fields->name, name) == 0) return fields;
+  }
+  return NULL;
+}
+
+static const char *const ref_keys[] = {"path", "data", "filename", "content_type", "image_url",
+                                       "file_id", "id", NULL};
+
+/* The keys a reference table may have, by kind; a table with any other key is a mistake. */
+static int ref_key_allowed(sora_field_kind kind, const char *key) {
+  int i;
+  for (i = 0; i < 4; i++) { /* the file keys */
+    if (strcmp(key, ref_keys[i]) == 0) return 1;
+  }
+  if (kind == SORA_FIELD_IMAGE_REF) return strcmp(key, "image_url") == 0 || strcmp(key, "file_id") == 0;
+  if (kind == SORA_FIELD_VIDEO_REF) return strcmp(key, "id") == 0;
+  return 0;
+}
+
+static int has_key(lua_State *L, int t, const char *key) {
+  int present;
+  lua_getfield(L, t, key);
+  present = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  return present;
+}
+
+/* Raises for a raw key of the reference table at value that its kind does not allow. */
+static void check_ref_keys(lua_State *L, const sora_endpoint *e, int params, const sora_field *f,
+                           int value) {
+  lua_pushnil(L);
+  while (lua_next(L, value)) { /* key, value */
+    if (lua_type(L, -2) != LUA_TSTRING || !ref_key_allowed(f->kind, lua_tostring(L, -2)))
+      sora_arg_error(L, e, params, "field '%s' has an unknown key '%s'", f->name,
+                     lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : luaL_typename(L, -2));
+    lua_pop(L, 1);
+  }
+}
+
+/* Replaces the reference table at value with a plain copy of its known keys (read once, through
+ * __index too), each a string, exactly one of them a source. */
+static void copy_ref_table(lua_State *L, const sora_endpoint *e, int params, const sora_field *f,
+                           int value) {
+  int i, copy, sources;
+  check_ref_keys(L, e, params, f, value);
+  lua_newtable(L);
+  copy = lua_gettop(L);
+  for (i = 0; ref_keys[i]; i++) {
+    if (!ref_key_allowed(f->kind, ref_keys[i])) continue;
+    lua_getfield(L, value, ref_keys[i]); /* copy, t[key] */
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+      sora_arg_error(L, e, params, "field '%s.%s' must be a string", f->name, ref_keys[i]);
+    lua_setfield(L, copy, ref_keys[i]);
+  }
+  sources = has_key(L, copy, "path") + has_key(L, copy, "data") + has_key(L, copy, "image_url") +
+            has_key(L, copy, "file_id") + has_key(L, copy, "id");
+  if (sources != 1)
+    sora_arg_error(L, e, params, "field '%s' needs exactly one of %s", f->name,
+                   f->kind == SORA_FIELD_IMAGE_REF ? "path, data, image_url or file_id"
+                   : f->kind == SORA_FIELD_VIDEO_REF ? "id, path or data" : "path or data");
+  lua_replace(L, value);
+}
+
+/* Checks the value at index value (the top) for field f; a reference table becomes its copy. */
+static void check_value(lua_State *L, const sora_endpoint *e, int params, const sora_field *f,
+                        int value) {
+  int type = lua_type(L, value);
+  lua_Integer n;
+  switch (f->kind) {
+    case SORA_FIELD_TEXT:
+      if (type == LUA_TSTRING) return;
+      break;
+    case SORA_FIELD_SECONDS:
+      if (type == LUA_TSTRING || sora_isintegral(L, value, &n)) return;
+      break;
+    case SORA_FIELD_INTEGER:
+      if (sora_isintegral(L, value, &n)) return;
+      break;
+    case SORA_FIELD_FUNCTION:
+      if (sora_iscallable(L, value)) return;
+      break;
+    case SORA_FIELD_NUMBER:
+      if (type == LUA_TNUMBER) return;
+      break;
+    default:
+      if (type == LUA_TSTRING) return;
+      if (type == LUA_TTABLE) {
+        copy_ref_table(L, e, params, f, value);
+        return;
+      }
+  }
+  sora_arg_error(L, e, params, "field '%s' must be %s, got %s", f->name, kind_name(f->kind),
+                 luaL_typename(L, value));
+}
+
+/* Raises for a raw key of the options table that no list names. */
+static void check_names(lua_State *L, const sora_endpoint *e, const sora_field *const *lists,
+                        int params) {
+  lua_pushnil(L);
+  while (lua_next(L, params)) { /* name, value */
+    const sora_field *f = NULL;
+    int i;
+    if (lua_type(L, -2) != LUA_TSTRING) sora_arg_error(L, e, params, "option names must be strings");
+    for (i = 0; i < 3 && f == NULL; i++) f = find_field(lists[i], lua_tostring(L, -2));
+    if (f == NULL) sora_arg_error(L, e, params, "unknown option '%s'", lua_tostring(L, -2));
+    lua_pop(L, 1);
+  }
+}
+
+/* Copies, checks and requires each field of one list from the table at src into copy;
+ * messages name argument params. */
+static void copy_fields(lua_State *L, const sora_endpoint *e, const sora_field *f, int src,
+                        int copy, int params) {
+  for (; f && f->name; f++) {
+    lua_getfield(L, src, f->name); /* copy ... value */
+    if (lua_isnil(L, -1)) {
+      if (f->required) sora_arg_error(L, e, params, "field '%s' is required", f->name);
+      lua_pop(L, 1);
+      continue;
+    }
+    check_value(L, e, params, f, lua_gettop(L));
+    lua_setfield(L, copy, f->name);
+  }
+}
+
+void sora_read_options(lua_State *L, const sora_endpoint *e, const sora_field *local, int params) {
+  const sora_field *lists[3];
+  int copy, i;
+  lists[0] = e->body;
+  lists[1] = e->query;
+  lists[2] = local;
+  params = sora_absindex(L, params);
+  if (!lua_isnoneornil(L, params)) check_names(L, e, lists, params);
+  lua_newtable(L);
+  copy = lua_gettop(L);
+  for (i = 0; i < 3; i++) {
+    if (lua_isnoneornil(L, params)) lua_newtable(L); /* nothing given: required fields raise */
+    else lua_pushvalue(L, params);
+    copy_fields(L, e, lists[i], lua_gettop(L), copy, params);
+    lua_pop(L, 1);
+  }
+  lua_replace(L, params); /* the copy takes the place of the caller's table */
+}
+
+/* ---- which values are files --------------------------------------------------------- */
+
+/* A string names a file for image and file fields; for a video reference only when it looks
+ * like a path (ids have neither '/' nor '.'). */
+int sora_is_file_value(lua_State *L, int i, sora_field_kind kind) {
+  if (kind == SORA_FIELD_IMAGE_REF || kind == SORA_FIELD_VIDEO_FILE || kind == SORA_FIELD_VIDEO_REF) {
+    if (lua_type(L, i) == LUA_TSTRING) {
+      const char *s = lua_tostring(L, i);
+      return kind != SORA_FIELD_VIDEO_REF || strchr(s, '/') || strchr(s, '.');
+    }
+    if (lua_type(L, i) == LUA_TTABLE) return has_key(L, i, "path") || has_key(L, i, "data");
+  }
+  return 0;
+}
