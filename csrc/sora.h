@@ -213,7 +213,8 @@ SORA_HIDDEN int sora_raise(lua_State *L, const char *fmt, ...);
 SORA_HIDDEN int sora_arg_error(lua_State *L, const sora_endpoint *e, int arg, const char *fmt, ...);
 SORA_HIDDEN int sora_is_file_value(lua_State *L, int i, sora_field_kind kind);
 SORA_HIDDEN void sora_mime_add_file(lua_State *L, sora_transfer *t, const sora_field *f, int value_idx);
-SORA_HIDDEN const char *sora_sniff_type(const unsigned char *bytes, size_t n);
+SORA_HIDDEN const char *sora_sniff_type(const unsigned char *bytes, size_t n); /* media.c */
+SORA_HIDDEN const char *sora_media_extension(const char *type);
 SORA_HIDDEN void sora_url_append_escaped(lua_State *L, sora_buffer *b, const char *s, size_t n);
 
 /* ---- values (marshal.c, video.c, error.c, json.c) ---------------------------------------- */
