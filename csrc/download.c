@@ -6,9 +6,10 @@
  * to a request that asked for a range, starting where we stopped, its Content-Range agreeing
  * with its body and with the first answer's length. A 200 to a resume is the whole body again:
  * it restarts a string or a file, but not a sink, which cannot take back what it was given. */
-#define _GNU_SOURCE /* mkostemp */
+#define _GNU_SOURCE /* mkostemp, renameat2 */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -147,6 +148,21 @@ static int close_file(sora_transfer *t, int keep) {
   return ok;
 }
 
+/* Moves the temporary file over the target. An existing target is exchanged with it in one
+ * atomic step and the old file then removed: ext4 writes a whole file out, synchronously, when
+ * a plain rename replaces another file (auto_da_alloc), which stalled the host's step for
+ * 180 ms at the end of a 300 MB download. A durable download has synced already. */
+static int move_into_place(sora_transfer *t) {
+#ifdef RENAME_EXCHANGE
+  if (!t->durable && renameat2(AT_FDCWD, t->temp_path, AT_FDCWD, t->path, RENAME_EXCHANGE) == 0) {
+    unlink(t->temp_path); /* now the old file */
+    return 1;
+  }
+  /* no target yet (ENOENT), or a system without the exchange: a plain rename */
+#endif
+  return rename(t->temp_path, t->path) == 0;
+}
+
 /* Closes the temporary file and moves it into place when keep is set, else removes it. */
 void sora_download_close(sora_transfer *t, int keep) {
   if (t->file == NULL) return;
@@ -154,7 +170,7 @@ void sora_download_close(sora_transfer *t, int keep) {
     set_io_error(t, errno);
     keep = 0;
   }
-  if (keep && rename(t->temp_path, t->path) != 0) {
+  if (keep && !move_into_place(t)) {
     set_io_error(t, errno);
     keep = 0;
   }

@@ -231,3 +231,96 @@ describe("integrity of downloads", function()
     end)
   end)
 end)
+
+-- What the download does to the file system, seen by strace in a child process: a durable
+-- download syncs the file before the rename and the directory after; a fresh temporary file
+-- is never truncated (ext4 would flush it whole at close); it is opened close-on-exec.
+describe("integrity of downloads on disk", function()
+  local S, dir
+
+  local function have_strace()
+    return F.have("strace") and os.execute("strace -o /dev/null true >/dev/null 2>&1") == true
+  end
+
+  before_each(function()
+    dir = F.tempdir()
+    S = rawserver.start[[return function()
+      return head("200 OK", { "Content-Length: 100000" }) .. synthetic(0, 100000)
+    end]]
+  end)
+
+  after_each(function()
+    S:stop()
+    H.rmdir(dir)
+  end)
+
+  -- The system calls of a child that downloads to dir/out.mp4 with `opts` (Lua source).
+  local function traced(opts)
+    local lua, cpath = H.interpreter()
+    local script, log = dir .. "/child.lua", dir .. "/strace.log"
+    H.write(script, "package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n"
+      .. "package.cpath = '" .. cpath .. ";' .. package.cpath\n"
+      .. "local c = require('sora').new{ api_key = 'sk-test', base_url = " .. string.format("%q", S.url)
+      .. ", max_retries = 0 }\n"
+      .. "assert(c:download_content('video_1', { path = " .. string.format("%q", dir .. "/out.mp4")
+      .. ", " .. opts .. " }))\n")
+    assert(os.execute("strace -f -qq -o " .. H.shell_quote(log)
+      .. " -e trace=openat,open,fsync,fdatasync,ftruncate,rename,renameat,renameat2 "
+      .. lua .. " " .. H.shell_quote(script) .. " >/dev/null 2>&1"))
+    local calls = {}
+    for line in io.lines(log) do calls[#calls + 1] = line end
+    F.assert_synthetic_exact(H.read(dir .. "/out.mp4"), 100000)
+    return calls
+  end
+
+  -- Index of the first call matching pattern after index `from`, or nil.
+  local function find(calls, pattern, from)
+    for i = (from or 0) + 1, #calls do
+      if calls[i]:find(pattern) then return i, calls[i] end
+    end
+  end
+
+  it("durable = true syncs the file before the rename and the directory after", function()
+    if not have_strace() then pending("strace is not available") return end
+    local calls = traced("durable = true")
+    local open_at, open_line = find(calls, "%.sora%-%w+\", O_.*= %d+$")
+    assert.is_number(open_at, table.concat(calls, "\n"))
+    assert.matches("O_CLOEXEC", open_line)
+    local fd = open_line:match("= (%d+)$")
+    local sync_at = find(calls, "fsync%(" .. fd .. "%)", open_at)
+    local rename_at = find(calls, "rename", open_at)
+    assert.is_number(sync_at, table.concat(calls, "\n"))
+    assert.is_number(rename_at, table.concat(calls, "\n"))
+    assert.is_true(sync_at < rename_at)
+    local dir_at, dir_line = find(calls, "\"" .. dir:gsub("%p", "%%%0") .. "\", O_RDONLY", rename_at)
+    assert.is_number(dir_at, table.concat(calls, "\n"))
+    assert.is_number(find(calls, "fsync%(" .. dir_line:match("= (%d+)$") .. "%)", dir_at))
+  end)
+
+  it("is not durable by default, and never truncates the fresh temporary file", function()
+    if not have_strace() then pending("strace is not available") return end
+    local calls = traced("")
+    assert.is_number(find(calls, "rename"))
+    assert.is_nil(find(calls, "fsync"), table.concat(calls, "\n"))
+    assert.is_nil(find(calls, "ftruncate"), table.concat(calls, "\n"))
+  end)
+
+  it("durable must be a boolean", function()
+    local c = sora.new{ api_key = H.KEY, base_url = S.url, max_retries = 0 }
+    local ok, msg = pcall(c.download_content, c, "video_1", { path = dir .. "/out.mp4", durable = "yes" })
+    c:close()
+    assert.is_false(ok)
+    assert.matches("field 'durable' must be a boolean", msg, 1, true)
+    assert.are.same({}, S:requests())
+  end)
+
+  it("video:download takes durable too", function()
+    local E, c = H.start({ max_retries = 0 })
+    local video = H.completed_video(c, E, { prompt = "durable" })
+    local ok, err = video:download{ path = dir .. "/v.mp4", durable = true }
+    H.stop(E, c)
+    assert.is_nil(err)
+    assert.is_true(ok)
+    assert.is_true(#H.read(dir .. "/v.mp4") > 0)
+  end)
+end)
