@@ -95,8 +95,10 @@ static int report_progress(sora_transfer *t) {
  * from there (CURLINFO_*, curl_easy_header) rather than from raw lines, so that trailers,
  * which come after the body, never count as headers of the response. */
 
-#if LIBCURL_VERSION_NUM >= 0x075300
-#define HAVE_HEADER_API 1 /* curl_easy_header, libcurl 7.83 */
+/* curl_easy_header came with libcurl 7.83; before it, the header lines that arrive before the
+ * body are read by hand (build with -DSORA_NO_HEADER_API to test that path) */
+#if LIBCURL_VERSION_NUM >= 0x075300 && !defined(SORA_NO_HEADER_API)
+#define HAVE_HEADER_API 1
 #endif
 
 static void copy_value(char *dest, size_t size, const char *value, size_t len) {
