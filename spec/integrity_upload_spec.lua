@@ -103,6 +103,27 @@ describe("integrity of uploads", function()
       end
     end)
 
+    it("leaves no descriptor open, whether the upload is sent or refused", function()
+      -- descriptors of this process open on a fixture
+      local function open_files()
+        local pid = H.read("/proc/self/stat"):match("^(%d+)")
+        local p = assert(io.popen("ls -l /proc/" .. pid .. "/fd"))
+        local listing = p:read("*a")
+        p:close()
+        local n = 0
+        for _ in listing:gmatch(H.FIXTURES:gsub("%p", "%%%0")) do n = n + 1 end
+        return n
+      end
+      for _ = 1, 5 do
+        assert(c:create{ prompt = "sent", size = "1280x720", input_reference = PNG })
+        assert.is_false(pcall(c.create, c, { prompt = "refused", input_reference = H.FIXTURES .. "not-an-image.txt" }))
+        assert.is_false(pcall(c.create, c, { prompt = "refused", input_reference = { path = PNG, filename = "a\nb" } }))
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.are.equal(0, open_files())
+    end)
+
     it("whose file name holds CR or LF is refused", function()
       local evil = dir .. "/ref\r\nX-Injected: 1.png"
       H.write(evil, H.read(PNG))
