@@ -445,8 +445,8 @@ void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code) {
 
 /* ---- the end of a transfer ---------------------------------------------------------- */
 
-/* A download is kept only when it is whole: a success status, no error, and every byte that
- * Content-Length announced. */
+/* A download is kept only when it is whole: a success status, no error, every byte announced,
+ * and answers that add up (download.c checks a 206 against the first answer and its body). */
 static int download_complete(sora_transfer *t) {
   if (t->code == CURLE_OK && !t->cancelled && !t->headers_read) read_framing(t); /* no body came */
   return t->code == CURLE_OK && !t->aborted && !t->io_errno && !t->cancelled &&
