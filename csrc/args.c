@@ -78,6 +78,7 @@ static const char *kind_name(sora_field_kind kind) {
     case SORA_FIELD_VIDEO_REF: return "an id, a path or a table";
     case SORA_FIELD_FUNCTION: return "a function or a callable";
     case SORA_FIELD_NUMBER: return "a number";
+    case SORA_FIELD_BOOLEAN: return "a boolean";
     default: return "a path or a table";
   }
 }
@@ -167,6 +168,9 @@ static void check_value(lua_State *L, const sora_endpoint *e, int params, const 
       break;
     case SORA_FIELD_NUMBER:
       if (type == LUA_TNUMBER) return;
+      break;
+    case SORA_FIELD_BOOLEAN:
+      if (type == LUA_TBOOLEAN) return;
       break;
     default:
       if (type == LUA_TSTRING) return;

@@ -47,7 +47,7 @@ describe("arguments", function()
       local _, err = proxied:retrieve("video_proxied")
       assert.are.equal("not_found", err.kind)
       local h = E:last_request().headers
-      assert.are.equal("Bearer " .. LONG_KEY, h.authorization)
+      assert.are.equal(E.bearer(LONG_KEY), h.authorization)
       assert.are.equal(LONG_ORG, h["openai-organization"])
       assert.are.equal("proj_" .. ("q"):rep(48), h["openai-project"])
       assert.are.equal("sora.Client (" .. base .. ")", tostring(proxied))
@@ -138,6 +138,7 @@ describe("arguments", function()
       assert.are.equal("/v1/videos", r.path)
       assert.are.equal("2", r.query.limit)
       assert.are.equal("2025-01", r.query["api-version"])
+      E:force_video(video.id, { status = "completed" }) -- only a finished video can be deleted
       assert(q:delete(video.id))
       r = E:last_request()
       assert.are.equal("DELETE", r.method)
@@ -179,7 +180,7 @@ describe("arguments", function()
       local video = assert(u:create{ prompt = "userinfo" })
       local r = E:last_request()
       assert.are.equal("/v1/videos", r.path)
-      assert.are.equal("Bearer " .. LONG_KEY, r.headers.authorization) -- the key still goes
+      assert.are.equal(E.bearer(LONG_KEY), r.headers.authorization) -- the key still goes
       local _, err = u:retrieve("video_missing")
       assert.are.equal("not_found", err.kind)
       E:fault{ action = "reset", times = 2 } -- libcurl resends once on a reused connection
