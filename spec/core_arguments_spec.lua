@@ -144,11 +144,9 @@ describe("arguments", function()
       assert.are.equal("DELETE", r.method)
       assert.are.equal("/v1/videos/" .. video.id, r.path)
       assert.are.equal("2025-01", r.query["api-version"])
-      local joined = false
-      for _, line in ipairs(lines) do
-        if line:find("/v1/videos?limit=2&api-version=2025-01 ", 1, true) then joined = true end
-      end
-      assert.is_true(joined, table.concat(lines, "\n"))
+      -- log lines show URLs without their query (it may carry a signature)
+      assert.is_true(#lines >= 3)
+      for _, line in ipairs(lines) do assert.is_nil(line:find("?", 1, true), line) end
       assert.are.equal(E.url .. "?api-version=2025-01", q:base_url())
       q:close()
     end)
