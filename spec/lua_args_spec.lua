@@ -136,9 +136,21 @@ describe("argument checks of the Lua layer", function()
       -- generate passes its create parameters on to the C core's create
       local line, message = here(), raised(function() c:generate{ promt = "typo" } end)
       assert.are.equal(line, line_of(message), message)
-      assert.matches("unknown option 'promt'", message)
       line, message = here(), raised(function() c:create_and_wait({ prompt = 5 }) end)
       assert.are.equal(line, line_of(message), message)
+    end)
+
+    it("and names the public call, not the endpoint it uses", function()
+      assert.has_error(function() c:generate{ promt = "typo" } end,
+        "bad argument #1 to 'generate' (unknown option 'promt')")
+      assert.has_error(function() c:create_and_wait({ prompt = "x", seconds = {} }) end,
+        "bad argument #1 to 'create_and_wait' (field 'seconds' must be a string or an integer)")
+      assert.has_error(function() c:generate_many({ { prompt = "fine" }, { promt = "typo" } }, { concurrency = 1 }) end,
+        "bad argument #1 to 'generate_many' (jobs[2]: unknown option 'promt')")
+      -- a task's create is made the same way, and still yields
+      local task = c:spawn(function() return c:generate{ prompt = "in a task", interval = 0.03 } end)
+      c:run()
+      assert.are.equal("completed", task:result().status)
     end)
   end)
 

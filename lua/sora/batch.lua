@@ -55,14 +55,15 @@ end
 
 -- One job: create, retried on 429 after the batch's pace, then wait and download as generate
 -- does. The job's `timeout` (900 s) bounds all of it, from the moment the job starts.
-local function run_job(client, job, pace, max_attempts)
+local function run_job(client, i, job, pace, max_attempts)
   local timeout = job.opts.timeout or wait.DEFAULT_TIMEOUT
   local deadline = now() + timeout
   local err
   for attempt = 1, max_attempts do
     if not wait_turn(client, pace, deadline) then return nil, err or job_timed_out(timeout) end
     local video
-    video, err = client:create(wait.create_params(job.create, deadline))
+    video, err = wait.create(client, "generate_many", wait.create_params(job.create, deadline), 1,
+                             format("jobs[%d]: ", i))
     if video then
       return wait.finish_generation(video, job.opts, job.output, job.variant, deadline, timeout)
     end
@@ -88,7 +89,7 @@ function batch.generate_many(client, jobs, opts)
     while next_job <= #prepared do
       local i = next_job
       next_job = i + 1
-      local video, err = run_job(client, prepared[i], pace, max_attempts)
+      local video, err = run_job(client, i, prepared[i], pace, max_attempts)
       videos[i], errors[i] = video or false, err
       if on_result then on_result(i, video, err) end
     end
