@@ -145,8 +145,11 @@ describe("argument checks of the Lua layer", function()
         "bad argument #1 to 'generate' (unknown option 'promt')")
       assert.has_error(function() c:create_and_wait({ prompt = "x", seconds = {} }) end,
         "bad argument #1 to 'create_and_wait' (field 'seconds' must be a string or an integer)")
-      assert.has_error(function() c:generate_many({ { prompt = "fine" }, { promt = "typo" } }, { concurrency = 1 }) end,
+      E:clear_requests()
+      local jobs = { { prompt = "fine", interval = 0.03 }, { promt = "typo" }, { prompt = "never started" } }
+      assert.has_error(function() c:generate_many(jobs, { concurrency = 1 }) end,
         "bad argument #1 to 'generate_many' (jobs[2]: unknown option 'promt')")
+      assert.are.equal(1, #H.matching(E, "POST", "^/v1/videos$")) -- no job starts after it
       -- a task's create is made the same way, and still yields
       local task = c:spawn(function() return c:generate{ prompt = "in a task", interval = 0.03 } end)
       c:run()
