@@ -27,6 +27,11 @@ local function caller_position()
   return ""
 end
 
+--- Raises a usage error (a message formatted as string.format does) at the program's line.
+function args.usage(fmt, ...)
+  error(caller_position() .. format(fmt, ...), 0)
+end
+
 --- Raises "bad argument #n to 'fname' (message)" at the program's line.
 function args.fail(fname, n, fmt, ...)
   local message = format("bad argument #%d to '%s' (%s)", n, fname, format(fmt, ...))
