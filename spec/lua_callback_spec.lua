@@ -66,6 +66,39 @@ describe("callbacks and the Lua layer", function()
     end)
   end)
 
+  it("task:cancel() from inside a sink is refused and changes nothing", function()
+    local k = fresh()
+    E:fault{ action = "stall", method = "GET", path = "^/v1/videos/video_held_here$", times = 5 }
+    local held = k:spawn(function() return k:retrieve("video_held_here") end)
+    local child_ran = false
+    local parent = k:spawn(function()
+      k:spawn(function() k:sleep(0.3) child_ran = true end)
+      return k:retrieve("video_held_here")
+    end)
+    k:step(0)
+    k:step(0.05)
+    local refused
+    assert(k:download_content(video.id, { sink = function()
+      if refused == nil then
+        refused = { pcall(parent.cancel, parent) }
+        refused[3] = pcall(held.cancel, held)
+      end
+    end }))
+    assert.is_false(refused[1])
+    assert.matches("callback", tostring(refused[2]))
+    assert.is_false(refused[3])
+    assert.is_false(parent:done())
+    assert.is_false(held:done())
+    -- the child still runs; then cancel works outside the callback
+    local start = sora.now()
+    while not child_ran and sora.now() - start < 5 do k:step(0.05) end
+    assert.is_true(child_ran)
+    assert.is_true(parent:cancel())
+    assert.is_true(held:cancel())
+    assert.are.equal(0, k:step(0))
+    k:close()
+  end)
+
   it("a wait from inside a sink is refused at once, not polled until its timeout", function()
     local k = fresh()
     local queued = assert(k:create{ prompt = "never polled from a sink" })

@@ -270,7 +270,7 @@ local CANCELLED = setmetatable({}, { __tostring = function() return "the task wa
 
 -- Stops a task that is not running now: its transfer is aborted, its coroutine never resumed.
 local function stop(task)
-  if task.transfer then task.transfer:cancel() end
+  if task.transfer and not task.transfer:done() then task.transfer:cancel() end
   if coroutine.close and coroutine.status(task.co) == "suspended" then coroutine.close(task.co) end
   finish(task, "cancelled", make_error{ kind = "aborted", message = "the task was cancelled" })
 end
@@ -284,14 +284,20 @@ end
 
 --- Cancels the task and every task it spawned (its descendants): their transfers are aborted
 -- and freed, their coroutines never resumed, so nothing more is sent for them once cancel
--- returns. A task that cancels itself (or an ancestor) stops there.
+-- returns. A task that cancels itself (or an ancestor) stops there. All or nothing: the
+-- transfers are aborted first, so that from inside a callback, where the C core refuses,
+-- the first refusal raises before anything has changed.
 function Task:cancel()
   if self.status ~= "running" then return false end
-  local running, unwind = coroutine.running(), false
+  local running, unwind, victims = coroutine.running(), false, {}
   for _, task in ipairs(descendants_first(self, {})) do
     if task.co == running then unwind = true
-    elseif task.status == "running" then stop(task) end
+    elseif task.status == "running" then victims[#victims + 1] = task end
   end
+  for _, task in ipairs(victims) do
+    if task.transfer and not task.transfer:done() then task.transfer:cancel() end
+  end
+  for _, task in ipairs(victims) do stop(task) end
   if unwind then error(CANCELLED, 0) end
   return true
 end
