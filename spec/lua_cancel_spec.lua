@@ -133,6 +133,23 @@ describe("cancelling a task", function()
     assert.are.equal("aborted", select(2, parent:result()).kind)
   end)
 
+  it("reaches children spawned on another client", function()
+    local other = require("sora").new{ api_key = H.KEY, base_url = E.url }
+    local ran = false
+    local child
+    local top = c:spawn(function()
+      child = other:spawn(function() other:sleep(0.2) ran = true end)
+      c:sleep(30)
+    end)
+    c:step(0)
+    other:step(0)
+    assert.is_true(top:cancel())
+    assert.is_true(child:done())
+    other:run()
+    assert.is_false(ran)
+    other:close()
+  end)
+
   it("does not touch tasks of other parents", function()
     local a = c:spawn(function()
       c:spawn(function() c:sleep(30) end)

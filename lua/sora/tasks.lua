@@ -20,6 +20,10 @@ local min, max = math.min, math.max
 
 local tasks = {}
 
+-- coroutine -> its task, whatever the client: a task spawned from inside a task of another
+-- client is still its child. Weak, so that it never keeps a coroutine alive.
+local task_of_thread = setmetatable({}, { __mode = "k" })
+
 -- ---- the scheduler of a client ----------------------------------------------------------
 
 -- Kept in the client's state table (client:_state()), beside `finished`, the queue of ended
@@ -258,7 +262,7 @@ end
 local function finish(task, status, err)
   local s = task.scheduler
   task.status, task.err = status, err
-  s.by_thread[task.co], s.all[task] = nil, nil
+  s.by_thread[task.co], s.all[task], task_of_thread[task.co] = nil, nil, nil
   s.count = s.count - 1
   if task.transfer then s.awaiting[task.transfer] = nil end
   if task.parent then task.parent.children[task] = nil end
@@ -325,12 +329,12 @@ local function resume(s, task)
 end
 
 --- Starts fn(...) as a task of client; it first runs at the next step. A task spawned by a
--- task is its child: cancelling the parent cancels it.
+-- task (of any client) is its child: cancelling the parent cancels it.
 function tasks.spawn(client, fn, ...)
   local s = scheduler(client)
   local body = fn
   if type(fn) ~= "function" then body = function(...) return fn(...) end end -- a callable
-  local parent = s.by_thread[coroutine.running() or 0]
+  local parent = task_of_thread[coroutine.running() or 0]
   local task = setmetatable({ scheduler = s, co = coroutine.create(body), args = pack(...),
                               status = "running", parent = parent }, Task)
   if parent then
@@ -338,6 +342,7 @@ function tasks.spawn(client, fn, ...)
     parent.children[task] = true
   end
   s.by_thread[task.co], s.all[task] = task, true
+  task_of_thread[task.co] = task
   s.count = s.count + 1
   make_ready(s, task)
   return task
