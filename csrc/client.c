@@ -548,13 +548,33 @@ void sora_push_transfers(lua_State *L, int client_idx) {
   lua_remove(L, -2); /* transfers */
 }
 
+/* A task awaits this finished transfer (transfer:_notify()): append it to the queue `finished`
+ * in the client's user value (the table client:_state() returns), which the task scheduler
+ * drains in step, so that a step looks only at the transfers that ended, not at every task.
+ * Only flagged transfers are queued: a program that never calls step never grows the queue. */
+static void notify_waiter(lua_State *L, sora_transfer *t, int uv_idx, int transfer_idx) {
+  if (!t->notify) return;
+  t->notify = 0;
+  lua_getfield(L, uv_idx, "finished"); /* queue */
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, uv_idx, "finished");
+  }
+  lua_pushvalue(L, transfer_idx);      /* queue, transfer */
+  lua_rawseti(L, -2, (int)sora_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
+}
+
 /* Lets go of the transfers that have finished: their owners hold them now, if anyone does.
  * The table is walked rather than the client's list: a transfer whose result was read is no
- * longer in the list. */
-static void release_finished(lua_State *L, int transfers_idx) {
+ * longer in the list. The user value (uv_idx) gets the ones a task awaits (notify_waiter). */
+static void release_finished(lua_State *L, int uv_idx, int transfers_idx) {
   lua_pushnil(L);
   while (lua_next(L, transfers_idx)) { /* key, transfer */
     sora_transfer *t = lua_touserdata(L, -1);
+    if (t->state == SORA_STATE_DONE) notify_waiter(L, t, uv_idx, lua_gettop(L));
     lua_pop(L, 1);
     if (t->state != SORA_STATE_DONE) continue;
     t->anchored = 0;
@@ -631,7 +651,7 @@ int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
   }
   c->L = NULL;
   c->callback_base = 0;
-  release_finished(L, top + 3);
+  release_finished(L, top + 2, top + 3);
   lua_settop(L, top);
   return count_pending(c);
 }

@@ -170,6 +170,7 @@ struct sora_transfer {
   int aborted;                     /* a callback raised */
   int cancelled;                   /* cancelled, or its client closed */
   int anchored;                    /* in its client's user value: kept alive while it runs */
+  int notify;                      /* a task awaits it: queued when it ends (transfer:_notify) */
   char curl_message[CURL_ERROR_SIZE];
   /* response headers worth keeping */
   char request_id[96];

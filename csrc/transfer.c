@@ -594,6 +594,14 @@ static int transfer_cancel(lua_State *L) {
   return 0;
 }
 
+/* transfer:_notify(): a task awaits this transfer; when it ends, the client queues it for the
+ * scheduler (sora_client_drive, notify_waiter in client.c). */
+static int transfer_notify(lua_State *L) {
+  sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
+  if (t->state != SORA_STATE_DONE) t->notify = 1;
+  return 0;
+}
+
 static int transfer_tostring(lua_State *L) {
   sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
   static const char *const states[] = {"new", "running", "waiting to retry", "done"};
@@ -603,7 +611,7 @@ static int transfer_tostring(lua_State *L) {
 
 static const luaL_Reg transfer_methods[] = {
     {"done", transfer_done}, {"result", transfer_result}, {"wait", transfer_wait},
-    {"cancel", transfer_cancel}, {NULL, NULL}};
+    {"cancel", transfer_cancel}, {"_notify", transfer_notify}, {NULL, NULL}};
 
 int sora_open_transfer(lua_State *L) {
   luaL_newmetatable(L, SORA_TRANSFER);
