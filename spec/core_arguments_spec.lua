@@ -103,7 +103,7 @@ describe("arguments", function()
       { function() c:_drive(-1) end,
         "bad argument #1 to 'step' (non-negative number expected, got -1)" },
       { function() c:sleep(0 / 0) end,
-        "bad argument #1 to 'sleep' (non-negative number expected, got " .. tostring(0 / 0) .. ")" },
+        "bad argument #1 to 'sleep' (non-negative number expected, got NaN)" },
       { function() c:create{ prompt = "x", input_reference = { path = "a.png", data = "b" } } end,
         "bad argument #1 to 'create' (field 'input_reference' needs exactly one of path, data, image_url or file_id)" },
     }
