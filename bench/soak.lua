@@ -111,10 +111,13 @@ local function run_job(client, job)
   return true
 end
 
-local tally = { verified = 0, failed = 0, lost = 0, corrupt = 0, by_kind = {}, by_stage = {},
-                problems = {} }
+-- What the settled jobs came to: verified, failed (with a named error), lost, corrupt.
+local function new_tally()
+  return { verified = 0, failed = 0, lost = 0, corrupt = 0, by_kind = {}, by_stage = {},
+           problems = {} }
+end
 
-local function note(class, job, detail)
+local function note(tally, class, job, detail)
   tally[class] = tally[class] + 1
   if #tally.problems < 20 then
     tally.problems[#tally.problems + 1] = string.format("job %d (%s): %s: %s", job.index,
@@ -125,39 +128,65 @@ end
 local function bump(t, key) t[key] = (t[key] or 0) + 1 end
 
 -- A job that says it succeeded: its file must match the emulator's digest.
-local function settle_success(control, job)
+local function settle_success(tally, control, job)
   local digest, err = control:digest(job.id)
-  if not digest then return note("lost", job, "no digest to verify against: " .. err) end
+  if not digest then return note(tally, "lost", job, "no digest to verify against: " .. err) end
   local verdict, detail = harness.verify_file(job.path, digest)
   if verdict == "ok" then
     tally.verified = tally.verified + 1
     os.remove(job.path)
   elseif verdict == "missing" then
-    note("lost", job, "reported success but wrote no file")
+    note(tally, "lost", job, "reported success but wrote no file")
   else
-    note("corrupt", job, verdict .. ": " .. detail .. " (kept at " .. job.path .. ")")
+    note(tally, "corrupt", job, verdict .. ": " .. detail .. " (kept at " .. job.path .. ")")
   end
 end
 
 -- A job that failed: its error must be a sora error of a documented kind, and its target
 -- must not exist (a failed download leaves nothing at a fresh path).
-local function settle_failure(job, err, stage)
+local function settle_failure(tally, job, err, stage)
   if not (sora.is_error(err) and KINDS[err.kind]) then
-    return note("lost", job, "ended with neither a file nor a named error: " .. tostring(err))
+    return note(tally, "lost", job, "ended with neither a file nor a named error: " .. tostring(err))
   end
   if harness.exists(job.path) then
-    return note("corrupt", job, "failed (" .. tostring(err) .. ") but left a file at its path")
+    return note(tally, "corrupt", job, "failed (" .. tostring(err) .. ") but left a file at its path")
   end
   tally.failed = tally.failed + 1
   bump(tally.by_kind, err.kind)
   bump(tally.by_stage, stage .. ":" .. err.kind)
 end
 
-local function settle(control, job, task)
+-- Settles a finished task: a verified file, a named failure, or else lost or corrupt.
+local function settle(tally, control, job, task)
   local ok, err, stage = task:result()
-  if ok == true then return settle_success(control, job) end
-  if task.status ~= "done" then return note("lost", job, "the task raised: " .. tostring(err)) end
-  settle_failure(job, err, stage or "?")
+  if ok == true then return settle_success(tally, control, job) end
+  if task.status ~= "done" then return note(tally, "lost", job, "the task raised: " .. tostring(err)) end
+  settle_failure(tally, job, err, stage or "?")
+end
+
+-- The settling itself must be able to fail: before the faults start, a real job whose file
+-- then gets one byte changed is settled as corrupt, one whose file is removed as lost, one
+-- that raises as lost, and an untouched one as verified.
+local function canary(client, control, dir)
+  local tally, tamper = new_tally(), {
+    function(job) harness.write(job.path, "x" .. assert(io.open(job.path, "rb")):read("*a"):sub(2)) end,
+    function(job) os.remove(job.path) end,
+    function(job) job.task = client:spawn(error, "a job that raises") end,
+    function() end,
+  }
+  for i, change in ipairs(tamper) do
+    local job = { index = -i, path = string.format("%s/canary-%d.mp4", dir, i) }
+    job.task = client:spawn(run_job, client, job)
+    client:run()
+    change(job)
+    client:run()
+    settle(tally, control, job, job.task)
+    os.remove(job.path)
+  end
+  checks:check(tally.corrupt == 1 and tally.lost == 2 and tally.verified == 1,
+    "settling self-check: a changed byte is corrupt, a missing file and a raising task are lost, "
+    .. "a right file is verified", string.format("corrupt %d, lost %d, verified %d",
+      tally.corrupt, tally.lost, tally.verified))
 end
 
 local function sample(control, settled, total)
@@ -170,7 +199,7 @@ local function sample(control, settled, total)
 end
 
 -- Runs every job as a task, at most opts.concurrency at once, settling each as it ends.
-local function run_jobs(client, control, dir)
+local function run_jobs(tally, client, control, dir)
   local jobs, running, next_job, settled = {}, {}, 1, 0
   for i = 1, opts.jobs do jobs[i] = { index = i, path = string.format("%s/job-%05d.mp4", dir, i) } end
   local deadline, every = harness.now() + opts.phase_seconds, math.max(1, math.floor(opts.jobs / 10))
@@ -186,7 +215,7 @@ local function run_jobs(client, control, dir)
       local job = running[i]
       if job.task:done() then
         table.remove(running, i)
-        settle(control, job, job.task)
+        settle(tally, control, job, job.task)
         settled = settled + 1
         if settled % every == 0 then memory[#memory + 1] = sample(control, settled, #jobs) end
       end
@@ -194,9 +223,9 @@ local function run_jobs(client, control, dir)
   end
   for _, job in ipairs(running) do
     job.task:cancel()
-    note("lost", job, "still running when the phase's time (" .. opts.phase_seconds .. " s) ran out")
+    note(tally, "lost", job, "still running when the phase's time (" .. opts.phase_seconds .. " s) ran out")
   end
-  for i = next_job, #jobs do note("lost", jobs[i], "never started: the phase's time ran out") end
+  for i = next_job, #jobs do note(tally, "lost", jobs[i], "never started: the phase's time ran out") end
   return memory
 end
 
@@ -244,7 +273,6 @@ local function hold_connections(control, base_url)
   checks:check(tonumber(stats.max_connections_open) and stats.max_connections_open >= opts.connections,
     string.format("the emulator had %d connections open at once", opts.connections),
     "max_connections_open " .. tostring(stats.max_connections_open))
-  control:must("POST", "/config", { fault_rate = opts.fault_rate })
 end
 
 -- ---- the kill test (a child process) -------------------------------------------------------
@@ -276,7 +304,7 @@ local function sorted_counts(t)
   return #parts > 0 and table.concat(parts, ", ") or "none"
 end
 
-local function report_jobs(stats, seconds)
+local function report_jobs(tally, stats, seconds)
   print(string.format("\njobs %d: verified %d, failed with a named error %d, lost %d, corrupt %d",
     opts.jobs, tally.verified, tally.failed, tally.lost, tally.corrupt))
   print("failures by kind: " .. sorted_counts(tally.by_kind))
@@ -288,7 +316,7 @@ local function report_jobs(stats, seconds)
   print(string.format("job phase: %.1f s (%.1f jobs/s)", seconds, opts.jobs / seconds))
 end
 
-local function check_jobs(stats, dir)
+local function check_jobs(tally, stats, dir)
   local strays = temp_files(dir)
   for _, name in ipairs(strays) do print("  temporary file left behind: " .. dir .. "/" .. name) end
   tally.corrupt = tally.corrupt + #strays
@@ -303,44 +331,71 @@ local function check_jobs(stats, dir)
   checks:check(opts.fault_rate == 0 or injected > 0, "the emulator injected faults", injected .. " faults")
 end
 
+-- The emulator's memory over the job phase, from the samples taken every tenth of the jobs.
+local function report_memory(samples)
+  local heap, first, last = {}, nil, nil
+  for _, stats in ipairs(samples) do
+    if tonumber(stats.lua_memory_kb) then heap[#heap + 1] = stats.lua_memory_kb end
+  end
+  if #heap == 0 then return end
+  first, last = heap[1], heap[#heap]
+  table.sort(heap)
+  print(string.format("emulator Lua heap over the jobs: first %s, last %s, lowest %s, highest %s",
+    mb(first), mb(last), mb(heap[1]), mb(heap[#heap])))
+end
+
+local function start_emulator()
+  local emulator = process.spawn{ job_seconds = opts.job_seconds }
+  local control = harness.control(emulator)
+  control:must("POST", "/config", { video_bytes = opts.video_kb * 1024, record_limit = 100 })
+  return emulator, control
+end
+
+-- The job phase on a client of its own: returns the tally.
+local function job_phase(emulator, control, dir)
+  local tally = new_tally()
+  control:must("POST", "/config", { fault_rate = opts.fault_rate, fault_seed = opts.seed })
+  control:must("DELETE", "/stats")
+  local client = sora.new{ api_key = KEY, base_url = emulator.url, timeout = 30 }
+  local start = harness.now()
+  local samples = run_jobs(tally, client, control, dir)
+  local seconds = harness.now() - start
+  local stats = control:get("/stats") or {}
+  client:close()
+  report_jobs(tally, stats, seconds)
+  report_memory(samples)
+  check_jobs(tally, stats, dir)
+  return tally
+end
+
 local function main()
   opts.seed = harness.seed(opts.seed ~= "" and opts.seed or nil)
   print(string.format("soak: seed %d, jobs %d, concurrency %d, fault rate %.2f, video %d KB, "
     .. "%d connections, %d kills (replay: make soak SEED=%d JOBS=%d FAULT_RATE=%s CONCURRENCY=%d)",
     opts.seed, opts.jobs, opts.concurrency, opts.fault_rate, opts.video_kb, opts.connections,
     opts.kills, opts.seed, opts.jobs, tostring(opts.fault_rate), opts.concurrency))
-  print(string.format("%s, %s", _VERSION .. (rawget(_G, "jit") and (" / " .. jit.version) or ""),
-    sora._VERSION or "sora"))
+  print(_VERSION .. (rawget(_G, "jit") and (" / " .. jit.version) or ""))
   local wall = harness.now()
   local dir, remove_dir = harness.tempdir("sora-soak")
   self_check(dir)
-  local emulator = process.spawn{ job_seconds = opts.job_seconds }
-  local control = harness.control(emulator)
-  control:must("POST", "/config", { video_bytes = opts.video_kb * 1024, record_limit = 100,
-                                    fault_rate = opts.fault_rate, fault_seed = opts.seed })
+  local emulator, control = start_emulator()
+  local canary_client = sora.new{ api_key = KEY, base_url = emulator.url, timeout = 30 }
+  canary(canary_client, control, dir)
+  canary_client:close()
+  canary_client = nil
   collectgarbage()
   local fd_before = harness.fd_count()
   print(rss_line("before"))
 
-  local client = sora.new{ api_key = KEY, base_url = emulator.url, timeout = 30 }
-  local start = harness.now()
-  run_jobs(client, control, dir)
-  local seconds = harness.now() - start
-  local stats = control:get("/stats") or {}
-  client:close()
-  report_jobs(stats, seconds)
-  check_jobs(stats, dir)
-
+  local tally = job_phase(emulator, control, dir)
   hold_connections(control, emulator.url)
-  client = nil
   collectgarbage()
   collectgarbage()
   local fd_after = harness.fd_count()
   print(rss_line("after"))
   checks:check(fd_after == fd_before, "descriptors back to the baseline",
     string.format("%d before, %d after", fd_before, fd_after))
-  local final = control:get("/stats")
-  checks:check(final ~= nil, "the emulator still answers at the end")
+  checks:check(control:get("/stats") ~= nil, "the emulator still answers at the end")
   emulator:stop()
 
   if not opts.no_kill then run_kill_test() end
