@@ -98,15 +98,30 @@ end
 
 -- ---- the jobs ---------------------------------------------------------------------------
 
--- One job, inside a task: true, or nil, err, the stage that failed.
-local function run_job(client, job)
+-- A job's video is deleted once its outcome is known (a completed or failed video; one still
+-- being made cannot be), as a tidy program would, so the emulator's store stays small. A delete
+-- that fails is reported apart: the job's outcome is its file or its error.
+local function delete_video(client, job, video)
+  local deleted, err = client:delete(video.id)
+  if not deleted then job.delete_err = err end
+end
+
+-- One job, inside a task: true, or nil, err, the stage that failed. The digest to verify
+-- against is fetched before the video is deleted.
+local function run_job(client, control, job)
   local video, err = client:create{ prompt = "soak job " .. job.index, model = "sora-2", seconds = "4" }
   if not video then return nil, err, "create" end
   job.id = video.id
-  video, err = video:wait{ timeout = WAIT_TIMEOUT }
-  if not video then return nil, err, "wait" end
+  local completed
+  completed, err = video:wait{ timeout = WAIT_TIMEOUT }
+  if not completed then
+    if err.kind == "failed" then delete_video(client, job, video) end
+    return nil, err, "wait"
+  end
   local ok
   ok, err = video:download{ path = job.path }
+  if ok then job.digest, job.digest_err = control:digest(video.id) end
+  delete_video(client, job, video)
   if not ok then return nil, err, "download" end
   return true
 end
@@ -114,7 +129,7 @@ end
 -- What the settled jobs came to: verified, failed (with a named error), lost, corrupt.
 local function new_tally()
   return { verified = 0, failed = 0, lost = 0, corrupt = 0, by_kind = {}, by_stage = {},
-           problems = {} }
+           deletes_failed = {}, problems = {} }
 end
 
 local function note(tally, class, job, detail)
@@ -128,9 +143,9 @@ end
 local function bump(t, key) t[key] = (t[key] or 0) + 1 end
 
 -- A job that says it succeeded: its file must match the emulator's digest.
-local function settle_success(tally, control, job)
-  local digest, err = control:digest(job.id)
-  if not digest then return note(tally, "lost", job, "no digest to verify against: " .. err) end
+local function settle_success(tally, job)
+  local digest = job.digest
+  if not digest then return note(tally, "lost", job, "no digest to verify against: " .. tostring(job.digest_err)) end
   local verdict, detail = harness.verify_file(job.path, digest)
   if verdict == "ok" then
     tally.verified = tally.verified + 1
@@ -157,9 +172,13 @@ local function settle_failure(tally, job, err, stage)
 end
 
 -- Settles a finished task: a verified file, a named failure, or else lost or corrupt.
-local function settle(tally, control, job, task)
+local function settle(tally, job, task)
   local ok, err, stage = task:result()
-  if ok == true then return settle_success(tally, control, job) end
+  if job.delete_err then
+    bump(tally.deletes_failed, sora.is_error(job.delete_err) and KINDS[job.delete_err.kind]
+      and job.delete_err.kind or "unnamed: " .. tostring(job.delete_err))
+  end
+  if ok == true then return settle_success(tally, job) end
   if task.status ~= "done" then return note(tally, "lost", job, "the task raised: " .. tostring(err)) end
   settle_failure(tally, job, err, stage or "?")
 end
@@ -176,11 +195,11 @@ local function canary(client, control, dir)
   }
   for i, change in ipairs(tamper) do
     local job = { index = -i, path = string.format("%s/canary-%d.mp4", dir, i) }
-    job.task = client:spawn(run_job, client, job)
+    job.task = client:spawn(run_job, client, control, job)
     client:run()
     change(job)
     client:run()
-    settle(tally, control, job, job.task)
+    settle(tally, job, job.task)
     os.remove(job.path)
   end
   checks:check(tally.corrupt == 1 and tally.lost == 2 and tally.verified == 1,
@@ -207,7 +226,7 @@ local function run_jobs(tally, client, control, dir)
   while (next_job <= #jobs or #running > 0) and harness.now() < deadline do
     while #running < opts.concurrency and next_job <= #jobs do
       local job = jobs[next_job]
-      job.task = client:spawn(run_job, client, job)
+      job.task = client:spawn(run_job, client, control, job)
       running[#running + 1], next_job = job, next_job + 1
     end
     client:step(0.05)
@@ -215,7 +234,7 @@ local function run_jobs(tally, client, control, dir)
       local job = running[i]
       if job.task:done() then
         table.remove(running, i)
-        settle(tally, control, job, job.task)
+        settle(tally, job, job.task)
         settled = settled + 1
         if settled % every == 0 then memory[#memory + 1] = sample(control, settled, #jobs) end
       end
@@ -309,6 +328,7 @@ local function report_jobs(tally, stats, seconds)
     opts.jobs, tally.verified, tally.failed, tally.lost, tally.corrupt))
   print("failures by kind: " .. sorted_counts(tally.by_kind))
   print("failures by stage: " .. sorted_counts(tally.by_stage))
+  print("deletes that failed (reported apart): " .. sorted_counts(tally.deletes_failed))
   for _, line in ipairs(tally.problems) do print("  " .. line) end
   print(string.format("emulator: %s requests, %s connections accepted, %s videos; faults injected: %s",
     tostring(stats.requests), tostring(stats.connections_accepted), tostring(stats.videos),
@@ -326,6 +346,12 @@ local function check_jobs(tally, stats, dir)
   checks:check(tally.corrupt == 0, "no wrong file and no temporary file left behind",
     tally.corrupt .. " corrupt, " .. #strays .. " temporary files")
   checks:check(tally.verified > 0, "jobs completed with a verified file", tally.verified .. " verified")
+  local unnamed = 0
+  for kind, n in pairs(tally.deletes_failed) do
+    if not KINDS[kind] then unnamed = unnamed + n end
+  end
+  checks:check(unnamed == 0, "every delete that failed returned an error of a named kind",
+    unnamed .. " otherwise")
   local injected = 0
   for _, n in pairs(type(stats.faults) == "table" and stats.faults or {}) do injected = injected + n end
   checks:check(opts.fault_rate == 0 or injected > 0, "the emulator injected faults", injected .. " faults")
