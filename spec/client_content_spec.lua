@@ -38,7 +38,7 @@ describe("download_content", function()
       local r = content_request()
       assert.are.equal("/v1/videos/" .. video.id .. "/content", r.path)
       assert.are.same({}, r.query)
-      assert.are.equal("Bearer " .. H.KEY, r.headers.authorization)
+      assert.are.equal(E.bearer(H.KEY), r.headers.authorization)
     end)
 
     it("sends Accept: application/binary, as the official SDKs do", function()

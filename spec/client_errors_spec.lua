@@ -52,7 +52,7 @@ describe("errors", function()
     assert.is_nil(v)
     assert.are.equal("authentication", err.kind)
     assert.are.equal(401, err.status)
-    assert.are.equal("Bearer sk-wrong", E:last_request().headers.authorization)
+    assert.are.equal(E.bearer("sk-wrong"), E:last_request().headers.authorization)
     assert_one_line(err)
   end)
 

@@ -156,7 +156,7 @@ describe("sora.Video", function()
 
   it("refresh returns nil, err once the video is gone, leaving the handle as it was", function()
     local v = assert(c:create{ prompt = "vanishing" })
-    assert(c:delete(v.id))
+    E:forget_video(v.id)
     local same, err = v:refresh()
     assert.is_nil(same)
     assert.are.equal("not_found", err.kind)

@@ -198,7 +198,7 @@ describe("client endpoints", function()
     end)
 
     it("deletes a video, which is then not found", function()
-      local v = assert(c:create{ prompt = "to delete" })
+      local v = H.completed_video(c, E, { prompt = "to delete" })
       local deleted, err = c:delete(v.id)
       assert.is_nil(err)
       assert.are.same({ id = v.id, object = "video.deleted", deleted = true }, deleted)

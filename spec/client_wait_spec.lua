@@ -111,7 +111,7 @@ describe("waiting", function()
 
     it("returns the refresh error when the video disappears", function()
       local v = assert(c:create{ prompt = "deleted while waiting" })
-      assert(c:delete(v.id))
+      E:forget_video(v.id)
       local done, err = v:wait{ interval = 0.01, timeout = 5 }
       assert.is_nil(done)
       assert.are.equal("not_found", err.kind)

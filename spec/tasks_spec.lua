@@ -331,8 +331,8 @@ describe("tasks", function()
     end)
 
     it("delete and video:delete", function()
-      local a = assert(c:create{ prompt = "to delete" })
-      local b = assert(c:create{ prompt = "to delete too" })
+      local a = H.completed_video(c, E, { prompt = "to delete" })
+      local b = H.completed_video(c, E, { prompt = "to delete too" })
       local r1, r2 = yields({ { method = "DELETE", path = path_of(a.id) },
                               { method = "DELETE", path = path_of(b.id) } }, function()
         return assert(c:delete(a.id)), assert(b:delete())

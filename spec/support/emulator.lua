@@ -3,12 +3,14 @@
 --
 --   local emulator = require "support.emulator"
 --   local E = emulator.start{ job_seconds = 0.3, api_key = "sk-test" }
---   ... E.url, E.api_key, E:requests(), E:fault{ action = "reset" } ...
+--   ... E.url, E.api_key, E:requests(), E:fault{ action = "reset" }, E:stats(),
+--   E:digest(id), E.bearer(key) ...
 --   E:stop()
 --
 -- The interpreter is $SORA_EMULATOR_LUA, else lua5.4.
 
 local process = require "sora.emulator.process"
+local sora_emulator = require "sora.emulator"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 local cjson = require "cjson"
@@ -17,6 +19,13 @@ local M = {}
 
 local Emulator = {}
 Emulator.__index = Emulator
+
+-- The recorded form of "Authorization: Bearer <key>": a fingerprint, never the key.
+-- E.bearer(key) works on the module and on a started emulator alike.
+function M.bearer(key)
+  return sora_emulator.fingerprint("Bearer " .. key)
+end
+Emulator.bearer = M.bearer
 
 -- Starts an emulator (see sora.emulator.process); errors clearly if it does not come up.
 function M.start(opts)
@@ -54,8 +63,17 @@ function Emulator:clear_requests() return self:control("DELETE", "/requests") en
 function Emulator:fault(spec) return self:control("POST", "/faults", spec) end
 function Emulator:clear_faults() return self:control("DELETE", "/faults") end
 function Emulator:force_video(id, fields) return self:control("POST", "/videos/" .. id, fields) end
+-- Removes a video whatever its status (DELETE /v1 refuses queued and running ones).
+function Emulator:forget_video(id) return self:control("DELETE", "/videos/" .. id) end
 function Emulator:config(fields) return self:control("POST", "/config", fields) end
 function Emulator:reset() return self:control("POST", "/reset", {}) end
+function Emulator:stats() return self:control("GET", "/stats") end
+function Emulator:clear_stats() return self:control("DELETE", "/stats") end
+
+-- { sha256, bytes } of what GET /v1/videos/{id}/content?variant= serves.
+function Emulator:digest(id, variant)
+  return self:control("GET", "/videos/" .. id .. "/digest?variant=" .. (variant or "video"))
+end
 
 -- Shuts the emulator down; safe to call twice.
 function Emulator:stop()

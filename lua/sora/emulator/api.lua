@@ -23,6 +23,9 @@ local VARIANTS = {
   spritesheet = { file = "spritesheet.jpg", type = "image/jpeg" },
 }
 local MAX_PROMPT = 32000
+-- The error of a video failed by the random fault schedule (fault kind video_fails).
+local GENERATION_FAILED = { code = "internal_error",
+  message = "Video generation failed due to an internal error. Please try again." }
 
 local function contains(list, v)
   for _, x in ipairs(list) do if x == v then return true end end
@@ -260,6 +263,7 @@ function api.create(ctx, req)
   return created(ctx, ctx.store:create({
     prompt = params.prompt, model = params.model or "sora-2",
     seconds = params.seconds or "4", size = size,
+    fail_error = req.fail_video and GENERATION_FAILED or nil,
   }))
 end
 
@@ -318,8 +322,16 @@ function api.retrieve(ctx, req, id)
   return res
 end
 
+-- OpenAI deletes "a completed or failed video": a queued or running job is refused.
 function api.delete(ctx, req, id)
-  if not ctx.store:delete(id) then return errors.not_found_video(id) end
+  local v = ctx.store:get(id)
+  if not v then return errors.not_found_video(id) end
+  local status = ctx.store:render(v).status
+  if status ~= "completed" and status ~= "failed" then
+    return errors.bad_request(string.format("Video '%s' cannot be deleted while it is %s; only "
+      .. "completed or failed videos can be deleted.", id, status), nil, nil)
+  end
+  ctx.store:delete(id)
   return json_response(200, json.ordered({ "id", "object", "deleted" },
     { id = id, object = "video.deleted", deleted = true }))
 end
@@ -419,9 +431,10 @@ local function media_bytes(name)
   return media_cache[name]
 end
 
--- A deterministic body of n bytes (byte i is i % 251), made as it is sent.
+-- A deterministic body of n bytes, made as it is sent: byte i is (i + k) % 251, where k
+-- comes from the video, so that the bodies of two videos differ and a mix-up is caught.
 local PATTERN
-local function synthetic_source(n)
+local function synthetic_source(n, k)
   if not PATTERN then
     local cycle = {}
     for i = 0, 250 do cycle[#cycle + 1] = string.char(i) end
@@ -431,12 +444,39 @@ local function synthetic_source(n)
     local out = {}
     while count > 0 do
       local take = math.min(count, 65536)
-      local start = pos % 251
+      local start = (pos + k) % 251
       out[#out + 1] = PATTERN:sub(start + 1, start + take)
       pos, count = pos + take, count - take
     end
     return table.concat(out)
   end }
+end
+
+-- The synthetic body's offset for a video: its creation number since start or reset, less
+-- one, modulo 251. Any 251 videos created in a row have distinct bodies, and the first keeps
+-- the plain pattern i % 251.
+function api.content_key(v)
+  return (v.seq - 1) % 251
+end
+
+-- Returns the source of a variant's bytes for video v (before any Range), and a key that
+-- names those bytes for digest caches.
+function api.content_source(ctx, v, name)
+  if name == "video" and ctx.config.video_bytes then
+    local n, k = ctx.config.video_bytes, api.content_key(v)
+    return synthetic_source(n, k), string.format("synthetic:%d:%d", n, k)
+  end
+  local file = VARIANTS[name].file
+  return http.string_source(media_bytes(file)), "file:" .. file
+end
+
+-- Returns the variant named by a query value (default "video"), or nil, error response.
+function api.variant(value)
+  if value == nil or value == "" then value = "video" end
+  if not VARIANTS[value] then
+    return nil, errors.invalid_value("variant", value, { "video", "thumbnail", "spritesheet" })
+  end
+  return value
 end
 
 -- Applies a Range header: returns source, status, extra headers (or a 416 response).
@@ -466,12 +506,9 @@ end
 function api.content(ctx, req, id)
   local v = ctx.store:get(id)
   if not v then return errors.not_found_video(id) end
-  local name = req.query.variant
-  if name == nil or name == "" then name = "video" end
+  local name, bad = api.variant(req.query.variant)
+  if not name then return bad end
   local variant = VARIANTS[name]
-  if not variant then
-    return errors.invalid_value("variant", name, { "video", "thumbnail", "spritesheet" })
-  end
   local video = ctx.store:render(v)
   if video.status == "failed" then
     return errors.bad_request(string.format("Video '%s' failed to generate and has no content.",
@@ -485,12 +522,7 @@ function api.content(ctx, req, id)
     return errors.response(410, string.format("The content of video '%s' expired at %d and is "
       .. "no longer available.", id, video.expires_at), nil, "video_expired")
   end
-  local src
-  if name == "video" and ctx.config.video_bytes then
-    src = synthetic_source(ctx.config.video_bytes)
-  else
-    src = http.string_source(media_bytes(variant.file))
-  end
+  local src = api.content_source(ctx, v, name)
   local status, extra
   src, status, extra = apply_range(src, req.headers["range"])
   if not src then return status end

@@ -11,6 +11,11 @@ usage: sora-emulator [options]
   --asset-ttl S       seconds a completed video's content stays downloadable (default 3600)
   --poll-after-ms N   openai-poll-after-ms header value (default: derived from --job-seconds)
   --video-bytes N     serve every video as a synthetic N-byte body (download tests)
+  --fault-rate R      share of /v1 requests (0..1) meeting a random fault (default 0)
+  --fault-seed N      seed of the random fault schedule (default: chosen, see the config)
+  --fault-kinds LIST  comma-separated kinds the schedule may draw (default: all)
+  --record-limit N    recorded requests kept for the control API (default 1000; 0 = none)
+  --max-connections N connections served at once; more wait to be accepted (default 1008)
   --quiet             do not log requests to stderr
   --help              show this help
 Prompts containing "#fail" end as failed (moderation_blocked).
@@ -26,7 +31,16 @@ local OPTIONS = {
   ["--job-seconds"] = { "job_seconds", "number" }, ["--api-key"] = { "api_key", "string" },
   ["--asset-ttl"] = { "asset_ttl", "number" }, ["--poll-after-ms"] = { "poll_after_ms", "integer" },
   ["--video-bytes"] = { "video_bytes", "integer" },
+  ["--fault-rate"] = { "fault_rate", "number" }, ["--fault-seed"] = { "fault_seed", "integer" },
+  ["--fault-kinds"] = { "fault_kinds", "list" }, ["--record-limit"] = { "record_limit", "integer" },
+  ["--max-connections"] = { "max_connections", "integer" },
 }
+
+local function split_list(value)
+  local list = {}
+  for item in value:gmatch("[^,%s]+") do list[#list + 1] = item end
+  return list
+end
 
 local function parse_args(args)
   local opts = { host = "127.0.0.1", port = 8000 }
@@ -47,7 +61,9 @@ local function parse_args(args)
         if not value then fail(name .. " needs a value") end
       end
       local key, kind = OPTIONS[name][1], OPTIONS[name][2]
-      if kind ~= "string" then
+      if kind == "list" then
+        value = split_list(value)
+      elseif kind ~= "string" then
         local n = tonumber(value)
         if not n or n < 0 or (kind == "integer" and n ~= math.floor(n)) then
           fail(string.format("%s expects a non-negative %s, got '%s'", name, kind, value))
@@ -64,6 +80,10 @@ local function parse_args(args)
   end
   if opts.port > 65535 then fail("--port must be 0..65535") end
   if opts.job_seconds == 0 then opts.job_seconds = 0.001 end
+  if opts.fault_rate and opts.fault_rate > 1 then fail("--fault-rate must be 0..1") end
+  if opts.max_connections == 0 then fail("--max-connections must be at least 1") end
+  local ok, err = require("sora.emulator").check_options(opts)
+  if not ok then fail(err) end
   return opts
 end
 

@@ -8,7 +8,7 @@ local faults = {}
 
 local ACTIONS = {
   respond = true, reset = true, reset_mid_body = true, stall = true,
-  truncate = true, malformed_json = true, html = true, delay = true,
+  truncate = true, malformed_json = true, html = true, delay = true, fail_video = true,
 }
 
 -- Messages for `respond` faults that give a status but no body.
@@ -43,7 +43,7 @@ function Queue:add(spec)
     times = tonumber(spec.times) or 1,
     status = tonumber(spec.status), headers = type(spec.headers) == "table" and spec.headers or {},
     body = spec.body, delay_ms = tonumber(spec.delay_ms) or 0,
-    after_bytes = tonumber(spec.after_bytes),
+    after_bytes = tonumber(spec.after_bytes), stall_ms = tonumber(spec.stall_ms),
   }
   self.list[#self.list + 1] = fault
   return fault
@@ -91,6 +91,16 @@ local HTML = [[<html>
 </html>
 ]]
 
+local function body_length(res)
+  return type(res.body) == "table" and res.body.length or #(res.body or "")
+end
+
+-- How many body bytes a cut-short answer sends: after_bytes, else a share of the body.
+local function cut_point(f, length, default_share)
+  if f.after_bytes then return f.after_bytes end
+  return math.floor(length * (f.after_share or default_share))
+end
+
 -- Serves req under fault f. produce() computes the real response.
 -- Returns true when the connection may be kept for another request.
 function faults.apply(f, conn, req, produce, request_id)
@@ -102,20 +112,24 @@ function faults.apply(f, conn, req, produce, request_id)
   elseif a == "respond" then
     if f.delay_ms > 0 then conn:sleep(f.delay_ms / 1000) end
     return http.write_response(conn, scripted_response(f, request_id), { head = head })
+  elseif a == "fail_video" then
+    req.fail_video = true                  -- the created video will end failed
+    return http.write_response(conn, produce(), { head = head })
   elseif a == "reset" then
     conn:close(true)
   elseif a == "stall" then
-    conn:drain()
+    -- With stall_ms, a bounded stall then a close; without, until the client hangs up.
+    if f.stall_ms then conn:sleep(f.stall_ms / 1000) else conn:drain() end
   elseif a == "reset_mid_body" then
     local res = produce()
-    http.write_response(conn, res, { limit = f.after_bytes or 0 })
+    http.write_response(conn, res, { limit = cut_point(f, body_length(res), 0) })
     conn:close(true)
   elseif a == "truncate" then
     -- The real head and Content-Length, then only part of the body and a clean
     -- close: the client sees the connection end early.
     local res = produce()
-    local length = type(res.body) == "table" and res.body.length or #(res.body or "")
-    local sent = f.after_bytes or math.floor(length / 2)
+    local length = body_length(res)
+    local sent = cut_point(f, length, 0.5)
     local declared = length
     if sent >= length then declared = sent + 100 end
     http.write_response(conn, res, { limit = sent, declared = declared })

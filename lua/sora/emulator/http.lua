@@ -291,13 +291,34 @@ end
 local Loop = {}
 Loop.__index = Loop
 
--- Returns a loop serving listener; serve(conn) runs in each connection's coroutine.
-function http.loop(listener, serve, on_error)
+-- select() handles descriptors below FD_SETSIZE only.
+http.SETSIZE = socket._SETSIZE or 1024
+-- Open connections by default: room below FD_SETSIZE for stdio, the listener and files.
+http.MAX_CONNECTIONS = http.SETSIZE - 16
+
+-- Returns a loop serving listener; serve(conn) runs in each connection's coroutine. At most
+-- max_connections are open at once: beyond that the loop stops accepting, and clients wait
+-- in the listen backlog until a connection closes.
+function http.loop(listener, serve, on_error, max_connections)
   listener:settimeout(0)
   return setmetatable({
     listener = listener, serve = serve, on_error = on_error,
+    max_connections = math.min(max_connections or http.MAX_CONNECTIONS, http.MAX_CONNECTIONS),
     readers = {}, writers = {}, sleepers = {}, conns = {},
+    open = 0, accepted = 0, refused = 0, max_open = 0,
   }, Loop)
+end
+
+-- Zeroes the counters (open connections stay counted).
+function Loop:reset_counters()
+  self.accepted, self.refused, self.max_open = 0, 0, self.open
+end
+
+function Loop:forget(conn)
+  if self.conns[conn] then
+    self.conns[conn] = nil
+    self.open = self.open - 1
+  end
 end
 
 function Loop:resume(co, conn)
@@ -308,7 +329,7 @@ function Loop:resume(co, conn)
   end
   if coroutine.status(co) == "dead" then
     conn:close()
-    self.conns[conn] = nil
+    self:forget(conn)
   elseif kind == "r" then
     self.readers[what] = { co = co, conn = conn }
   elseif kind == "w" then
@@ -318,14 +339,36 @@ function Loop:resume(co, conn)
   end
 end
 
+local BUSY_BODY = '{"error":{"message":"The server is overloaded, please try again later.",'
+  .. '"type":"server_error","param":null,"code":null}}'
+local BUSY = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+  .. "connection: close\r\nretry-after: 1\r\ncontent-length: " .. #BUSY_BODY .. "\r\n\r\n"
+  .. BUSY_BODY
+
+-- A socket whose descriptor select() cannot watch (the host holds many files): it gets a
+-- 503 in one non-blocking write, which fits in any socket buffer, and a close.
+local function refuse(sock)
+  sock:settimeout(0)
+  sock:send(BUSY)
+  sock:close()
+end
+
 function Loop:accept()
-  while true do
+  while self.open < self.max_connections do
     local sock = self.listener:accept()
     if not sock then return end
-    local conn = new_conn(sock)
-    self.conns[conn] = true
-    local serve = self.serve
-    self:resume(coroutine.create(function() serve(conn) end), conn)
+    self.accepted = self.accepted + 1
+    if sock:getfd() >= http.SETSIZE then
+      self.refused = self.refused + 1
+      refuse(sock)
+    else
+      local conn = new_conn(sock)
+      self.conns[conn] = true
+      self.open = self.open + 1
+      if self.open > self.max_open then self.max_open = self.open end
+      local serve = self.serve
+      self:resume(coroutine.create(function() serve(conn) end), conn)
+    end
   end
 end
 
@@ -351,6 +394,11 @@ local function keys(t, first)
   return list
 end
 
+-- The sockets to watch for reading: the listener only while there is room for a connection.
+function Loop:watched()
+  return keys(self.readers, self.open < self.max_connections and self.listener or nil)
+end
+
 -- Serves for at most timeout seconds (one pass when timeout is 0).
 function Loop:step(timeout)
   local deadline = socket.gettime() + (timeout or 0)
@@ -359,8 +407,7 @@ function Loop:step(timeout)
     local wait = math.max(0, deadline - now)
     local until_sleeper = self:wake(now)
     if until_sleeper then wait = math.min(wait, until_sleeper) end
-    local readable, writable = socket.select(keys(self.readers, self.listener),
-      keys(self.writers), wait)
+    local readable, writable = socket.select(self:watched(), keys(self.writers), wait)
     for _, sock in ipairs(readable) do
       if sock == self.listener then
         self:accept()
@@ -384,6 +431,7 @@ end
 function Loop:close()
   self.stopped = true
   for conn in pairs(self.conns) do conn:close() end
+  self.open = 0
   self.conns, self.readers, self.writers, self.sleepers = {}, {}, {}, {}
   self.listener:close()
 end

@@ -17,11 +17,14 @@ local errors = require "sora.emulator.errors"
 local api = require "sora.emulator.api"
 local control = require "sora.emulator.control"
 local multipart = require "sora.emulator.multipart"
+local random_faults = require "sora.emulator.random_faults"
+local sha256 = require "sora.emulator.sha256"
 
 local emulator = { _VERSION = "sora.emulator 0.1" }
 
 local MAX_RECORDED_BODY = 1024 * 1024
 local MAX_RECORDED_PART = 64 * 1024
+local RECORD_LIMIT = 1000          -- recorded requests kept (the oldest go first)
 
 -- Route table: raw-path pattern (captures are percent-encoded ids) and the
 -- handler of each method. Literal routes come before the {id} ones.
@@ -62,22 +65,97 @@ function emulator.new(opts)
   self.initial = {
     job_seconds = opts.job_seconds or 2, api_key = opts.api_key,
     asset_ttl = opts.asset_ttl or 3600, poll_after_ms = opts.poll_after_ms,
-    video_bytes = opts.video_bytes,
+    video_bytes = opts.video_bytes, record_limit = opts.record_limit or RECORD_LIMIT,
+    fault_rate = opts.fault_rate or 0, fault_seed = opts.fault_seed,
+    fault_kinds = opts.fault_kinds,
   }
+  local ok, err = emulator.check_options(self.initial)
+  if not ok then
+    listener:close()
+    error("sora.emulator.new: " .. err, 2)
+  end
   self.host, self.port = listener:getsockname()
   self.loop = http.loop(listener, function(conn) self:serve(conn) end,
-    function(err) self:note("error: " .. tostring(err)) end)
+    function(err) self:note("error: " .. tostring(err)) end, opts.max_connections)
   self:reset()
   return self
 end
 
--- Forgets all videos, characters, requests and faults; restores the start config.
+-- Checks the fault and recording options of new{} and of the control config; returns true or
+-- nil, message.
+function emulator.check_options(o)
+  local rate = o.fault_rate
+  if rate ~= nil and (type(rate) ~= "number" or not (rate >= 0 and rate <= 1)) then
+    return nil, "fault_rate must be a number in 0..1"
+  end
+  local seed = o.fault_seed
+  if seed ~= nil and (type(seed) ~= "number" or seed ~= math.floor(seed) or seed < 0
+      or seed >= 2^53) then
+    return nil, "fault_seed must be a non-negative integer"
+  end
+  local limit = o.record_limit
+  if limit ~= nil and (type(limit) ~= "number" or limit ~= math.floor(limit) or limit < 0) then
+    return nil, "record_limit must be a non-negative integer"
+  end
+  if o.fault_kinds ~= nil then
+    if type(o.fault_kinds) ~= "table" then return nil, "fault_kinds must be an array of kinds" end
+    local known = {}
+    for _, kind in ipairs(random_faults.KINDS) do known[kind] = true end
+    for _, kind in ipairs(o.fault_kinds) do
+      if not known[kind] then
+        return nil, string.format("unknown fault kind '%s' (known: %s)", tostring(kind),
+          table.concat(random_faults.KINDS, ", "))
+      end
+    end
+  end
+  return true
+end
+
+-- Forgets all videos, characters, requests and faults; restores the start config and
+-- zeroes the counters.
 function Server:reset()
   self.config = copy(self.initial)
   local server = self
   self.store = videos.new(function() return server.config end)
   self.faults = faults.new()
-  self.recorded = {}
+  self.digests = {}
+  self:clear_recorded()
+  self:reset_stats()
+  self:schedule_faults()
+end
+
+-- Restarts the random fault schedule from the configured rate, seed and kinds. Without a
+-- seed one is chosen now and shown in the config, so that a run can be replayed.
+function Server:schedule_faults()
+  local cfg = self.config
+  if cfg.fault_seed == nil then
+    cfg.fault_seed = math.floor(socket.gettime() * 1000) % 2147483647
+  end
+  local kinds
+  if cfg.fault_kinds then
+    kinds = {}
+    for _, kind in ipairs(cfg.fault_kinds) do kinds[kind] = true end
+  end
+  self.random_faults = random_faults.new(cfg.fault_rate or 0, cfg.fault_seed, kinds)
+end
+
+function Server:reset_stats()
+  self.stats = { requests = 0, faults = {} }
+  self.loop:reset_counters()
+end
+
+-- The counters of GET /__emulator/stats.
+function Server:stats_view()
+  collectgarbage("collect")      -- a settled figure, so growth is visible and noise is not
+  local faults_seen = {}
+  for kind, n in pairs(self.stats.faults) do faults_seen[kind] = n end
+  return {
+    requests = self.stats.requests, connections_accepted = self.loop.accepted,
+    connections_open = self.loop.open, max_connections_open = self.loop.max_open,
+    connections_refused = self.loop.refused, faults = faults_seen,
+    lua_memory_kb = math.floor(collectgarbage("count")), videos = self.store:count(),
+    recorded = self.recorded.last - self.recorded.first + 1,
+  }
 end
 
 function Server:url()
@@ -109,11 +187,50 @@ function Server:close()
 end
 
 ---------------------------------------------------------------------------
--- Recording /v1 requests for GET /__emulator/requests.
+-- Recording /v1 requests for GET /__emulator/requests: the last record_limit of them.
+
+function Server:clear_recorded()
+  self.recorded = { first = 1, last = 0 }
+end
+
+-- Drops the oldest recorded requests beyond the limit.
+function Server:trim_recorded()
+  local r, limit = self.recorded, self.config.record_limit or RECORD_LIMIT
+  while r.last - r.first + 1 > limit do
+    r[r.first] = nil
+    r.first = r.first + 1
+  end
+end
+
+-- The recorded requests, oldest first.
+function Server:recorded_list()
+  local list, r = json.array(), self.recorded
+  for i = r.first, r.last do list[#list + 1] = r[i] end
+  return list
+end
+
+-- What is recorded of an Authorization header: a fingerprint of the credential, never the
+-- credential, since the control API has no auth. "Bearer [sha256:<16 hex>]" for bearer auth.
+function emulator.fingerprint(value)
+  local scheme, token = value:match("^%s*(%S+)%s+(%S+)%s*$")
+  if scheme and scheme:lower() == "bearer" then
+    return scheme .. " [sha256:" .. sha256.hex(token):sub(1, 16) .. "]"
+  end
+  return "[sha256:" .. sha256.hex(value):sub(1, 16) .. "]"
+end
+
+local function recorded_headers(headers)
+  local copy_of = copy(headers)
+  if copy_of["authorization"] then
+    copy_of["authorization"] = emulator.fingerprint(copy_of["authorization"])
+  end
+  return copy_of
+end
 
 local function record(self, req)
+  if (self.config.record_limit or RECORD_LIMIT) <= 0 then return end
   local rec = { method = req.method, path = req.path, query = req.query,
-    headers = req.headers }
+    headers = recorded_headers(req.headers) }
   local boundary = multipart.boundary(req.headers["content-type"])
   local parts = boundary and multipart.parse(req.body, boundary)
   if parts then
@@ -129,7 +246,10 @@ local function record(self, req)
     local ct = req.headers["content-type"] or ""
     if ct:lower():find("json") then rec.json = json.decode(req.body) end
   end
-  self.recorded[#self.recorded + 1] = rec
+  local r = self.recorded
+  r.last = r.last + 1
+  r[r.last] = rec
+  self:trim_recorded()
 end
 
 ---------------------------------------------------------------------------
@@ -210,7 +330,16 @@ function Server:serve_request(conn, req)
   local head = req.method == "HEAD"
   if req.path == "/v1" or req.path:find("^/v1/") then
     record(self, req)
-    local fault = self.faults:take(req.method, req.path)
+    self.stats.requests = self.stats.requests + 1
+    -- Scripted faults first; the random schedule draws for every request all the same, so
+    -- its faults fall on the same requests whatever was scripted.
+    local scripted = self.faults:take(req.method, req.path)
+    local random = self.random_faults:next(req)
+    local fault = scripted or random
+    if fault then
+      local kind = fault.kind or fault.action
+      self.stats.faults[kind] = (self.stats.faults[kind] or 0) + 1
+    end
     local produce = function() return finish(self:handle_api(req), request_id, req) end
     if fault then
       return faults.apply(fault, conn, req, produce, request_id), fault.action

@@ -12,7 +12,16 @@ local process = {}
 local START_TIMEOUT = 5 -- seconds
 
 local FLAGS = { job_seconds = "--job-seconds", api_key = "--api-key", asset_ttl = "--asset-ttl",
-                poll_after_ms = "--poll-after-ms", video_bytes = "--video-bytes" }
+                poll_after_ms = "--poll-after-ms", video_bytes = "--video-bytes",
+                fault_rate = "--fault-rate", fault_seed = "--fault-seed",
+                fault_kinds = "--fault-kinds", record_limit = "--record-limit",
+                max_connections = "--max-connections" }
+
+-- A flag's value: lists (fault_kinds) are comma-separated.
+local function flag_value(value)
+  if type(value) == "table" then return table.concat(value, ",") end
+  return tostring(value)
+end
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -53,8 +62,9 @@ local Emulator = {}
 Emulator.__index = Emulator
 
 --- Starts an emulator on 127.0.0.1 and a free port. opts: job_seconds, api_key, asset_ttl,
--- poll_after_ms, video_bytes, lua (the interpreter; default $SORA_EMULATOR_LUA or lua5.4),
--- log (a path for the request log; default none). Returns a handle with url, pid and stop;
+-- poll_after_ms, video_bytes, fault_rate, fault_seed, fault_kinds (a list), record_limit,
+-- max_connections (as for sora.emulator.new), lua (the interpreter; default $SORA_EMULATOR_LUA
+-- or lua5.4), log (a path for the request log; default none). Returns a handle with url, pid and stop;
 -- raises if the server is not listening within 5 s.
 function process.spawn(opts)
   opts = opts or {}
@@ -64,7 +74,7 @@ function process.spawn(opts)
   for key, flag in pairs(FLAGS) do
     if opts[key] ~= nil then
       args[#args + 1] = flag
-      args[#args + 1] = tostring(opts[key])
+      args[#args + 1] = flag_value(opts[key])
     end
   end
   local out, err, pidfile = os.tmpname(), opts.log or os.tmpname(), os.tmpname()

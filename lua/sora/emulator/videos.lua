@@ -16,6 +16,9 @@ local VIDEO_KEYS = {
 local QUEUED_SHARE = 0.1     -- the first 10% of a job is spent queued
 local FAIL_SHARE = 0.5       -- "#fail" prompts fail halfway through
 
+local MODERATION = { code = "moderation_blocked",
+  message = "Your request was blocked by our moderation system." }
+
 local seeded = false
 
 -- Returns n random lower-case hex digits.
@@ -34,12 +37,12 @@ Store.__index = Store
 
 -- Returns an empty store; config() returns the live emulator configuration.
 function videos.new(config)
-  return setmetatable({ config = config, byid = {}, seq = {}, next_seq = 0,
+  return setmetatable({ config = config, byid = {}, seq = {}, next_seq = 0, live = 0,
     characters = {} }, Store)
 end
 
 -- Creates a video from validated fields { model, prompt, size, seconds,
--- remixed_from_video_id }, capturing the job length and asset lifetime now.
+-- remixed_from_video_id, fail_error }, capturing the job length and asset lifetime now.
 function Store:create(fields)
   local id
   repeat id = "video_" .. videos.hex(48) until not self.seq[id]
@@ -49,10 +52,12 @@ function Store:create(fields)
     id = id, model = fields.model, prompt = fields.prompt, size = fields.size,
     seconds = fields.seconds, remixed_from_video_id = fields.remixed_from_video_id,
     started = socket.gettime(), job_seconds = cfg.job_seconds,
-    asset_ttl = cfg.asset_ttl, fails = fields.prompt:find("#fail", 1, true) ~= nil,
+    asset_ttl = cfg.asset_ttl,
+    fail_error = fields.prompt:find("#fail", 1, true) and MODERATION or fields.fail_error,
     forced = {}, seq = self.next_seq,
   }
   self.byid[id] = v
+  self.live = self.live + 1
   -- Sequence numbers outlive deletion, so a deleted id still works as a cursor.
   self.seq[id] = v.seq
   return v
@@ -64,8 +69,16 @@ end
 
 function Store:delete(id)
   local v = self.byid[id]
-  self.byid[id] = nil
+  if v then
+    self.byid[id] = nil
+    self.live = self.live - 1
+  end
   return v
+end
+
+-- The number of live (not deleted) videos.
+function Store:count()
+  return self.live
 end
 
 -- Pins fields of a video (decoded JSON; json.null clears a field).
@@ -80,11 +93,8 @@ end
 local function derive(v, now)
   local elapsed = now - v.started
   local js = v.job_seconds
-  if v.fails and elapsed >= js * FAIL_SHARE then
-    return "failed", math.floor(100 * FAIL_SHARE), nil, {
-      code = "moderation_blocked",
-      message = "Your request was blocked by our moderation system.",
-    }
+  if v.fail_error and elapsed >= js * FAIL_SHARE then
+    return "failed", math.floor(100 * FAIL_SHARE), nil, v.fail_error
   end
   if elapsed >= js then
     return "completed", 100, math.floor(v.started + js)
