@@ -7,7 +7,7 @@
 
 static const char *const kind_names[] = {
     "a string", "a string or an integer", "an integer", "a path or a table", "an id, a path or a table",
-    "a path or a table", "a function", "a number"};
+    "a path or a table", "a function", "a number", "a boolean"};
 
 /* Pushes "file:line:" of the first caller outside sora's own Lua files, so that an argument
  * error points at the program's line, not at the wrapper that passed the argument on. */
@@ -115,6 +115,9 @@ static void check_value(lua_State *L, const sora_endpoint *e, int params, const 
       break;
     case SORA_FIELD_NUMBER:
       if (type == LUA_TNUMBER) return;
+      break;
+    case SORA_FIELD_BOOLEAN:
+      if (type == LUA_TBOOLEAN) return;
       break;
     default:
       if (type == LUA_TSTRING) return;

@@ -28,7 +28,8 @@ static const sora_field character_body[] = {F("video", VIDEO_FILE, 1), F("name",
 #define REQUEST_OPTIONS F("max_retries", INTEGER, 0), F("timeout", NUMBER, 0), F("deadline", NUMBER, 0)
 static const sora_field request_local[] = {REQUEST_OPTIONS, END};
 static const sora_field content_local[] = {
-    F("path", TEXT, 0), F("sink", FUNCTION, 0), F("on_progress", FUNCTION, 0), REQUEST_OPTIONS, END};
+    F("path", TEXT, 0), F("sink", FUNCTION, 0), F("on_progress", FUNCTION, 0), F("durable", BOOLEAN, 0),
+    REQUEST_OPTIONS, END};
 
 static const sora_endpoint endpoints[] = {
     {"create", "POST", "/videos", create_body, NULL, SORA_RESULT_VIDEO},
@@ -104,9 +105,12 @@ static int prepare_sink(lua_State *L, sora_transfer *t, int transfer, int opts) 
   lua_pop(L, 1);
   if (path == NULL) return 1;
   if (t->sink == SORA_SINK_FUNCTION) sora_arg_error(L, t->endpoint, opts, "give 'path' or 'sink', not both");
+  lua_getfield(L, opts, "durable");
+  t->durable = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   if (sora_download_open(t, path)) return 1;
   lua_pushnil(L);
-  lua_pushfstring(L, "cannot write '%s': %s", path, strerror(t->io_errno));
+  lua_pushfstring(L, "cannot write '%s': %s", path, sora_download_error(t));
   sora_push_error(L, "io", 0, lua_tostring(L, -1));
   lua_remove(L, -2);
   return 0;

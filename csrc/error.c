@@ -1,6 +1,103 @@
 /* Error objects: tables with the sora.Error metatable, so they print as one line and can be
  * raised by iterators (as io.lines raises) and still be inspected by a pcall. */
+#include <string.h>
+
 #include "sora.h"
+
+/* ---- the client's key, wherever a server echoes it ----------------------------------- */
+
+static int redacts(const char *key) { return key && strlen(key) >= SORA_MIN_REDACTED_KEY; }
+
+int sora_has_key(const char *s, size_t len, const char *key) {
+  size_t key_len;
+  const char *p, *end = s + len;
+  if (!redacts(key)) return 0;
+  key_len = strlen(key);
+  for (p = s; (size_t)(end - p) >= key_len; p++) {
+    p = memchr(p, key[0], (size_t)(end - p) - key_len + 1);
+    if (p == NULL) return 0;
+    if (memcmp(p, key, key_len) == 0) return 1;
+  }
+  return 0;
+}
+
+/* Copies value into dest (cut to size - 1 bytes, NUL-terminated) with every occurrence of the
+ * key replaced first, so that the cut never leaves a piece of the key. No Lua, no allocation:
+ * callable from inside a libcurl callback. */
+void sora_copy_redacted(char *dest, size_t size, const char *value, size_t len, const char *key) {
+  size_t out = 0, key_len = redacts(key) ? strlen(key) : 0;
+  const char *end = value + len;
+  while (value < end && out + 1 < size) {
+    if (key_len && (size_t)(end - value) >= key_len && memcmp(value, key, key_len) == 0) {
+      size_t n = strlen(SORA_REDACTED);
+      if (n > size - 1 - out) n = size - 1 - out;
+      memcpy(dest + out, SORA_REDACTED, n);
+      out += n;
+      value += key_len;
+    } else {
+      dest[out++] = *value++;
+    }
+  }
+  dest[out] = '\0';
+}
+
+/* Pushes s with every occurrence of the key replaced; returns the pushed string. */
+const char *sora_push_redacted(lua_State *L, const char *s, size_t len, const char *key) {
+  luaL_Buffer b;
+  size_t key_len;
+  const char *end = s + len;
+  if (!sora_has_key(s, len, key)) {
+    lua_pushlstring(L, s, len);
+    return lua_tostring(L, -1);
+  }
+  key_len = strlen(key);
+  luaL_buffinit(L, &b);
+  while (s < end) {
+    if ((size_t)(end - s) >= key_len && memcmp(s, key, key_len) == 0) {
+      luaL_addstring(&b, SORA_REDACTED);
+      s += key_len;
+    } else {
+      luaL_addchar(&b, *s++);
+    }
+  }
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
+
+/* ---- libcurl's codes, by name ------------------------------------------------------------ */
+
+/* CURLcode values are part of libcurl's ABI: the name of code n is names[n]. */
+static const char *const curl_code_names[] = {
+    "OK", "UNSUPPORTED_PROTOCOL", "FAILED_INIT", "URL_MALFORMAT", "NOT_BUILT_IN",
+    "COULDNT_RESOLVE_PROXY", "COULDNT_RESOLVE_HOST", "COULDNT_CONNECT", "WEIRD_SERVER_REPLY",
+    "REMOTE_ACCESS_DENIED", "FTP_ACCEPT_FAILED", "FTP_WEIRD_PASS_REPLY", "FTP_ACCEPT_TIMEOUT",
+    "FTP_WEIRD_PASV_REPLY", "FTP_WEIRD_227_FORMAT", "FTP_CANT_GET_HOST", "HTTP2",
+    "FTP_COULDNT_SET_TYPE", "PARTIAL_FILE", "FTP_COULDNT_RETR_FILE", "OBSOLETE20", "QUOTE_ERROR",
+    "HTTP_RETURNED_ERROR", "WRITE_ERROR", "OBSOLETE24", "UPLOAD_FAILED", "READ_ERROR",
+    "OUT_OF_MEMORY", "OPERATION_TIMEDOUT", "OBSOLETE29", "FTP_PORT_FAILED", "FTP_COULDNT_USE_REST",
+    "OBSOLETE32", "RANGE_ERROR", "HTTP_POST_ERROR", "SSL_CONNECT_ERROR", "BAD_DOWNLOAD_RESUME",
+    "FILE_COULDNT_READ_FILE", "LDAP_CANNOT_BIND", "LDAP_SEARCH_FAILED", "OBSOLETE40",
+    "FUNCTION_NOT_FOUND", "ABORTED_BY_CALLBACK", "BAD_FUNCTION_ARGUMENT", "OBSOLETE44",
+    "INTERFACE_FAILED", "OBSOLETE46", "TOO_MANY_REDIRECTS", "UNKNOWN_OPTION",
+    "SETOPT_OPTION_SYNTAX", "OBSOLETE50", "OBSOLETE51", "GOT_NOTHING", "SSL_ENGINE_NOTFOUND",
+    "SSL_ENGINE_SETFAILED", "SEND_ERROR", "RECV_ERROR", "OBSOLETE57", "SSL_CERTPROBLEM",
+    "SSL_CIPHER", "PEER_FAILED_VERIFICATION", "BAD_CONTENT_ENCODING", "OBSOLETE62",
+    "FILESIZE_EXCEEDED", "USE_SSL_FAILED", "SEND_FAIL_REWIND", "SSL_ENGINE_INITFAILED",
+    "LOGIN_DENIED", "TFTP_NOTFOUND", "TFTP_PERM", "REMOTE_DISK_FULL", "TFTP_ILLEGAL",
+    "TFTP_UNKNOWNID", "REMOTE_FILE_EXISTS", "TFTP_NOSUCHUSER", "OBSOLETE75", "OBSOLETE76",
+    "SSL_CACERT_BADFILE", "REMOTE_FILE_NOT_FOUND", "SSH", "SSL_SHUTDOWN_FAILED", "AGAIN",
+    "SSL_CRL_BADFILE", "SSL_ISSUER_ERROR", "FTP_PRET_FAILED", "RTSP_CSEQ_ERROR",
+    "RTSP_SESSION_ERROR", "FTP_BAD_FILE_LIST", "CHUNK_FAILED", "NO_CONNECTION_AVAILABLE",
+    "SSL_PINNEDPUBKEYNOTMATCH", "SSL_INVALIDCERTSTATUS", "HTTP2_STREAM", "RECURSIVE_API_CALL",
+    "AUTH_ERROR", "HTTP3", "QUIC_CONNECT_ERROR", "PROXY", "SSL_CLIENTCERT", "UNRECOVERABLE_POLL"};
+
+void sora_push_curl_code(lua_State *L, CURLcode code) {
+  size_t n = sizeof curl_code_names / sizeof curl_code_names[0];
+  if ((size_t)code < n) lua_pushstring(L, curl_code_names[code]);
+  else lua_pushfstring(L, "CURLE_%d", (int)code); /* a code newer than this table */
+}
+
+/* ---- error objects ------------------------------------------------------------------- */
 
 const char *sora_error_kind(long status) {
   switch (status) {

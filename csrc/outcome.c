@@ -6,21 +6,13 @@
 
 static int is_success(long status) { return status >= 200 && status < 300; }
 
-/* Keys shorter than this are not redacted: replacing "k" everywhere would garble messages. */
-#define MIN_REDACTED_KEY 8
+/* The client's key: a server may echo it back in anything it sends. */
+static const char *api_key(const sora_transfer *t) { return t->client ? t->client->api_key : NULL; }
 
-/* Pushes the message with the client's key replaced: a server may echo the key back. */
-static const char *push_redacted(lua_State *L, sora_transfer *t, const char *message) {
-  const char *key = t->client ? t->client->api_key : NULL;
-  if (key && strlen(key) >= MIN_REDACTED_KEY && strstr(message, key))
-    return luaL_gsub(L, message, key, "[redacted key]");
-  lua_pushstring(L, message);
-  return lua_tostring(L, -1);
-}
-
-/* The error object, with the request id and, after retries, how many attempts were made. */
+/* The error object, with the request id and, after retries, how many attempts were made. The
+ * request id was redacted when it was read; the message is redacted here whatever built it. */
 static void push_failure(lua_State *L, sora_transfer *t, const char *kind, const char *message) {
-  message = push_redacted(L, t, message);
+  message = sora_push_redacted(L, message, strlen(message), api_key(t));
   if (t->attempts > 1) {
     message = lua_pushfstring(L, "%s (after %d attempts)", message, t->attempts);
     lua_remove(L, -2);
@@ -48,18 +40,23 @@ static void push_transport_error(lua_State *L, sora_transfer *t) {
   t->status = 0;
   lua_pushnil(L);
   lua_setfield(L, -2, "status");
+  sora_push_curl_code(L, t->code); /* libcurl's own name, e.g. COULDNT_CONNECT */
+  lua_setfield(L, -2, "curl_code");
 }
 
 static void push_io_error(lua_State *L, sora_transfer *t) {
-  lua_pushfstring(L, "cannot write '%s': %s", t->path ? t->path : "response", strerror(t->io_errno));
+  lua_pushfstring(L, "cannot write '%s': %s", t->path ? t->path : "response", sora_download_error(t));
   push_failure(L, t, "io", lua_tostring(L, -1));
   lua_remove(L, -2);
 }
 
-/* A printable excerpt of a body that is not the JSON we wanted. */
-static void push_excerpt(lua_State *L, const char *body, size_t len) {
+/* A printable excerpt of a body that is not the JSON we wanted, cut after the key is redacted
+ * (a cut first could leave a piece of the key that no longer matches it). */
+static void push_excerpt(lua_State *L, sora_transfer *t, const char *body, size_t len) {
   luaL_Buffer b;
   size_t i;
+  body = sora_push_redacted(L, body, len, api_key(t));
+  len = sora_rawlen(L, -1);
   if (len > 120) len = 120;
   luaL_buffinit(L, &b);
   for (i = 0; i < len; i++) {
@@ -67,6 +64,7 @@ static void push_excerpt(lua_State *L, const char *body, size_t len) {
     luaL_addchar(&b, ch >= 32 && ch < 127 ? (char)ch : ' ');
   }
   luaL_pushresult(&b);
+  lua_remove(L, -2);
 }
 
 /* The API's {"error": {message, type, param, code}}, or a message made from the status. */
@@ -75,6 +73,7 @@ static void push_http_error(lua_State *L, sora_transfer *t) {
   int top = lua_gettop(L);
   const char *kind = sora_error_kind(t->status);
   if (sora_json_try_decode(L, body->data ? body->data : "", body->len) && lua_istable(L, -1)) {
+    sora_redact_tree(L, -1, api_key(t)); /* message, code, type, param... */
     lua_getfield(L, -1, "error");
     if (lua_istable(L, -1)) {
       const char *fields[] = {"type", "param", "code", NULL};
@@ -92,7 +91,7 @@ static void push_http_error(lua_State *L, sora_transfer *t) {
     }
   }
   lua_settop(L, top);
-  push_excerpt(L, body->data ? body->data : "", body->len);
+  push_excerpt(L, t, body->data ? body->data : "", body->len);
   lua_pushfstring(L, "HTTP %d from %s%s%s", (int)t->status, t->endpoint->name,
                   body->len ? ": " : "", lua_tostring(L, -1));
   push_failure(L, t, kind, lua_tostring(L, -1));
@@ -118,6 +117,7 @@ static int push_success(lua_State *L, sora_transfer *t, int transfer_idx) {
   }
   ok = sora_json_try_decode(L, body->data ? body->data : "", body->len);
   if (ok) {
+    sora_redact_tree(L, slot, api_key(t)); /* every string of a Video, page or character */
     sora_transfer_push_field(L, transfer_idx, "client");
     ok = sora_marshal(L, t->endpoint->result, slot, slot + 1, t->poll_after_ms);
   } else {
@@ -139,6 +139,9 @@ static void push_outcome(lua_State *L, sora_transfer *t, int transfer_idx) {
   } else if (t->io_errno) {
     lua_pushnil(L);
     push_io_error(L, t);
+  } else if (t->invalid) {
+    lua_pushnil(L);
+    push_invalid(L, t, t->invalid);
   } else if (t->bad_range) {
     lua_pushnil(L);
     lua_pushfstring(L, "the download broke off at byte %f and the server did not resume it there",

@@ -35,7 +35,8 @@ typedef enum sora_field_kind {
   SORA_FIELD_VIDEO_REF, /* an id, a path, {id}, {path}, {data, filename, content_type} */
   SORA_FIELD_VIDEO_FILE, /* a path, {path}, {data, filename, content_type} */
   SORA_FIELD_FUNCTION,  /* a Lua function (local options, never sent) */
-  SORA_FIELD_NUMBER     /* a number (local options) */
+  SORA_FIELD_NUMBER,    /* a number (local options) */
+  SORA_FIELD_BOOLEAN    /* a boolean (local options) */
 } sora_field_kind;
 
 typedef struct sora_field {
@@ -163,6 +164,13 @@ struct sora_transfer {
   int checked_start;               /* the first bytes of this attempt have been checked */
   int bad_range;                   /* the server could not resume where we stopped */
   int io_errno;
+  /* the integrity of responses and files (download.c) */
+  int headers_read;                /* this response's headers have been read */
+  curl_off_t range_end, range_total; /* from Content-Range, -1 when absent ("*" total too) */
+  curl_off_t expected_total;       /* the whole body's size, from the first answer; -1 unknown */
+  const char *invalid;             /* why the answer cannot be kept (static text), or NULL */
+  int not_regular;                 /* the target exists and is not a regular file */
+  int durable;                     /* fsync the file before the rename, the directory after */
 };
 
 SORA_HIDDEN sora_transfer *sora_transfer_new(lua_State *L, sora_client *c,
@@ -184,11 +192,15 @@ SORA_HIDDEN double sora_now(void);
 
 /* ---- content destinations (download.c) ------------------------------------------------ */
 
+/* The engine (transfer.c) drives a destination through these and nothing else: a destination
+ * never calls the engine (a Lua sink is run by the engine itself, after sora_download_accept). */
 SORA_HIDDEN int sora_download_open(sora_transfer *t, const char *path);
+SORA_HIDDEN const char *sora_download_error(const sora_transfer *t); /* why open or a write failed */
 SORA_HIDDEN int sora_download_begin_attempt(sora_transfer *t);
+SORA_HIDDEN int sora_download_accept(sora_transfer *t);
 SORA_HIDDEN size_t sora_download_write(sora_transfer *t, const char *data, size_t len);
 SORA_HIDDEN curl_off_t sora_download_total(const sora_transfer *t);
-SORA_HIDDEN int sora_download_whole(const sora_transfer *t);
+SORA_HIDDEN int sora_download_whole(sora_transfer *t);
 SORA_HIDDEN void sora_download_close(sora_transfer *t, int keep);
 
 /* ---- request bodies (body.c, multipart.c) ----------------------------------------------- */
@@ -201,7 +213,8 @@ SORA_HIDDEN int sora_raise(lua_State *L, const char *fmt, ...);
 SORA_HIDDEN int sora_arg_error(lua_State *L, const sora_endpoint *e, int arg, const char *fmt, ...);
 SORA_HIDDEN int sora_is_file_value(lua_State *L, int i, sora_field_kind kind);
 SORA_HIDDEN void sora_mime_add_file(lua_State *L, sora_transfer *t, const sora_field *f, int value_idx);
-SORA_HIDDEN const char *sora_sniff_type(const unsigned char *bytes, size_t n);
+SORA_HIDDEN const char *sora_sniff_type(const unsigned char *bytes, size_t n); /* media.c */
+SORA_HIDDEN const char *sora_media_extension(const char *type);
 SORA_HIDDEN void sora_url_append_escaped(lua_State *L, sora_buffer *b, const char *s, size_t n);
 
 /* ---- values (marshal.c, video.c, error.c, json.c) ---------------------------------------- */
@@ -222,6 +235,18 @@ SORA_HIDDEN int sora_open_endpoints(lua_State *L);
 SORA_EXPORT int luaopen_sora_core(lua_State *L);
 
 SORA_HIDDEN void sora_push_error(lua_State *L, const char *kind, long status, const char *message);
+SORA_HIDDEN void sora_push_curl_code(lua_State *L, CURLcode code); /* "COULDNT_CONNECT" */
+
+/* The client's key, wherever a server echoes it: every string that came from the server is
+ * redacted before it is cut, stored or shown. Keys shorter than the minimum are left alone:
+ * replacing "k" everywhere would garble every message. */
+#define SORA_MIN_REDACTED_KEY 8
+#define SORA_REDACTED "[redacted key]"
+SORA_HIDDEN int sora_has_key(const char *s, size_t len, const char *key);
+SORA_HIDDEN void sora_copy_redacted(char *dest, size_t size, const char *value, size_t len,
+                                    const char *key);
+SORA_HIDDEN const char *sora_push_redacted(lua_State *L, const char *s, size_t len, const char *key);
+SORA_HIDDEN void sora_redact_tree(lua_State *L, int value_idx, const char *key); /* marshal.c */
 SORA_HIDDEN const char *sora_error_kind(long status);
 SORA_HIDDEN int sora_open_error(lua_State *L);
 

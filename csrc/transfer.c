@@ -90,6 +90,117 @@ static int report_progress(sora_transfer *t) {
   return sora_transfer_call(t, "progress", 2);
 }
 
+/* ---- the response's headers ----------------------------------------------------------- */
+/* libcurl frames the body and parses the status line and headers; sora reads what it needs
+ * from there (CURLINFO_*, curl_easy_header) rather than from raw lines, so that trailers,
+ * which come after the body, never count as headers of the response. */
+
+#if LIBCURL_VERSION_NUM >= 0x075300
+#define HAVE_HEADER_API 1 /* curl_easy_header, libcurl 7.83 */
+#endif
+
+static void copy_value(char *dest, size_t size, const char *value, size_t len) {
+  if (len >= size) len = size - 1;
+  memcpy(dest, value, len);
+  dest[len] = '\0';
+}
+
+/* Forgets what the previous response said: a new one begins (100 Continue, a redirect...). */
+static void reset_response(sora_transfer *t) {
+  t->status = 0;
+  t->headers_read = 0;
+  t->request_id[0] = t->content_type[0] = '\0';
+  t->poll_after_ms = -1;
+  t->retry_after_s = t->retry_after_ms_s = -1;
+  t->should_retry = -1;
+  t->content_length = -1;
+  t->range_start = t->range_end = t->range_total = -1;
+  sora_buffer_clear(&t->handle->response);
+}
+
+static void keep_content_range(sora_transfer *t, const char *value, size_t len) {
+  long long start, end, total;
+  if (!sora_parse_content_range(value, len, &start, &end, &total)) return;
+  t->range_start = start;
+  t->range_end = end;
+  t->range_total = total;
+}
+
+/* Texts a server sends may carry the key it was given: redacted before they are cut. */
+static void keep_header(sora_transfer *t, const char *name, size_t name_len, const char *value,
+                        size_t len) {
+  const char *key = t->client->api_key;
+  if (sora_header_is(name, name_len, "x-request-id"))
+    sora_copy_redacted(t->request_id, sizeof t->request_id, value, len, key);
+  else if (sora_header_is(name, name_len, "content-type"))
+    sora_copy_redacted(t->content_type, sizeof t->content_type, value, len, key);
+  else if (sora_header_is(name, name_len, "content-range"))
+    keep_content_range(t, value, len);
+  else if (sora_header_is(name, name_len, "openai-poll-after-ms"))
+    t->poll_after_ms = (long)sora_parse_count(value, len);
+  else if (sora_header_is(name, name_len, "x-should-retry"))
+    t->should_retry = sora_parse_bool(value, len);
+  else if (sora_header_is(name, name_len, "retry-after-ms"))
+    t->retry_after_ms_s = sora_parse_retry_after_ms(value, len);
+  else if (sora_header_is(name, name_len, "retry-after"))
+    t->retry_after_s = sora_parse_retry_after(value, len, time(NULL));
+}
+
+#ifdef HAVE_HEADER_API
+/* The headers sora acts on, from the response itself (origin CURLH_HEADER: no trailers, no
+ * 1xx), once its header block is complete. */
+static void read_named_headers(sora_transfer *t) {
+  static const char *const names[] = {"x-request-id", "content-type", "content-range",
+                                      "openai-poll-after-ms", "x-should-retry", "retry-after-ms",
+                                      "retry-after", NULL};
+  struct curl_header *h;
+  int i;
+  for (i = 0; names[i]; i++) {
+    if (curl_easy_header(t->handle->easy, names[i], 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+      keep_header(t, names[i], strlen(names[i]), h->value, strlen(h->value));
+  }
+}
+#endif
+
+/* The status and the body's length as libcurl framed them; read once the body begins (or the
+ * response ends without one). */
+static void read_framing(sora_transfer *t) {
+  curl_off_t length = -1;
+  t->headers_read = 1;
+  curl_easy_getinfo(t->handle->easy, CURLINFO_RESPONSE_CODE, &t->status);
+  if (curl_easy_getinfo(t->handle->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK)
+    t->content_length = length;
+}
+
+static int is_status_line(const char *line, size_t len) { return len >= 5 && memcmp(line, "HTTP/", 5) == 0; }
+
+static int is_blank_line(const char *line, size_t len) {
+  return (len == 2 && line[0] == '\r' && line[1] == '\n') || (len == 1 && line[0] == '\n');
+}
+
+static size_t on_header(char *line, size_t size, size_t n, void *ud) {
+  sora_transfer *t = ud;
+  size_t len = size * n;
+  if (is_status_line(line, len)) {
+    reset_response(t);
+  } else if (is_blank_line(line, len)) {
+    curl_easy_getinfo(t->handle->easy, CURLINFO_RESPONSE_CODE, &t->status);
+#ifdef HAVE_HEADER_API
+    read_named_headers(t);
+#endif
+  } else {
+#ifndef HAVE_HEADER_API
+    const char *name, *value;
+    size_t name_len, value_len;
+    if (!t->headers_read && sora_header_split(line, len, &name, &name_len, &value, &value_len))
+      keep_header(t, name, name_len, value, value_len); /* lines after the body are trailers */
+#endif
+  }
+  return len;
+}
+
+/* ---- the response's body ---------------------------------------------------------------- */
+
 /* JSON and error bodies are kept in the handle's buffer; an error body only for its message. */
 static size_t keep_body(sora_transfer *t, const char *data, size_t len) {
   sora_buffer *b = &t->handle->response;
@@ -101,66 +212,23 @@ static size_t keep_body(sora_transfer *t, const char *data, size_t len) {
   return len;
 }
 
+/* Gives content to its destination; a Lua sink is run here, by the engine, once the
+ * destination has accepted the answer. Returns 0 to abort the transfer. */
+static int deliver(sora_transfer *t, const char *data, size_t len) {
+  if (t->sink != SORA_SINK_FUNCTION) return sora_download_write(t, data, len) == len;
+  if (!sora_download_accept(t)) return 0;
+  lua_pushlstring(t->client->L, data, len);
+  return sora_transfer_call(t, "sink", 1);
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   sora_transfer *t = ud;
   size_t len = size * n;
+  if (!t->headers_read) read_framing(t);
   if (t->endpoint->result != SORA_RESULT_CONTENT || !is_success(t->status)) return keep_body(t, data, len);
-  if (sora_download_write(t, data, len) != len) return 0; /* aborts the transfer */
+  if (!deliver(t, data, len)) return 0; /* aborts the transfer */
   t->received += (curl_off_t)len;
   if (t->has_progress && !report_progress(t)) return 0;
-  return len;
-}
-
-static void copy_value(char *dest, size_t size, const char *value, size_t len) {
-  if (len >= size) len = size - 1;
-  memcpy(dest, value, len);
-  dest[len] = '\0';
-}
-
-/* Forgets what the previous response said: a new one begins (100 Continue, a redirect...). */
-static void reset_response(sora_transfer *t) {
-  t->status = 0;
-  t->request_id[0] = t->content_type[0] = '\0';
-  t->poll_after_ms = -1;
-  t->retry_after_s = t->retry_after_ms_s = -1;
-  t->should_retry = -1;
-  t->content_length = -1;
-  t->range_start = -1;
-  sora_buffer_clear(&t->handle->response);
-}
-
-static void keep_header(sora_transfer *t, const char *name, size_t name_len, const char *value,
-                        size_t len) {
-  long long start, end, total;
-  if (sora_header_is(name, name_len, "x-request-id"))
-    copy_value(t->request_id, sizeof t->request_id, value, len);
-  else if (sora_header_is(name, name_len, "content-type"))
-    copy_value(t->content_type, sizeof t->content_type, value, len);
-  else if (sora_header_is(name, name_len, "content-length"))
-    t->content_length = sora_parse_count(value, len);
-  else if (sora_header_is(name, name_len, "content-range"))
-    t->range_start = sora_parse_content_range(value, len, &start, &end, &total) ? start : -1;
-  else if (sora_header_is(name, name_len, "openai-poll-after-ms"))
-    t->poll_after_ms = (long)sora_parse_count(value, len);
-  else if (sora_header_is(name, name_len, "x-should-retry"))
-    t->should_retry = sora_parse_bool(value, len);
-  else if (sora_header_is(name, name_len, "retry-after-ms"))
-    t->retry_after_ms_s = sora_parse_retry_after_ms(value, len);
-  else if (sora_header_is(name, name_len, "retry-after"))
-    t->retry_after_s = sora_parse_retry_after(value, len, time(NULL));
-}
-
-static size_t on_header(char *line, size_t size, size_t n, void *ud) {
-  sora_transfer *t = ud;
-  size_t len = size * n, name_len, value_len;
-  const char *name, *value;
-  long status = sora_parse_status_line(line, len);
-  if (status >= 0) {
-    reset_response(t);
-    t->status = status;
-  } else if (sora_header_split(line, len, &name, &name_len, &value, &value_len)) {
-    keep_header(t, name, name_len, value, value_len);
-  }
   return len;
 }
 
@@ -310,18 +378,40 @@ static int should_retry(sora_transfer *t, double *delay) {
 
 /* ---- logging ------------------------------------------------------------------------- */
 
+/* The URL as a log line may show it: without userinfo, query or fragment, so that neither a
+ * password nor a presigned redirect's signature is ever printed. NULL when it does not parse. */
+static char *loggable_url(const char *url) {
+  static const CURLUPart hidden[] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_OPTIONS,
+                                     CURLUPART_QUERY, CURLUPART_FRAGMENT};
+  CURLU *u = curl_url();
+  char *shown = NULL;
+  size_t i;
+  if (u && curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
+    for (i = 0; i < sizeof hidden / sizeof hidden[0]; i++) curl_url_set(u, hidden[i], NULL, 0);
+    curl_url_get(u, CURLUPART_URL, &shown, 0);
+  }
+  curl_url_cleanup(u);
+  return shown;
+}
+
 static void log_attempt(lua_State *L, sora_transfer *t, int level, const char *what) {
-  const char *url = sora_buffer_cstr(&t->handle->url);
+  char *url = loggable_url(sora_buffer_cstr(&t->handle->url));
+  const char *shown = url ? url : "(a URL that does not parse)";
   double ms = (sora_now() - t->started_at) * 1000;
+  size_t len;
+  const char *line;
   if (t->code != CURLE_OK)
-    lua_pushfstring(L, "sora: %s %s -> %s (attempt %d, %d ms)%s", t->endpoint->method, url,
+    lua_pushfstring(L, "sora: %s %s -> %s (attempt %d, %d ms)%s", t->endpoint->method, shown,
                     curl_easy_strerror(t->code), t->attempts, (int)ms, what);
   else
-    lua_pushfstring(L, "sora: %s %s -> %d (attempt %d, %d ms, %s)%s", t->endpoint->method, url,
+    lua_pushfstring(L, "sora: %s %s -> %d (attempt %d, %d ms, %s)%s", t->endpoint->method, shown,
                     (int)t->status, t->attempts, (int)ms,
                     t->request_id[0] ? t->request_id : "no request id", what);
+  curl_free(url);
+  line = lua_tolstring(L, -1, &len);
+  sora_push_redacted(L, line, len, t->client->api_key); /* a Location may echo the key */
   sora_client_log(L, t->client, level, lua_tostring(L, -1));
-  lua_pop(L, 1);
+  lua_pop(L, 2);
 }
 
 void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code) {
@@ -356,6 +446,7 @@ void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code) {
 /* A download is kept only when it is whole: a success status, no error, and every byte that
  * Content-Length announced. */
 static int download_complete(sora_transfer *t) {
+  if (t->code == CURLE_OK && !t->cancelled && !t->headers_read) read_framing(t); /* no body came */
   return t->code == CURLE_OK && !t->aborted && !t->io_errno && !t->cancelled &&
          is_success(t->status) && sora_download_whole(t);
 }

@@ -130,7 +130,7 @@ describe("errors", function()
     local v, err = c:retrieve("video_x")
     assert.is_nil(v)
     assert.are.equal("invalid_response", err.kind)
-    assert.matches("no string 'id'", err.message)
+    assert.matches("the video's 'id'", err.message, 1, true)
   end)
 
   it("a stall gives timeout with a small timeout option", function()
