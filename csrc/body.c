@@ -9,19 +9,28 @@ static const char *const kind_names[] = {
     "a string", "a string or an integer", "an integer", "a path or a table", "an id, a path or a table",
     "a path or a table", "a function", "a number", "a boolean"};
 
+/* True for sora's own Lua modules (lua/sora/NAME.lua): they pass arguments on, so an error is
+ * never blamed on them. */
+static int is_sora_lua(const char *src) {
+  static const char *const modules[] = {"sora/init.lua", "sora/tasks.lua", "sora/args.lua",
+                                        "sora/wait.lua", "sora/lists.lua", "sora/batch.lua", NULL};
+  size_t len = strlen(src), n;
+  int i;
+  for (i = 0; modules[i]; i++) {
+    n = strlen(modules[i]);
+    if (len >= n && strcmp(src + len - n, modules[i]) == 0) return 1;
+  }
+  return 0;
+}
+
 /* Pushes "file:line:" of the first caller outside sora's own Lua files, so that an argument
  * error points at the program's line, not at the wrapper that passed the argument on. */
 static void push_caller_position(lua_State *L) {
   lua_Debug ar;
   int level;
   for (level = 1; lua_getstack(L, level, &ar); level++) {
-    size_t len;
     lua_getinfo(L, "Sl", &ar);
-    if (ar.currentline <= 0) continue;
-    len = strlen(ar.short_src);
-    if ((len >= 13 && strcmp(ar.short_src + len - 13, "sora/init.lua") == 0) ||
-        (len >= 14 && strcmp(ar.short_src + len - 14, "sora/tasks.lua") == 0))
-      continue;
+    if (ar.currentline <= 0 || is_sora_lua(ar.short_src)) continue;
     lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
     return;
   }

@@ -143,6 +143,7 @@ struct sora_transfer {
   long status;
   int aborted;                     /* a callback raised */
   int cancelled;                   /* cancelled, or its client closed */
+  int notify;                      /* a task awaits it: finish() queues it (transfer:_notify) */
   char curl_message[CURL_ERROR_SIZE];
   /* response headers worth keeping */
   char request_id[96];

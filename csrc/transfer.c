@@ -458,7 +458,35 @@ static void free_mime(sora_transfer *t) {
   t->mime = NULL;
 }
 
+/* A task awaits this transfer (transfer:_notify()): append it to the queue `finished` in the
+ * client's state table (client:_state()), which the task scheduler drains in step, so that a
+ * step looks only at the transfers that ended, not at every task. Only flagged transfers are
+ * queued: a program that never calls step never grows the queue. */
+static void notify_waiter(lua_State *L, sora_transfer *t) {
+  int top = lua_gettop(L);
+  if (!t->notify) return;
+  t->notify = 0;
+  push_transfer(L, t);                               /* transfer */
+  if (lua_isnil(L, -1)) {                            /* never anchored: nobody awaits it */
+    lua_settop(L, top);
+    return;
+  }
+  sora_transfer_push_field(L, top + 1, "client");    /* transfer, client */
+  sora_getuservalue(L, -1);                          /* transfer, client, state */
+  lua_getfield(L, -1, "finished");                   /* transfer, client, state, queue */
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "finished");
+  }
+  lua_pushvalue(L, top + 1);
+  lua_rawseti(L, -2, (int)sora_rawlen(L, -2) + 1);
+  lua_settop(L, top);
+}
+
 static void finish(lua_State *L, sora_transfer *t) {
+  notify_waiter(L, t); /* before unanchor: it pushes the transfer from its anchor */
   sora_download_close(t, download_complete(t));
   free_mime(t);
   curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, NULL);
@@ -571,6 +599,14 @@ static int transfer_cancel(lua_State *L) {
   return 0;
 }
 
+/* transfer:_notify(): a task awaits this transfer; when it ends, finish() queues it for the
+ * scheduler (notify_waiter). */
+static int transfer_notify(lua_State *L) {
+  sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
+  if (t->state != SORA_STATE_DONE) t->notify = 1;
+  return 0;
+}
+
 static int transfer_tostring(lua_State *L) {
   sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
   static const char *const states[] = {"new", "running", "waiting to retry", "done"};
@@ -580,7 +616,7 @@ static int transfer_tostring(lua_State *L) {
 
 static const luaL_Reg transfer_methods[] = {
     {"done", transfer_done}, {"result", transfer_result}, {"wait", transfer_wait},
-    {"cancel", transfer_cancel}, {NULL, NULL}};
+    {"cancel", transfer_cancel}, {"_notify", transfer_notify}, {NULL, NULL}};
 
 int sora_open_transfer(lua_State *L) {
   luaL_newmetatable(L, SORA_TRANSFER);

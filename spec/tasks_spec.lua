@@ -563,7 +563,9 @@ describe("tasks", function()
 
     it("raises for a bad argument", function()
       assert.has_error(function() c:step(-1) end,
-        "bad argument #1 to 'step' (non-negative number expected, got number)")
+        "bad argument #1 to 'step' (non-negative number expected, got -1)")
+      assert.has_error(function() c:step(0 / 0) end,
+        "bad argument #1 to 'step' (non-negative number expected, got NaN)")
       assert.has_error(function() c:step("1") end,
         "bad argument #1 to 'step' (non-negative number expected, got string)")
       assert.has_error(function() c:step({}) end,

@@ -1,34 +1,119 @@
 --- Tasks: coroutines whose sora calls yield instead of blocking, driven by client:step.
 --
 -- Inside a task, a request starts its transfer and yields; step() drives every transfer of
--- the client on its one libcurl multi handle, then resumes the tasks whose transfer finished
--- or whose sleep ended. Outside a task the same calls block. Yields happen in Lua only (never
--- across a C call), so this works on Lua 5.1 and LuaJIT as on 5.4; C keeps no coroutine.
+-- the client on its one libcurl multi handle, then resumes the tasks that can go on. Outside a
+-- task the same calls block. Yields happen in Lua only (never across a C call), so this works
+-- on Lua 5.1 and LuaJIT as on 5.4; C keeps no coroutine.
+--
+-- A step costs in proportion to the tasks that can go on, not to all tasks: a task is resumed
+-- only from the ready queue, and it gets there when its transfer ends (C queues the transfers
+-- that tasks await in the client's state: transfer:_notify), when its sleep ends (sleepers
+-- are kept in a heap by wake time), when the tasks it joins have finished (each finishing task
+-- counts down its joiners), or after a bare coroutine.yield().
 local core = require "sora.core"
 
 local make_error, now = core.error, core.now
-local coroutine, setmetatable, select, unpack = coroutine, setmetatable, select, table.unpack or unpack
+local coroutine, setmetatable, select, error, pairs = coroutine, setmetatable, select, error, pairs
+local unpack = table.unpack or unpack
 local min, max = math.min, math.max
 
 local tasks = {}
 
--- Per client: { list = {task...}, by_thread = {[coroutine] = task} } in the client's state.
+-- ---- the scheduler of a client ----------------------------------------------------------
+
+-- Kept in the client's state table (client:_state()), beside `finished`, the queue of ended
+-- transfers that C fills:
+--   ready      tasks to resume at the next pass, in order
+--   sleepers   a binary heap of sleeping tasks, earliest wake_at first
+--   awaiting   transfer -> the task that waits for it
+--   by_thread  coroutine -> task; all: task -> true; count: tasks still running
 local function scheduler(client)
   local state = client:_state()
   local s = state.tasks
   if not s then
-    s = { list = {}, by_thread = {} }
+    s = { state = state, ready = {}, sleepers = {}, awaiting = {}, by_thread = {}, all = {},
+          count = 0 }
     state.tasks = s
   end
   return s
 end
 
--- PUC Lua 5.1 cannot yield across a C call (pcall, a metamethod) or a for-in iterator call.
--- There a call that cannot yield blocks instead: true when every frame between here and the
--- task's function is a plain Lua call. LuaJIT and 5.2+ need no such check.
-local PUC51 = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
+local function make_ready(s, task)
+  if task.queued then return end
+  task.queued = true
+  s.ready[#s.ready + 1] = task
+end
 
-local function yieldable_here()
+-- ---- the sleepers' heap, ordered by task.wake_at -------------------------------------------
+
+local function heap_push(heap, task)
+  local i = #heap + 1
+  heap[i] = task
+  while i > 1 do
+    local parent = (i - i % 2) / 2
+    if heap[parent].wake_at <= task.wake_at then break end
+    heap[i], heap[parent] = heap[parent], task
+    i = parent
+  end
+end
+
+local function heap_pop(heap)
+  local top, n = heap[1], #heap
+  local last = heap[n]
+  heap[n] = nil
+  n = n - 1
+  if n == 0 then return top end
+  local i = 1
+  while true do
+    local child = 2 * i
+    if child > n then break end
+    if child < n and heap[child + 1].wake_at < heap[child].wake_at then child = child + 1 end
+    if last.wake_at <= heap[child].wake_at then break end
+    heap[i] = heap[child]
+    i = child
+  end
+  heap[i] = last
+  return top
+end
+
+-- A heap entry is stale once its task stopped sleeping (cancelled): dropped when it surfaces.
+local function is_sleeping(task)
+  return task.status == "running" and task.waiting == "sleep"
+end
+
+--- Seconds until the first sleeping task wakes, or nil.
+local function next_wake(s)
+  local heap = s.sleepers
+  while heap[1] and not is_sleeping(heap[1]) do heap_pop(heap) end
+  return heap[1] and heap[1].wake_at - now()
+end
+
+-- Moves the tasks whose transfer ended or whose sleep is over to the ready queue.
+local function collect_woken(s)
+  local state = s.state
+  local finished = state.finished
+  if finished then
+    state.finished = nil -- C starts a new queue
+    for i = 1, #finished do
+      local task = s.awaiting[finished[i]]
+      if task then
+        s.awaiting[finished[i]] = nil
+        make_ready(s, task)
+      end
+    end
+  end
+  local heap, t = s.sleepers, now()
+  while heap[1] and (not is_sleeping(heap[1]) or heap[1].wake_at <= t) do
+    local task = heap_pop(heap)
+    if is_sleeping(task) then make_ready(s, task) end
+  end
+end
+
+-- ---- where a task can yield ------------------------------------------------------------------
+
+-- PUC Lua 5.1 cannot yield across a C call (pcall, a metamethod) or a for-in iterator call:
+-- true when every frame between here and the task's function is a plain Lua call.
+local function yieldable_51()
   local frames, level = {}, 3
   while true do
     local info = debug.getinfo(level, "Sn")
@@ -45,13 +130,38 @@ local function yieldable_here()
   return true
 end
 
---- The task of `client` that is running now, or nil (the main thread, a plain coroutine, or
--- on PUC 5.1 a place from which the task cannot yield).
+-- Lua 5.2 yields across pcall and metamethods but not across other C functions (a
+-- string.gsub callback, a table.sort comparator).
+local function yieldable_52()
+  for level = 3, 1000 do
+    local info = debug.getinfo(level, "Sf")
+    if not info then break end
+    if info.what == "C" and info.func ~= pcall and info.func ~= xpcall then return false end
+  end
+  return true
+end
+
+-- Where a task cannot yield, its sora calls block instead of raising "attempt to yield across
+-- a C-call boundary". 5.3+ and LuaJIT say so themselves.
+local can_yield = coroutine.isyieldable
+if not can_yield then
+  can_yield = (_VERSION == "Lua 5.1" and not rawget(_G, "jit")) and yieldable_51 or yieldable_52
+end
+
+--- The task of `client` that is running now and can yield here, or nil (the main thread, a
+-- plain coroutine, a callback a C function called).
 function tasks.current(client)
   local co = coroutine.running()
   local task = co and scheduler(client).by_thread[co]
-  if task and PUC51 and not yieldable_here() then return nil end
+  if task and not can_yield() then return nil end
   return task
+end
+
+-- Yields the task until the scheduler resumes it for `why` ("transfer", "sleep", "join").
+local function suspend(task, why)
+  task.waiting = why
+  coroutine.yield()
+  task.waiting = nil
 end
 
 --- Waits for a transfer: yields inside a task, blocks elsewhere. Returns its value, err.
@@ -59,18 +169,31 @@ function tasks.await(client, transfer, err)
   if not transfer then return nil, err end
   local task = tasks.current(client)
   if not task then return transfer:wait() end
-  task.transfer = transfer
-  repeat coroutine.yield() until transfer:done()
-  task.transfer = nil
+  if not transfer:done() then
+    local s = scheduler(client)
+    transfer:_notify() -- when it ends, C queues it in state.finished
+    task.transfer, s.awaiting[transfer] = transfer, task
+    repeat suspend(task, "transfer") until transfer:done()
+    task.transfer = nil
+  end
   return transfer:result()
 end
 
---- Sleeps `seconds`: yields inside a task, and elsewhere waits while driving the transfers.
+--- Sleeps `seconds`: yields inside a task; elsewhere waits while driving the transfers (a
+-- zero sleep drives them once, so that a call from a callback is refused there too).
 function tasks.sleep(client, seconds)
   local task = tasks.current(client)
-  if not task then return client:_sleep(seconds) end
+  if not task then
+    client:_sleep(seconds)
+    if seconds == 0 then client:_drive(0) end
+    return
+  end
+  local s = scheduler(client)
   task.wake_at = now() + seconds
-  repeat coroutine.yield() until now() >= task.wake_at
+  repeat
+    heap_push(s.sleepers, task)
+    suspend(task, "sleep")
+  until now() >= task.wake_at
   task.wake_at = nil
 end
 
@@ -88,9 +211,16 @@ function tasks.join(client, list)
     while not all_done(list) do tasks.step(client, 1) end
     return
   end
-  task.joining = list
-  repeat coroutine.yield() until all_done(list)
-  task.joining = nil
+  local left = 0
+  for _, t in ipairs(list) do
+    if t.status == "running" then
+      left = left + 1
+      t.joiners = t.joiners or {}
+      t.joiners[#t.joiners + 1] = task
+    end
+  end
+  task.join_left = left
+  while not all_done(list) do suspend(task, "join") end
 end
 
 -- ---- the Task object --------------------------------------------------------------------
@@ -113,29 +243,55 @@ function Task:result()
   return nil, self.err
 end
 
-local function finish(task, status, err)
-  local s = scheduler(task.client)
-  task.status, task.err = status, err
-  s.by_thread[task.co] = nil
-  for i, t in ipairs(s.list) do
-    if t == task then
-      table.remove(s.list, i)
-      break
+-- Counts down the joiners of a task that finished; a joiner whose count reaches 0 is ready.
+local function wake_joiners(s, task)
+  for _, joiner in ipairs(task.joiners or {}) do
+    if joiner.status == "running" and joiner.waiting == "join" then
+      joiner.join_left = joiner.join_left - 1
+      if joiner.join_left <= 0 then make_ready(s, joiner) end
     end
   end
+  task.joiners = nil
 end
 
--- Raised through a task that cancels itself, to unwind it; resume() recognises it.
+local function finish(task, status, err)
+  local s = task.scheduler
+  task.status, task.err = status, err
+  s.by_thread[task.co], s.all[task] = nil, nil
+  s.count = s.count - 1
+  if task.transfer then s.awaiting[task.transfer] = nil end
+  if task.parent then task.parent.children[task] = nil end
+  wake_joiners(s, task)
+end
+
+-- Raised through a task that is cancelled while it runs, to unwind it; resume() knows it.
 local CANCELLED = setmetatable({}, { __tostring = function() return "the task was cancelled" end })
 
---- Cancels the task: its transfer is aborted and freed, the coroutine is never resumed. A
--- task that cancels itself stops there.
+-- Stops a task that is not running now: its transfer is aborted, its coroutine never resumed.
+local function stop(task)
+  if task.transfer then task.transfer:cancel() end
+  if coroutine.close and coroutine.status(task.co) == "suspended" then coroutine.close(task.co) end
+  finish(task, "cancelled", make_error{ kind = "aborted", message = "the task was cancelled" })
+end
+
+-- The task and every task it spawned, and they spawned, ..., children before parents.
+local function descendants_first(task, out)
+  for child in pairs(task.children or {}) do descendants_first(child, out) end
+  out[#out + 1] = task
+  return out
+end
+
+--- Cancels the task and every task it spawned (its descendants): their transfers are aborted
+-- and freed, their coroutines never resumed, so nothing more is sent for them once cancel
+-- returns. A task that cancels itself (or an ancestor) stops there.
 function Task:cancel()
   if self.status ~= "running" then return false end
-  if coroutine.running() == self.co then error(CANCELLED, 0) end
-  if self.transfer then self.transfer:cancel() end
-  if coroutine.close then coroutine.close(self.co) end
-  finish(self, "cancelled", make_error{ kind = "aborted", message = "the task was cancelled" })
+  local running, unwind = coroutine.running(), false
+  for _, task in ipairs(descendants_first(self, {})) do
+    if task.co == running then unwind = true
+    elseif task.status == "running" then stop(task) end
+  end
+  if unwind then error(CANCELLED, 0) end
   return true
 end
 
@@ -143,9 +299,12 @@ function Task:__tostring()
   return "sora.Task (" .. self.status .. ")"
 end
 
-local function resume(task)
-  local results = pack(coroutine.resume(task.co, unpack(task.args, 1, task.args.n)))
-  task.args = { n = 0 }
+-- Resumes a task once and records how it ended, if it did.
+local function resume(s, task)
+  local args = task.args or { n = 0 }
+  task.args = nil
+  local results = pack(coroutine.resume(task.co, unpack(args, 1, args.n)))
+  if task.status ~= "running" then return end -- cancelled while it ran
   if not results[1] and results[2] == CANCELLED then
     finish(task, "cancelled", make_error{ kind = "aborted", message = "the task cancelled itself" })
   elseif not results[1] then
@@ -153,38 +312,45 @@ local function resume(task)
   elseif coroutine.status(task.co) == "dead" then
     task.results = { n = results.n - 1, unpack(results, 2, results.n) }
     finish(task, "done")
+  elseif not task.waiting then
+    make_ready(s, task) -- a bare coroutine.yield(): resumed at every pass
   end
 end
 
--- A task that is running now (it called step itself) or dead is not resumed.
-local function ready(task)
-  if coroutine.status(task.co) ~= "suspended" then return false end
-  if task.transfer then return task.transfer:done() end
-  if task.joining then return all_done(task.joining) end
-  if task.wake_at then return now() >= task.wake_at end
-  return true
-end
-
---- Starts fn(...) as a task of client; it first runs at the next step.
+--- Starts fn(...) as a task of client; it first runs at the next step. A task spawned by a
+-- task is its child: cancelling the parent cancels it.
 function tasks.spawn(client, fn, ...)
-  local task = setmetatable({ client = client, co = coroutine.create(fn), args = pack(...),
-                              status = "running" }, Task)
   local s = scheduler(client)
-  s.list[#s.list + 1] = task
-  s.by_thread[task.co] = task
+  local body = fn
+  if type(fn) ~= "function" then body = function(...) return fn(...) end end -- a callable
+  local parent = s.by_thread[coroutine.running() or 0]
+  local task = setmetatable({ scheduler = s, co = coroutine.create(body), args = pack(...),
+                              status = "running", parent = parent }, Task)
+  if parent then
+    parent.children = parent.children or {}
+    parent.children[task] = true
+  end
+  s.by_thread[task.co], s.all[task] = task, true
+  s.count = s.count + 1
+  make_ready(s, task)
   return task
 end
 
--- Resumes every task that can go on; returns seconds until a sleeping task wakes (or nil).
-local function resume_ready(s)
-  local snapshot, wake = { unpack(s.list) }, nil
-  for _, task in ipairs(snapshot) do
-    if task.status == "running" and ready(task) then resume(task) end
-    if task.status == "running" and task.wake_at and not task.transfer then
-      wake = min(wake or math.huge, task.wake_at - now())
+-- One pass: resumes the tasks that were ready when it began; those made ready meanwhile
+-- wait for the next pass. A task that is not suspended (it is running: it stepped another
+-- client whose task stepped this one) stays queued.
+local function run_pass(s)
+  collect_woken(s)
+  local batch = s.ready
+  if #batch == 0 then return end
+  s.ready = {}
+  for i = 1, #batch do
+    local task = batch[i]
+    task.queued = nil
+    if task.status == "running" then
+      if coroutine.status(task.co) == "suspended" then resume(s, task) else make_ready(s, task) end
     end
   end
-  return wake
 end
 
 --- Advances transfers and tasks, waiting at most `timeout` seconds (default 0) for
@@ -194,26 +360,31 @@ function tasks.step(client, timeout)
     error("step and run drive the tasks; a task of the same client cannot call them", 3)
   end
   local s = scheduler(client)
-  if client:_state().closed then error("calling 'step' on a closed sora.Client", 3) end
-  local wake = resume_ready(s)
-  if client:_state().closed then return #s.list end -- a task closed it just now
+  local state = s.state
+  if state.closed then error("calling 'step' on a closed sora.Client", 3) end
+  run_pass(s)
+  if state.closed then return s.count end -- a task closed it just now
   local wait = timeout or 0
-  for _, task in ipairs(s.list) do
-    if ready(task) then wait = 0 end
+  if s.ready[1] or state.finished then
+    wait = 0
+  else
+    local wake = next_wake(s)
+    if wake then wait = min(wait, max(0, wake)) end
   end
-  if wake then wait = min(wait, max(0, wake)) end
   client:_drive(wait)
-  resume_ready(s)
-  return #s.list
+  run_pass(s)
+  return s.count
 end
 
---- Cancels every running task of the client (before it closes) but the one running now,
--- which goes on after the close (its next sora call raises "closed").
+--- After the client closed: cancels every running task but the one running now, which goes
+-- on after the close (its next sora call raises "closed").
 function tasks.cancel_all(client)
-  local s, co = scheduler(client), coroutine.running()
-  client:_state().closed = true
-  for _, task in ipairs({ unpack(s.list) }) do
-    if task.co ~= co then task:cancel() end
+  local s, running = scheduler(client), coroutine.running()
+  s.state.closed = true
+  local list = {}
+  for task in pairs(s.all) do list[#list + 1] = task end
+  for _, task in ipairs(list) do
+    if task.co ~= running and task.status == "running" then stop(task) end
   end
 end
 

@@ -1,0 +1,117 @@
+--- Argument checks of the Lua layer, with the C core's message shape:
+--   bad argument #N to 'NAME' (...)
+-- NAME is the public call the program made (`list`, not the `list_page` it uses), and the
+-- position is the program's line: the first caller outside sora's own modules, as the C core's
+-- sora_raise finds it, however deep in the layer the check runs.
+local debug, error, type, tostring, pairs, rawget = debug, error, type, tostring, pairs, rawget
+local format, floor, huge = string.format, math.floor, math.huge
+
+local args = {}
+
+-- "@lua/sora/args.lua" -> "@lua/sora/": the sources of sora's own modules start with it.
+local OWN_DIR = debug.getinfo(1, "S").source:match("^(.*[/\\])[^/\\]*$") or ""
+
+local function is_own(source)
+  return source:sub(1, #OWN_DIR) == OWN_DIR and not source:find("[/\\]", #OWN_DIR + 1)
+end
+
+-- "file:line: " of the first Lua frame outside sora's modules, or "" (a C caller).
+local function caller_position()
+  for level = 3, 1000 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if info.currentline > 0 and not is_own(info.source) then
+      return format("%s:%d: ", info.short_src, info.currentline)
+    end
+  end
+  return ""
+end
+
+--- Raises "bad argument #n to 'fname' (message)" at the program's line.
+function args.fail(fname, n, fmt, ...)
+  local message = format("bad argument #%d to '%s' (%s)", n, fname, format(fmt, ...))
+  error(caller_position() .. message, 0)
+end
+
+--- true for a function, or a table or userdata whose metatable has __call (as luv accepts).
+function args.is_callable(value)
+  if type(value) == "function" then return true end
+  local meta = debug.getmetatable(value)
+  return type(meta) == "table" and type(rawget(meta, "__call")) == "function"
+end
+
+-- What a value is, for a message: its type, or for a number the number itself.
+local function shown(value)
+  if type(value) ~= "number" then return type(value) end
+  if value ~= value then return "NaN" end
+  return format("%.14g", value)
+end
+
+-- Kinds of values: the Lua type they need, what else must hold, and how a message says it.
+-- A value of the wrong type is named by its type ("must be a number, got string"), a number
+-- that breaks the rule by its value ("must be a non-negative number, got NaN").
+local KINDS = {
+  string = { type = "string", says = "a string" },
+  number = { type = "number", says = "a number" },
+  boolean = { type = "boolean", says = "a boolean" },
+  table = { type = "table", says = "a table" },
+  callable = { says = "a function", check = args.is_callable },
+  integer = { type = "number", says = "an integer",
+              check = function(v) return floor(v) == v and v > -huge and v < huge end },
+  duration = { type = "number", says = "a non-negative number",
+               check = function(v) return v >= 0 end }, -- false for NaN
+  count = { type = "number", says = "a positive integer",
+            check = function(v) return v >= 1 and floor(v) == v end },
+}
+
+-- What is wrong with a value of `kind`: what it must be and what it is, or nil.
+local function problem(kind, value)
+  local k = KINDS[kind]
+  if k.type and type(value) ~= k.type then
+    return KINDS[k.type].says, type(value)
+  end
+  if k.check and not k.check(value) then return k.says, shown(value) end
+end
+
+--- Checks argument #n of fname: a value of `kind` (optional: nil passes).
+-- The message is "<kind> expected, got <what>", as luaL_checktype words it.
+function args.check(fname, n, value, kind, optional)
+  if value == nil and optional then return value end
+  local k = KINDS[kind]
+  if (k.type and type(value) ~= k.type) or (k.check and not k.check(value)) then
+    args.fail(fname, n, "%s expected, got %s", (k.says:gsub("^an? ", "")), shown(value))
+  end
+  return value
+end
+
+--- A table argument; an optional one that is nil becomes {}.
+function args.table(fname, n, value, optional)
+  if value == nil and optional then return {} end
+  if type(value) ~= "table" then
+    args.fail(fname, n, "table expected, got %s", type(value))
+  end
+  return value
+end
+
+--- Checks one option of argument #n: `prefix` names where it sits ("jobs[2]: ").
+function args.option(fname, n, name, value, kind, prefix)
+  local says, got = problem(kind, value)
+  if says then
+    args.fail(fname, n, "%soption '%s' must be %s, got %s", prefix or "", tostring(name), says, got)
+  end
+  return value
+end
+
+--- Checks every key of the options table `opts` against `allowed` (name -> kind); returns it.
+function args.options(fname, n, opts, allowed, prefix)
+  for name, value in pairs(opts) do
+    local kind = allowed[name]
+    if kind == nil then
+      args.fail(fname, n, "%sunknown option '%s'", prefix or "", tostring(name))
+    end
+    args.option(fname, n, name, value, kind, prefix)
+  end
+  return opts
+end
+
+return args
