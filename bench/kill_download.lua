@@ -152,7 +152,14 @@ local function kill_loop(base_url, videos, dir, windows)
   local previous = target_state(target, videos)
   local counts = { partial = 0, kept = 0, replaced = 0, finished = 0, left = 0, strange = 0, killed_mid = 0 }
   for i = 1, opts.kills do
-    if i % 10 == 1 then os.remove(target); previous = "absent" end
+    -- one kill in five starts with no target; the others with a complete previous video
+    if i % 5 == 1 then
+      os.remove(target)
+      previous = "absent"
+    elseif previous == "absent" then
+      full_download(base_url, videos[1], target, false, dir)
+      previous = target_state(target, videos)
+    end
     local durable = windows.durable and i % 2 == 0
     local state, new, delay, finished_first = kill_once(base_url, videos, target, dir, durable,
       durable and windows.durable or windows.plain, previous)

@@ -27,6 +27,7 @@ package.path = bench_dir .. "/?.lua;" .. package.path
 local sora = require "sora"
 local process = require "sora.emulator.process"
 local harness = require "support.harness"
+local socket = require "socket"
 
 local USAGE = [[
 usage: soak.lua [--quick] [--seed N] [--jobs N] [--fault-rate R] [--concurrency N]
@@ -55,6 +56,7 @@ for kind in ([[bad_request authentication permission_denied not_found conflict
 
 local checks = harness.checks("soak")
 
+local function count(n) return tonumber(n) and string.format("%d", n) or "n/a" end
 local function mb(kb) return kb and string.format("%.1f MB", kb / 1024) or "n/a" end
 
 local function rss_line(label)
@@ -213,7 +215,7 @@ local function sample(control, settled, total)
   print(string.format("  [%3d%%] %5d/%d settled  client RSS %s  emulator: Lua heap %s, RSS %s, "
     .. "open connections %s", math.floor(100 * settled / total), settled, total,
     mb(harness.proc_status_kb("self", "VmRSS")), mb(stats.lua_memory_kb), mb(control:rss_kb()),
-    tostring(stats.connections_open)))
+    count(stats.connections_open)))
   return stats
 end
 
@@ -250,48 +252,76 @@ end
 
 -- ---- 1,000 connections at once -----------------------------------------------------------
 
--- Holds opts.connections requests open at once (each answered after HOLD_MS), and sends one
--- more request while they are held: every one must be answered.
-local function hold_connections(control, base_url)
-  print(string.format("\n== %d connections at once (each request held %d ms)", opts.connections, HOLD_MS))
-  control:must("POST", "/config", { fault_rate = 0 })
-  local client = sora.new{ api_key = KEY, base_url = base_url, timeout = 120, max_retries = 0 }
-  local held = assert(client:create{ prompt = "held" })
-  local probe = assert(client:create{ prompt = "probe" })
-  control:must("POST", "/videos/" .. held.id, { status = "completed" })
-  control:must("DELETE", "/stats")
-  local before_heap, before_rss = (control:get("/stats") or {}).lua_memory_kb, control:rss_kb()
-  control:must("POST", "/faults", { method = "GET", path = "^/v1/videos/" .. held.id .. "$",
+-- The emulator's Lua heap (kB, after its own collection) and RSS (kB), and its stats.
+local function emulator_memory(control)
+  local stats = control:get("/stats") or {}
+  return stats.lua_memory_kb, control:rss_kb(), stats
+end
+
+-- Waits (at most 5 s) until the emulator has seen the client's connections close.
+local function connections_closed(control)
+  local deadline = harness.now() + 5
+  repeat
+    local stats = control:get("/stats") or {}
+    if (tonumber(stats.connections_open) or 0) <= 1 then return end  -- 1: this request's own
+    socket.sleep(0.05)
+  until harness.now() > deadline
+end
+
+-- One round: opts.connections retrieves held HOLD_MS each, and a probe sent halfway through.
+-- Returns how many were answered, the probe's seconds (nil if unanswered), the stats while the
+-- connections were still open.
+local function hold_round(client, control, held_id, probe_id)
+  control:must("POST", "/faults", { method = "GET", path = "^/v1/videos/" .. held_id .. "$",
                                     times = opts.connections, action = "delay", delay_ms = HOLD_MS })
   local tasks, start = {}, harness.now()
-  for i = 1, opts.connections do tasks[i] = client:spawn(client.retrieve, client, held.id) end
+  for i = 1, opts.connections do tasks[i] = client:spawn(client.retrieve, client, held_id) end
   while harness.now() - start < HOLD_MS / 2000 do client:step(0.05) end
   local probe_start, probe_seconds = harness.now(), nil
-  local probe_task = client:spawn(function()
-    local video, err = client:retrieve(probe.id)
-    probe_seconds = harness.now() - probe_start
-    return video, err
+  client:spawn(function()
+    if client:retrieve(probe_id) then probe_seconds = harness.now() - probe_start end
   end)
   while client:step(0.05) > 0 and harness.now() - start < HOLD_MS / 1000 + 120 do end
   local answered = 0
   for _, task in ipairs(tasks) do
     if task:done() and task:result() then answered = answered + 1 end
   end
-  local stats = control:get("/stats") or {}
-  client:close()
-  print(string.format("answered %d of %d in %.1f s; the probe sent while they were held: %s",
-    answered, opts.connections, harness.now() - start,
-    probe_seconds and string.format("answered after %.2f s", probe_seconds) or "not answered"))
-  print(string.format("emulator: max connections open %s, accepted %s; Lua heap %s -> %s, RSS %s -> %s",
-    tostring(stats.max_connections_open), tostring(stats.connections_accepted),
-    mb(before_heap), mb(stats.lua_memory_kb), mb(before_rss), mb(control:rss_kb())))
-  checks:check(answered == opts.connections, string.format("all %d held requests answered", opts.connections),
-    answered .. " answered")
-  checks:check(probe_task:done() and probe_task:result() ~= nil,
-    "a request sent while they are held is served")
-  checks:check(tonumber(stats.max_connections_open) and stats.max_connections_open >= opts.connections,
-    string.format("the emulator had %d connections open at once", opts.connections),
-    "max_connections_open " .. tostring(stats.max_connections_open))
+  return answered, probe_seconds, control:get("/stats") or {}
+end
+
+-- Holds opts.connections requests open at once, twice, with a client of its own, and sends
+-- one more request while they are held: every one must be answered, and the emulator's memory
+-- after the second round must be what it was after the first.
+local function hold_connections(control, base_url)
+  print(string.format("\n== %d connections at once (each request held %d ms), two rounds",
+    opts.connections, HOLD_MS))
+  control:must("POST", "/config", { fault_rate = 0 })
+  local setup = sora.new{ api_key = KEY, base_url = base_url, max_retries = 0 }
+  local held, probe = assert(setup:create{ prompt = "held" }), assert(setup:create{ prompt = "probe" })
+  setup:close()
+  control:must("POST", "/videos/" .. held.id, { status = "completed" })
+  control:must("DELETE", "/stats")
+  local heap, rss = emulator_memory(control)
+  print(string.format("emulator before: Lua heap %s, RSS %s", mb(heap), mb(rss)))
+  for round = 1, 2 do
+    local client = sora.new{ api_key = KEY, base_url = base_url, timeout = 120, max_retries = 0 }
+    control:must("DELETE", "/stats")
+    local answered, probe_seconds, stats = hold_round(client, control, held.id, probe.id)
+    client:close()
+    connections_closed(control)
+    heap, rss = emulator_memory(control)
+    print(string.format("round %d: answered %d of %d; the probe sent while they were held: %s; "
+      .. "max open at once %s; emulator Lua heap with them open %s, after they closed %s, RSS %s",
+      round, answered, opts.connections, probe_seconds and string.format("answered in %.2f s",
+      probe_seconds) or "not answered", count(stats.max_connections_open), mb(stats.lua_memory_kb),
+      mb(heap), mb(rss)))
+    checks:check(answered == opts.connections and probe_seconds ~= nil, string.format(
+      "round %d: all %d held requests and the probe answered", round, opts.connections),
+      answered .. " held answered")
+    checks:check((tonumber(stats.max_connections_open) or 0) >= opts.connections, string.format(
+      "round %d: the emulator had %d connections open at once", round, opts.connections),
+      "max_connections_open " .. count(stats.max_connections_open))
+  end
 end
 
 -- ---- the kill test (a child process) -------------------------------------------------------
@@ -319,7 +349,7 @@ local function sorted_counts(t)
   for k in pairs(t) do keys[#keys + 1] = k end
   table.sort(keys)
   local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. " " .. t[k] end
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. " " .. count(t[k]) end
   return #parts > 0 and table.concat(parts, ", ") or "none"
 end
 
@@ -331,7 +361,7 @@ local function report_jobs(tally, stats, seconds)
   print("deletes that failed (reported apart): " .. sorted_counts(tally.deletes_failed))
   for _, line in ipairs(tally.problems) do print("  " .. line) end
   print(string.format("emulator: %s requests, %s connections accepted, %s videos; faults injected: %s",
-    tostring(stats.requests), tostring(stats.connections_accepted), tostring(stats.videos),
+    count(stats.requests), count(stats.connections_accepted), count(stats.videos),
     sorted_counts(type(stats.faults) == "table" and stats.faults or {})))
   print(string.format("job phase: %.1f s (%.1f jobs/s)", seconds, opts.jobs / seconds))
 end
@@ -354,7 +384,7 @@ local function check_jobs(tally, stats, dir)
     unnamed .. " otherwise")
   local injected = 0
   for _, n in pairs(type(stats.faults) == "table" and stats.faults or {}) do injected = injected + n end
-  checks:check(opts.fault_rate == 0 or injected > 0, "the emulator injected faults", injected .. " faults")
+  checks:check(opts.fault_rate == 0 or injected > 0, "the emulator injected faults", count(injected) .. " faults")
 end
 
 -- The emulator's memory over the job phase, from the samples taken every tenth of the jobs.
@@ -414,6 +444,8 @@ local function main()
   print(rss_line("before"))
 
   local tally = job_phase(emulator, control, dir)
+  collectgarbage()
+  print(rss_line("after the jobs"))
   hold_connections(control, emulator.url)
   collectgarbage()
   collectgarbage()
