@@ -210,24 +210,27 @@ local function canary(client, control, dir)
       tally.corrupt, tally.lost, tally.verified))
 end
 
+-- Memory every tenth of the jobs: this process's Lua heap after a full collection and its
+-- RSS, the emulator's Lua heap and RSS. Returns the emulator's stats.
 local function sample(control, settled, total)
+  collectgarbage()
   local stats = control:get("/stats") or {}
-  print(string.format("  [%3d%%] %5d/%d settled  client RSS %s  emulator: Lua heap %s, RSS %s, "
-    .. "open connections %s", math.floor(100 * settled / total), settled, total,
-    mb(harness.proc_status_kb("self", "VmRSS")), mb(stats.lua_memory_kb), mb(control:rss_kb()),
-    count(stats.connections_open)))
+  print(string.format("  [%3d%%] %5d/%d settled  client: Lua heap %s, RSS %s  emulator: Lua heap %s, "
+    .. "RSS %s, open connections %s", math.floor(100 * settled / total), settled, total,
+    mb(collectgarbage("count")), mb(harness.proc_status_kb("self", "VmRSS")),
+    mb(stats.lua_memory_kb), mb(control:rss_kb()), count(stats.connections_open)))
   return stats
 end
 
--- Runs every job as a task, at most opts.concurrency at once, settling each as it ends.
+-- Runs every job as a task, at most opts.concurrency at once, settling each as it ends. A job's
+-- record exists only while it runs, so that what the harness keeps does not grow with the jobs.
 local function run_jobs(tally, client, control, dir)
-  local jobs, running, next_job, settled = {}, {}, 1, 0
-  for i = 1, opts.jobs do jobs[i] = { index = i, path = string.format("%s/job-%05d.mp4", dir, i) } end
+  local running, next_job, settled = {}, 1, 0
   local deadline, every = harness.now() + opts.phase_seconds, math.max(1, math.floor(opts.jobs / 10))
   local memory = {}
-  while (next_job <= #jobs or #running > 0) and harness.now() < deadline do
-    while #running < opts.concurrency and next_job <= #jobs do
-      local job = jobs[next_job]
+  while (next_job <= opts.jobs or #running > 0) and harness.now() < deadline do
+    while #running < opts.concurrency and next_job <= opts.jobs do
+      local job = { index = next_job, path = string.format("%s/job-%05d.mp4", dir, next_job) }
       job.task = client:spawn(run_job, client, control, job)
       running[#running + 1], next_job = job, next_job + 1
     end
@@ -238,7 +241,7 @@ local function run_jobs(tally, client, control, dir)
         table.remove(running, i)
         settle(tally, job, job.task)
         settled = settled + 1
-        if settled % every == 0 then memory[#memory + 1] = sample(control, settled, #jobs) end
+        if settled % every == 0 then memory[#memory + 1] = sample(control, settled, opts.jobs) end
       end
     end
   end
@@ -246,7 +249,9 @@ local function run_jobs(tally, client, control, dir)
     job.task:cancel()
     note(tally, "lost", job, "still running when the phase's time (" .. opts.phase_seconds .. " s) ran out")
   end
-  for i = next_job, #jobs do note(tally, "lost", jobs[i], "never started: the phase's time ran out") end
+  for i = next_job, opts.jobs do
+    note(tally, "lost", { index = i }, "never started: the phase's time ran out")
+  end
   return memory
 end
 
