@@ -209,10 +209,12 @@ fuzz: fuzz-build | $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal
 #   return to the baseline, or when any other check fails; the last line is
 #   "soak: N passed, N failed".
 .PHONY: soak
-SOAK_SCRIPTS = bench/soak.lua bench/kill_download.lua   # `make bench` leaves them to `make soak`
+# `make bench` leaves these to `make soak`; SOAK_LUA=luajit (with LUA_VERSION=5.1) runs on LuaJIT.
+SOAK_SCRIPTS = bench/soak.lua bench/kill_download.lua
+SOAK_LUA ?= lua$(LUA_VERSION)
 SOAK_ARGS = $(if $(filter-out 0,$(QUICK)),--quick) $(if $(SEED),--seed $(SEED)) \
   $(if $(JOBS),--jobs $(JOBS)) $(if $(FAULT_RATE),--fault-rate $(FAULT_RATE)) \
   $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(KILLS),--kills $(KILLS))
 
 soak: deps all
-	$(RUN) lua$(LUA_VERSION) bench/soak.lua $(SOAK_ARGS)
+	$(RUN) $(SOAK_LUA) bench/soak.lua $(SOAK_ARGS)

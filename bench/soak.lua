@@ -9,9 +9,10 @@
 -- error of a documented kind. A job that ends neither way is *lost*; a wrong file, a file left
 -- by a failed job, or a `.sora-` temporary file left behind is *corrupt*.
 --
--- Then 1,000 requests are held open at once against the same emulator (each answered after
--- a delay) while a probe request must still be served, and bench/kill_download.lua kills a
--- downloading process with SIGKILL again and again.
+-- Then, twice, 1,000 requests are held open at once against the same emulator (each answered
+-- after a delay) while a probe request must still be served, and the emulator's memory is read
+-- around each round; last, bench/kill_download.lua kills a downloading process with SIGKILL
+-- again and again.
 --
 -- Prints the seed, the counts, descriptors and RSS before and after, the emulator's requests,
 -- connections and memory, and the wall time; exits non-zero when a job is lost or corrupt,
@@ -31,7 +32,8 @@ local socket = require "socket"
 
 local USAGE = [[
 usage: soak.lua [--quick] [--seed N] [--jobs N] [--fault-rate R] [--concurrency N]
-                [--connections N] [--kills N] [--video-kb N] [--no-kill]]
+                [--connections N] [--kills N] [--video-kb N] [--job-seconds S]
+                [--phase-seconds S] [--no-kill]]
 
 local opts = harness.options(arg or {}, {
   quick = false, seed = "", jobs = 0, fault_rate = 0.2, concurrency = 50, connections = 1000,
