@@ -187,7 +187,7 @@ describe("the emulator under a soak", function()
         ["--fault-kinds reset,meteor"] = "unknown fault kind 'meteor'",
         ["--fault-seed 1.5"] = "--fault-seed expects a non-negative integer",
         ["--record-limit -1"] = "--record-limit expects a non-negative integer",
-        ["--max-connections 0"] = "--max-connections must be at least 1",
+        ["--max-connections 0"] = "max_connections must be a positive integer",
       } do
         local p = io.popen("lua5.4 bin/sora-emulator " .. flags .. " 2>&1; echo \"rc=$?\"")
         local out = p:read("*a")

@@ -81,8 +81,7 @@ local function parse_args(args)
   if opts.port > 65535 then fail("--port must be 0..65535") end
   if opts.job_seconds == 0 then opts.job_seconds = 0.001 end
   if opts.fault_rate and opts.fault_rate > 1 then fail("--fault-rate must be 0..1") end
-  if opts.max_connections == 0 then fail("--max-connections must be at least 1") end
-  local ok, err = require("sora.emulator").check_options(opts)
+  local ok, err = require("sora.emulator.options").check(opts)
   if not ok then fail(err) end
   return opts
 end

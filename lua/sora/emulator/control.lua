@@ -6,6 +6,7 @@ local errors = require "sora.emulator.errors"
 local http = require "sora.emulator.http"
 local api = require "sora.emulator.api"
 local sha256 = require "sora.emulator.sha256"
+local options = require "sora.emulator.options"
 local socket = require "socket"
 
 local control = {}
@@ -71,7 +72,7 @@ local function set_config(server, fields)
     end
     reschedule = reschedule or SCHEDULE_KEYS[k]
   end
-  local valid, err = require("sora.emulator").check_options(proposed)
+  local valid, err = options.check(proposed)
   if not valid then return bad(err) end
   for k, v in pairs(proposed) do
     -- decoded JSON numbers are floats on Lua 5.3+
@@ -112,11 +113,9 @@ local function video_digest(server, req)
 end
 
 local function counters(server)
-  local view = server:stats_view()
-  view.faults = setmetatable(view.faults, nil)
   return ok(json.ordered({ "requests", "connections_accepted", "connections_open",
     "max_connections_open", "connections_refused", "faults", "lua_memory_kb", "videos",
-    "recorded" }, view))
+    "recorded" }, server:stats_view()))
 end
 
 -- Returns the response to a control request.

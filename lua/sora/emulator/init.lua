@@ -18,6 +18,7 @@ local api = require "sora.emulator.api"
 local control = require "sora.emulator.control"
 local multipart = require "sora.emulator.multipart"
 local random_faults = require "sora.emulator.random_faults"
+local options = require "sora.emulator.options"
 local sha256 = require "sora.emulator.sha256"
 
 local emulator = { _VERSION = "sora.emulator 0.1" }
@@ -59,8 +60,6 @@ end
 -- Returns a server listening on opts.host:opts.port (port 0 picks a free one).
 function emulator.new(opts)
   opts = opts or {}
-  -- a deep backlog: 64 clients connecting at once must not overflow the accept queue
-  local listener = assert(socket.bind(opts.host or "127.0.0.1", opts.port or 0, 1024))
   local self = setmetatable({ log = opts.log }, Server)
   self.initial = {
     job_seconds = opts.job_seconds or 2, api_key = opts.api_key,
@@ -69,46 +68,16 @@ function emulator.new(opts)
     fault_rate = opts.fault_rate or 0, fault_seed = opts.fault_seed,
     fault_kinds = opts.fault_kinds,
   }
-  local ok, err = emulator.check_options(self.initial)
-  if not ok then
-    listener:close()
-    error("sora.emulator.new: " .. err, 2)
-  end
+  local ok, err = options.check(self.initial)
+  if ok then ok, err = options.check{ max_connections = opts.max_connections } end
+  if not ok then error("sora.emulator.new: " .. err, 2) end
+  -- a deep backlog: clients beyond max_connections wait in it to be accepted
+  local listener = assert(socket.bind(opts.host or "127.0.0.1", opts.port or 0, 1024))
   self.host, self.port = listener:getsockname()
   self.loop = http.loop(listener, function(conn) self:serve(conn) end,
     function(err) self:note("error: " .. tostring(err)) end, opts.max_connections)
   self:reset()
   return self
-end
-
--- Checks the fault and recording options of new{} and of the control config; returns true or
--- nil, message.
-function emulator.check_options(o)
-  local rate = o.fault_rate
-  if rate ~= nil and (type(rate) ~= "number" or not (rate >= 0 and rate <= 1)) then
-    return nil, "fault_rate must be a number in 0..1"
-  end
-  local seed = o.fault_seed
-  if seed ~= nil and (type(seed) ~= "number" or seed ~= math.floor(seed) or seed < 0
-      or seed >= 2^53) then
-    return nil, "fault_seed must be a non-negative integer"
-  end
-  local limit = o.record_limit
-  if limit ~= nil and (type(limit) ~= "number" or limit ~= math.floor(limit) or limit < 0) then
-    return nil, "record_limit must be a non-negative integer"
-  end
-  if o.fault_kinds ~= nil then
-    if type(o.fault_kinds) ~= "table" then return nil, "fault_kinds must be an array of kinds" end
-    local known = {}
-    for _, kind in ipairs(random_faults.KINDS) do known[kind] = true end
-    for _, kind in ipairs(o.fault_kinds) do
-      if not known[kind] then
-        return nil, string.format("unknown fault kind '%s' (known: %s)", tostring(kind),
-          table.concat(random_faults.KINDS, ", "))
-      end
-    end
-  end
-  return true
 end
 
 -- Forgets all videos, characters, requests and faults; restores the start config and
