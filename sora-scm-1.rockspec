@@ -31,7 +31,7 @@ build = {
       sources = {
         "csrc/body.c", "csrc/buffer.c", "csrc/client.c", "csrc/compat.c", "csrc/core.c", "csrc/download.c",
         "csrc/endpoints.c", "csrc/error.c", "csrc/headers.c", "csrc/json.c",
-        "csrc/marshal.c", "csrc/multipart.c", "csrc/outcome.c", "csrc/retry.c", "csrc/transfer.c",
+        "csrc/marshal.c", "csrc/media.c", "csrc/multipart.c", "csrc/outcome.c", "csrc/retry.c", "csrc/transfer.c",
         "csrc/video.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },

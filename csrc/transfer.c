@@ -95,8 +95,10 @@ static int report_progress(sora_transfer *t) {
  * from there (CURLINFO_*, curl_easy_header) rather than from raw lines, so that trailers,
  * which come after the body, never count as headers of the response. */
 
-#if LIBCURL_VERSION_NUM >= 0x075300
-#define HAVE_HEADER_API 1 /* curl_easy_header, libcurl 7.83 */
+/* curl_easy_header came with libcurl 7.83; before it, the header lines that arrive before the
+ * body are read by hand (build with -DSORA_NO_HEADER_API to test that path) */
+#if LIBCURL_VERSION_NUM >= 0x075300 && !defined(SORA_NO_HEADER_API)
+#define HAVE_HEADER_API 1
 #endif
 
 static void copy_value(char *dest, size_t size, const char *value, size_t len) {
@@ -443,8 +445,8 @@ void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code) {
 
 /* ---- the end of a transfer ---------------------------------------------------------- */
 
-/* A download is kept only when it is whole: a success status, no error, and every byte that
- * Content-Length announced. */
+/* A download is kept only when it is whole: a success status, no error, every byte announced,
+ * and answers that add up (download.c checks a 206 against the first answer and its body). */
 static int download_complete(sora_transfer *t) {
   if (t->code == CURLE_OK && !t->cancelled && !t->headers_read) read_framing(t); /* no body came */
   return t->code == CURLE_OK && !t->aborted && !t->io_errno && !t->cancelled &&

@@ -59,7 +59,8 @@ describe("integrity of uploads", function()
 
     it("naming a FIFO raises at once, naming the field and the path, outside and inside a task", function()
       local fifo = dir .. "/ref.png"
-      assert(os.execute("mkfifo " .. H.shell_quote(fifo)))
+      local made = os.execute("mkfifo " .. H.shell_quote(fifo))
+      assert.is_true(made == true or made == 0)
       local out = run_bounded(string.format([[
         local fifo = %q
         print(select(2, pcall(c.create, c, { prompt = "p", input_reference = fifo })))
@@ -100,6 +101,27 @@ describe("integrity of uploads", function()
         assert.are.equal(size, part.size, "attempt " .. i)
         assert.are.equal("image/png", part.content_type)
       end
+    end)
+
+    it("leaves no descriptor open, whether the upload is sent or refused", function()
+      -- descriptors of this process open on a fixture
+      local function open_files()
+        local pid = H.read("/proc/self/stat"):match("^(%d+)")
+        local p = assert(io.popen("ls -l /proc/" .. pid .. "/fd"))
+        local listing = p:read("*a")
+        p:close()
+        local n = 0
+        for _ in listing:gmatch(H.FIXTURES:gsub("%p", "%%%0")) do n = n + 1 end
+        return n
+      end
+      for _ = 1, 5 do
+        assert(c:create{ prompt = "sent", size = "1280x720", input_reference = PNG })
+        assert.is_false(pcall(c.create, c, { prompt = "refused", input_reference = H.FIXTURES .. "not-an-image.txt" }))
+        assert.is_false(pcall(c.create, c, { prompt = "refused", input_reference = { path = PNG, filename = "a\nb" } }))
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.are.equal(0, open_files())
     end)
 
     it("whose file name holds CR or LF is refused", function()
