@@ -27,6 +27,11 @@ local function caller_position()
   return ""
 end
 
+--- Raises a usage error (a message formatted as string.format does) at the program's line.
+function args.usage(fmt, ...)
+  error(caller_position() .. format(fmt, ...), 0)
+end
+
 --- Raises "bad argument #n to 'fname' (message)" at the program's line.
 function args.fail(fname, n, fmt, ...)
   local message = format("bad argument #%d to '%s' (%s)", n, fname, format(fmt, ...))
@@ -112,6 +117,22 @@ function args.options(fname, n, opts, allowed, prefix)
     args.option(fname, n, name, value, kind, prefix)
   end
   return opts
+end
+
+--- Raises again an error that the C core raised for `inner` (the endpoint a convenience
+-- calls) as an error of the public call `fname`: "bad argument #1 to 'create' (...)" from
+-- generate's create becomes "bad argument #1 to 'generate' (...)"; `prefix` says where in
+-- fname's arguments the value sits ("jobs[2]: "), `n` renumbers it. The position the C core
+-- found (the program's line) is kept. Any other error is raised again as it is.
+function args.reraise(err, fname, inner, n, prefix)
+  if type(err) == "string" then
+    local position, number, rest = err:match("^(.-)bad argument #(%d+) to '" .. inner .. "' %((.*)%)$")
+    if position then
+      err = format("%sbad argument #%d to '%s' (%s%s)", position, n or tonumber(number), fname,
+                   prefix or "", rest)
+    end
+  end
+  error(err, 0)
 end
 
 return args

@@ -6,7 +6,7 @@ local tasks = require "sora.tasks"
 local wait = require "sora.wait"
 
 local now, make_error = core.now, core.error
-local error, ipairs, type = error, ipairs, type
+local error, ipairs, select, type = error, ipairs, select, type
 local format = string.format
 local min, max = math.min, math.max
 
@@ -53,16 +53,25 @@ local function back_off(pace, err, attempt)
   pace.until_time = max(pace.until_time, now() + delay)
 end
 
+-- True once a worker raised (a bad job, a raising on_result): no new job starts after it.
+local function any_failed(workers)
+  for _, w in ipairs(workers) do
+    if w:done() and select(2, w:result()) ~= nil then return true end
+  end
+  return false
+end
+
 -- One job: create, retried on 429 after the batch's pace, then wait and download as generate
 -- does. The job's `timeout` (900 s) bounds all of it, from the moment the job starts.
-local function run_job(client, job, pace, max_attempts)
+local function run_job(client, i, job, pace, max_attempts)
   local timeout = job.opts.timeout or wait.DEFAULT_TIMEOUT
   local deadline = now() + timeout
   local err
   for attempt = 1, max_attempts do
     if not wait_turn(client, pace, deadline) then return nil, err or job_timed_out(timeout) end
     local video
-    video, err = client:create(wait.create_params(job.create, deadline))
+    video, err = wait.create(client, "generate_many", wait.create_params(job.create, deadline), 1,
+                             format("jobs[%d]: ", i))
     if video then
       return wait.finish_generation(video, job.opts, job.output, job.variant, deadline, timeout)
     end
@@ -74,9 +83,11 @@ end
 
 --- Runs the jobs at most `concurrency` (4) at a time; returns videos[i] (or false) and
 -- errors[i]. A job refused with 429 is tried again after the batch's pace, up to
--- `max_attempts` (6) times; on_result(i, video, err) is called as each job ends. Inside a task
--- it yields (the workers are its children: cancelling it cancels them); elsewhere it steps
--- the client until the batch is done.
+-- `max_attempts` (6) times; on_result(i, video, err) is called as each job ends. A job that
+-- raises (a parameter the C core refuses when its create starts, a raising on_result) makes
+-- generate_many raise that error once the jobs already started have ended; no job starts after
+-- it. Inside a task it yields (the workers are its children: cancelling it cancels them);
+-- elsewhere it steps the client until the batch is done.
 function batch.generate_many(client, jobs, opts)
   jobs = args.table("generate_many", 1, jobs)
   opts = args.options("generate_many", 2, args.table("generate_many", 2, opts, true), OPTIONS)
@@ -84,16 +95,16 @@ function batch.generate_many(client, jobs, opts)
   local videos, errors, next_job = {}, {}, 1
   local pace = { until_time = 0 }
   local max_attempts, on_result = opts.max_attempts or DEFAULT_ATTEMPTS, opts.on_result
+  local workers = {}
   local function worker()
-    while next_job <= #prepared do
+    while next_job <= #prepared and not any_failed(workers) do
       local i = next_job
       next_job = i + 1
-      local video, err = run_job(client, prepared[i], pace, max_attempts)
+      local video, err = run_job(client, i, prepared[i], pace, max_attempts)
       videos[i], errors[i] = video or false, err
       if on_result then on_result(i, video, err) end
     end
   end
-  local workers = {}
   for w = 1, min(opts.concurrency or DEFAULT_CONCURRENCY, #prepared) do
     workers[w] = tasks.spawn(client, worker)
   end

@@ -11,6 +11,7 @@
 -- are kept in a heap by wake time), when the tasks it joins have finished (each finishing task
 -- counts down its joiners), or after a bare coroutine.yield().
 local core = require "sora.core"
+local args = require "sora.args"
 
 local make_error, now = core.error, core.now
 local coroutine, setmetatable, select, error, pairs = coroutine, setmetatable, select, error, pairs
@@ -301,9 +302,9 @@ end
 
 -- Resumes a task once and records how it ended, if it did.
 local function resume(s, task)
-  local args = task.args or { n = 0 }
+  local arguments = task.args or { n = 0 }
   task.args = nil
-  local results = pack(coroutine.resume(task.co, unpack(args, 1, args.n)))
+  local results = pack(coroutine.resume(task.co, unpack(arguments, 1, arguments.n)))
   if task.status ~= "running" then return end -- cancelled while it ran
   if not results[1] and results[2] == CANCELLED then
     finish(task, "cancelled", make_error{ kind = "aborted", message = "the task cancelled itself" })
@@ -357,11 +358,11 @@ end
 -- activity. Returns the number of tasks still running.
 function tasks.step(client, timeout)
   if tasks.current(client) then
-    error("step and run drive the tasks; a task of the same client cannot call them", 3)
+    args.usage("step and run drive the tasks; a task of the same client cannot call them")
   end
   local s = scheduler(client)
   local state = s.state
-  if state.closed then error("calling 'step' on a closed sora.Client", 3) end
+  if state.closed then args.usage("calling 'step' on a closed sora.Client") end
   run_pass(s)
   if state.closed then return s.count end -- a task closed it just now
   local wait = timeout or 0

@@ -6,6 +6,7 @@
 -- `deadline`, so a hanging server cannot hold a wait past its timeout.
 local core = require "sora.core"
 local args = require "sora.args"
+local tasks = require "sora.tasks"
 
 local now, make_error = core.now, core.error
 local type, pairs, tostring = type, pairs, tostring
@@ -112,6 +113,17 @@ function wait.wait(video, opts)
   return wait_until(video, opts, now() + timeout, timeout)
 end
 
+local start = core.Client._start
+
+--- client:create(params) made on behalf of the public call `fname`: an argument error of the
+-- C core names `fname` (and `prefix`, where in its arguments the parameters sit). Only the
+-- start is protected, never the wait for the answer, so that a task still yields on PUC 5.1.
+function wait.create(client, fname, params, n, prefix)
+  local ok, transfer, err = pcall(start, client, "create", params)
+  if not ok then args.reraise(transfer, fname, "create", n, prefix) end
+  return tasks.await(client, transfer, err)
+end
+
 -- A copy of a create's parameters whose own deadline is at most what is left before `deadline`.
 local function create_params(params, deadline)
   local copy = {}
@@ -133,7 +145,7 @@ function wait.create_and_wait(client, params, wait_opts)
                            wait.OPTIONS)
   local timeout = wait_opts.timeout or wait.DEFAULT_TIMEOUT
   local deadline = now() + timeout
-  local video, err = client:create(create_params(params, deadline))
+  local video, err = wait.create(client, "create_and_wait", create_params(params, deadline))
   if not video then return nil, err end
   return wait_until(video, wait_opts, deadline, timeout)
 end
@@ -186,7 +198,7 @@ function wait.generate(client, params)
   local create, opts, output, variant = wait.split("generate", 1, params)
   local timeout = opts.timeout or wait.DEFAULT_TIMEOUT
   local deadline = now() + timeout
-  local video, err = client:create(create_params(create, deadline))
+  local video, err = wait.create(client, "generate", create_params(create, deadline))
   if not video then return nil, err end
   return wait.finish_generation(video, opts, output, variant, deadline, timeout)
 end

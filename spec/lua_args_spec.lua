@@ -1,0 +1,190 @@
+-- The Lua layer's argument checks (issue 7, rule 3): one message shape, the C core's
+--   bad argument #N to 'NAME' (...)
+-- naming the public call at the caller's line; values that cannot work (NaN, negative
+-- durations, a concurrency of 0) raise instead of running nothing or never waking; callables
+-- are accepted wherever a function is.
+local H = require "support.client"
+
+local NAN = 0 / 0
+local THIS_FILE = "lua_args_spec%.lua"
+
+-- The message fn raises, and whether it points at `line` of this file.
+local function raised(fn)
+  local ok, err = pcall(fn)
+  assert.is_false(ok, "did not raise")
+  return tostring(err)
+end
+
+local function line_of(message)
+  return tonumber(message:match(THIS_FILE .. ":(%d+): "))
+end
+
+local function here()
+  return debug.getinfo(2, "l").currentline
+end
+
+describe("argument checks of the Lua layer", function()
+  local E, c, video
+
+  lazy_setup(function()
+    E, c = H.start({ max_retries = 0 })
+    video = assert(c:create{ prompt = "for argument checks" })
+  end)
+
+  lazy_teardown(function()
+    H.stop(E, c)
+  end)
+
+  before_each(function()
+    E:clear_requests()
+  end)
+
+  describe("generate_many", function()
+    local jobs = { { prompt = "never sent" } }
+
+    it("refuses a concurrency that would run nothing", function()
+      for _, bad in ipairs({ 0, -1, 1.5 }) do
+        assert.has_error(function() c:generate_many(jobs, { concurrency = bad }) end,
+          string.format("bad argument #2 to 'generate_many' (option 'concurrency' must be a positive integer, got %.14g)", bad))
+      end
+      assert.has_error(function() c:generate_many(jobs, { concurrency = NAN }) end,
+        "bad argument #2 to 'generate_many' (option 'concurrency' must be a positive integer, got NaN)")
+      assert.has_error(function() c:generate_many(jobs, { concurrency = "2" }) end,
+        "bad argument #2 to 'generate_many' (option 'concurrency' must be a number, got string)")
+    end)
+
+    it("refuses max_attempts below one, fractional or NaN", function()
+      for _, bad in ipairs({ 0, -3, 2.5, NAN }) do
+        local message = raised(function() c:generate_many(jobs, { max_attempts = bad }) end)
+        assert.matches("bad argument #2 to 'generate_many' %(option 'max_attempts' must be a positive integer, got", message)
+      end
+    end)
+
+    it("checks every job before sending anything", function()
+      assert.has_error(function() c:generate_many({ { prompt = "a" }, "b" }) end,
+        "bad argument #1 to 'generate_many' (jobs[2] must be a table, got string)")
+      assert.has_error(function() c:generate_many({ { prompt = "a" }, { prompt = "b", timeout = NAN } }) end,
+        "bad argument #1 to 'generate_many' (jobs[2]: option 'timeout' must be a non-negative number, got NaN)")
+      assert.are.equal(0, #E:requests())
+    end)
+  end)
+
+  describe("durations", function()
+    it("sleep and step refuse NaN and negative numbers", function()
+      assert.has_error(function() c:sleep(NAN) end,
+        "bad argument #1 to 'sleep' (non-negative number expected, got NaN)")
+      assert.has_error(function() c:sleep(-0.5) end,
+        "bad argument #1 to 'sleep' (non-negative number expected, got -0.5)")
+      assert.has_error(function() c:step(NAN) end,
+        "bad argument #1 to 'step' (non-negative number expected, got NaN)")
+      -- inside a task too, where a NaN sleep used to never wake
+      local task = c:spawn(function() c:sleep(NAN) end)
+      c:run()
+      assert.matches("bad argument #1 to 'sleep' %(non%-negative number expected, got NaN%)",
+        tostring(select(2, task:result())))
+    end)
+
+    it("wait refuses a NaN or negative timeout, interval or max_interval", function()
+      for _, name in ipairs({ "timeout", "interval", "max_interval" }) do
+        for _, bad in ipairs({ NAN, -1 }) do
+          local message = raised(function() video:wait{ [name] = bad } end)
+          assert.matches("bad argument #1 to 'wait' %(option '" .. name
+            .. "' must be a non%-negative number, got " .. (bad ~= bad and "NaN" or "%-1") .. "%)", message)
+        end
+      end
+      assert.are.equal(0, #E:requests())
+    end)
+
+    it("generate and create_and_wait check their wait options by their own names", function()
+      assert.has_error(function() c:generate{ prompt = "x", timeout = -2 } end,
+        "bad argument #1 to 'generate' (option 'timeout' must be a non-negative number, got -2)")
+      assert.has_error(function() c:create_and_wait({ prompt = "x" }, { interval = NAN }) end,
+        "bad argument #2 to 'create_and_wait' (option 'interval' must be a non-negative number, got NaN)")
+      assert.are.equal(0, #E:requests())
+    end)
+  end)
+
+  describe("lists", function()
+    it("name the public call: list, pages", function()
+      assert.has_error(function() c:list{ limit = 1.5 } end,
+        "bad argument #1 to 'list' (option 'limit' must be an integer, got 1.5)")
+      assert.has_error(function() c:pages{ limit = 1.5 } end,
+        "bad argument #1 to 'pages' (option 'limit' must be an integer, got 1.5)")
+      assert.has_error(function() c:list{ order = 1 } end,
+        "bad argument #1 to 'list' (option 'order' must be a string, got number)")
+      assert.has_error(function() c:pages("desc") end,
+        "bad argument #1 to 'pages' (table expected, got string)")
+      assert.are.equal(0, #E:requests())
+    end)
+  end)
+
+  describe("positions", function()
+    it("point at the caller's line, however deep in the layer the check runs", function()
+      local line, message = here(), raised(function() c:list{ limit = 1.5 } end)
+      assert.are.equal(line, line_of(message), message)
+      line, message = here(), raised(function() c:generate_many({}, { concurrency = 0 }) end)
+      assert.are.equal(line, line_of(message), message)
+      line, message = here(), raised(function() video:wait{ timeout = NAN } end)
+      assert.are.equal(line, line_of(message), message)
+      line, message = here(), raised(function() c:sleep(NAN) end)
+      assert.are.equal(line, line_of(message), message)
+      line, message = here(), raised(function() c:spawn(42) end)
+      assert.are.equal(line, line_of(message), message)
+    end)
+
+    it("an error of the C core reached through the layer points at the caller's line too", function()
+      -- generate passes its create parameters on to the C core's create
+      local line, message = here(), raised(function() c:generate{ promt = "typo" } end)
+      assert.are.equal(line, line_of(message), message)
+      line, message = here(), raised(function() c:create_and_wait({ prompt = 5 }) end)
+      assert.are.equal(line, line_of(message), message)
+    end)
+
+    it("and names the public call, not the endpoint it uses", function()
+      assert.has_error(function() c:generate{ promt = "typo" } end,
+        "bad argument #1 to 'generate' (unknown option 'promt')")
+      assert.has_error(function() c:create_and_wait({ prompt = "x", seconds = {} }) end,
+        "bad argument #1 to 'create_and_wait' (field 'seconds' must be a string or an integer)")
+      E:clear_requests()
+      local jobs = { { prompt = "fine", interval = 0.03 }, { promt = "typo" }, { prompt = "never started" } }
+      assert.has_error(function() c:generate_many(jobs, { concurrency = 1 }) end,
+        "bad argument #1 to 'generate_many' (jobs[2]: unknown option 'promt')")
+      assert.are.equal(1, #H.matching(E, "POST", "^/v1/videos$")) -- no job starts after it
+      -- a task's create is made the same way, and still yields
+      local task = c:spawn(function() return c:generate{ prompt = "in a task", interval = 0.03 } end)
+      c:run()
+      assert.are.equal("completed", task:result().status)
+    end)
+  end)
+
+  describe("callables", function()
+    local function callable(fn)
+      return setmetatable({}, { __call = function(_, ...) return fn(...) end })
+    end
+
+    it("spawn takes a table with __call", function()
+      local task = c:spawn(callable(function(a, b) return a + b end), 2, 3)
+      c:run()
+      assert.are.equal(5, task:result())
+      assert.has_error(function() c:spawn(setmetatable({}, {})) end,
+        "bad argument #1 to 'spawn' (function expected, got table)")
+    end)
+
+    it("wait's and generate's on_progress, and generate_many's on_result", function()
+      local seen = {}
+      local v = assert(c:create{ prompt = "callable progress" })
+      assert(v:wait{ interval = 0.03, timeout = 10,
+        on_progress = callable(function(x) seen[#seen + 1] = x.progress end) })
+      assert.is_true(#seen >= 1)
+      local generated = {}
+      assert(c:generate{ prompt = "callable generate", interval = 0.03, timeout = 10,
+        on_progress = callable(function(x) generated[#generated + 1] = x.status end) })
+      assert.is_true(#generated >= 1)
+      local results = {}
+      local videos = c:generate_many({ { prompt = "callable result", interval = 0.03 } },
+        { on_result = callable(function(i, x) results[i] = x.status end) })
+      assert.are.equal("completed", videos[1].status)
+      assert.are.same({ "completed" }, results)
+    end)
+  end)
+end)
