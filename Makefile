@@ -204,11 +204,12 @@ fuzz: fuzz-build | $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal
 # ---- soak: thousands of jobs under random faults, 1,000 connections, kill -9 mid-download --
 #   make soak                 2,000 jobs, 1,000 held connections, 50 kills (docs/reliability.md)
 #   make soak QUICK=1         200 jobs, 1,000 held connections, 20 kills: CI's run (< 2 min)
+#   make soak-asan QUICK=1    the same with the module under the sanitizers
 #   SEED=n JOBS=n FAULT_RATE=0.2 CONCURRENCY=n KILLS=n override; a failing run prints the seed
 #   that replays it. Exits non-zero when a job is lost or corrupt, when descriptors do not
 #   return to the baseline, or when any other check fails; the last line is
 #   "soak: N passed, N failed".
-.PHONY: soak
+.PHONY: soak soak-asan
 # `make bench` leaves these to `make soak`; SOAK_LUA=luajit (with LUA_VERSION=5.1) runs on LuaJIT.
 SOAK_SCRIPTS = bench/soak.lua bench/kill_download.lua
 SOAK_LUA ?= lua$(LUA_VERSION)
@@ -218,3 +219,11 @@ SOAK_ARGS = $(if $(filter-out 0,$(QUICK)),--quick) $(if $(SEED),--seed $(SEED)) 
 
 soak: deps all
 	$(RUN) $(SOAK_LUA) bench/soak.lua $(SOAK_ARGS)
+
+# The same soak with the module under ASan + UBSan + LeakSanitizer (see test-asan): the harness
+# and the killed children run in the sanitized interpreter.
+soak-asan: deps $(ASAN_BUILD)/sanlua
+	$(MAKE) LUA_VERSION=5.4 BUILD=$(ASAN_BUILD) CC=$(ASAN_CC) CFLAGS="$(ASAN_FLAGS)" \
+	  LDFLAGS="-fsanitize=address,undefined"
+	$(ASAN_ENV) LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(ASAN_BUILD)/?.so;;" \
+	  $(ASAN_BUILD)/sanlua bench/soak.lua $(SOAK_ARGS)

@@ -32,9 +32,9 @@ local function child(base_url, id, path, durable, ready_file)
   local ok, err = client:download_content(id, { path = path, durable = durable == "1" or nil })
   if not ok then
     io.stderr:write("download failed: ", tostring(err), "\n")
-    os.exit(3)
+    os.exit(3, true)
   end
-  os.exit(0)
+  os.exit(0, true)
 end
 
 if arg and arg[1] == "--child" then return child(arg[2], arg[3], arg[4], arg[5], arg[6]) end
@@ -261,4 +261,4 @@ if not ok then
   print("kill_download aborted: " .. tostring(result))
   print((checks:summary():gsub("(%d+) failed$", function(n) return (n + 1) .. " failed" end)))
 end
-os.exit(ok and result and 0 or 1)
+os.exit(ok and result and 0 or 1, true)  -- closing the state: see bench/soak.lua
