@@ -216,6 +216,31 @@ local function report_cost(client, control, dir)
   end
 end
 
+-- Uncut downloads in a child, default then durable: the windows the kills are drawn over.
+local function calibrate(client, base_url, videos, target, dir)
+  local windows = { plain = full_download(base_url, videos[1], target, false, dir) }
+  checks:check(target_state(target, videos) == "A", "an uncut download in a child gives the complete video")
+  if durable_supported(client, videos[1], dir) then
+    windows.durable = full_download(base_url, videos[2], target, true, dir)
+  end
+  print(string.format("an uncut download, ready to exit: %.1f ms default%s", windows.plain * 1000,
+    windows.durable and string.format(", %.1f ms durable", windows.durable * 1000) or ""))
+  checks:check(windows.durable ~= nil, "download_content accepts durable = true")
+  return windows
+end
+
+local function check_kills(counts)
+  print(string.format("\n%d kills: target kept %d, replaced by the complete new video %d, partial %d; "
+    .. "downloads finished before the kill %d; kills that left temporary files %d (%d files, %d not "
+    .. "named <target>.sora-XXXXXX)", opts.kills, counts.kept, counts.replaced, counts.partial,
+    counts.finished, counts.killed_mid, counts.left, counts.strange))
+  checks:check(counts.partial == 0, "never a partial target after SIGKILL", counts.partial .. " partial")
+  checks:check(counts.strange == 0, "every temporary file left behind is named <target>.sora-XXXXXX",
+    counts.strange .. " otherwise")
+  checks:check(counts.killed_mid > 0, "kills landed mid-download (the test is not vacuous)",
+    counts.killed_mid .. " of " .. opts.kills)
+end
+
 local function main()
   opts.seed = harness.seed(opts.seed ~= "" and opts.seed or nil)
   print(string.format("kill_download: seed %d, %d kills, %d MB video", opts.seed, opts.kills, opts.mb))
@@ -227,27 +252,8 @@ local function main()
                    reference_video(client, control, emulator.url, dir, "B") }
   checks:check(videos[1].sha256 ~= videos[2].sha256, "the two videos' contents differ",
     "A " .. videos[1].sha256:sub(1, 12) .. ", B " .. videos[2].sha256:sub(1, 12))
-  local target = dir .. "/video.mp4"
-  local windows = { plain = full_download(emulator.url, videos[1], target, false, dir) }
-  checks:check(target_state(target, videos) == "A", "an uncut download in a child gives the complete video")
-  if durable_supported(client, videos[1], dir) then
-    windows.durable = full_download(emulator.url, videos[2], target, true, dir)
-  end
-  print(string.format("an uncut download, ready to exit: %.1f ms default%s", windows.plain * 1000,
-    windows.durable and string.format(", %.1f ms durable", windows.durable * 1000) or ""))
-  checks:check(windows.durable ~= nil, "download_content accepts durable = true")
-
-  local counts = kill_loop(emulator.url, videos, dir, windows)
-  print(string.format("\n%d kills: target kept %d, replaced by the complete new video %d, partial %d; "
-    .. "downloads finished before the kill %d; kills that left temporary files %d (%d files, %d not "
-    .. "named <target>.sora-XXXXXX)", opts.kills, counts.kept, counts.replaced, counts.partial,
-    counts.finished, counts.killed_mid, counts.left, counts.strange))
-  checks:check(counts.partial == 0, "never a partial target after SIGKILL", counts.partial .. " partial")
-  checks:check(counts.strange == 0, "every temporary file left behind is named <target>.sora-XXXXXX",
-    counts.strange .. " otherwise")
-  checks:check(counts.killed_mid > 0, "kills landed mid-download (the test is not vacuous)",
-    counts.killed_mid .. " of " .. opts.kills)
-
+  local windows = calibrate(client, emulator.url, videos, dir .. "/video.mp4", dir)
+  check_kills(kill_loop(emulator.url, videos, dir, windows))
   if windows.durable then report_cost(client, control, dir) end
   client:close()
   emulator:stop()

@@ -190,9 +190,10 @@ end
 -- The settling itself must be able to fail: before the faults start, a real job whose file
 -- then gets one byte changed is settled as corrupt, one whose file is removed as lost, one
 -- that raises as lost, and an untouched one as verified.
-local function canary(client, control, dir)
+local function canary(emulator, control, dir)
+  local client = sora.new{ api_key = KEY, base_url = emulator.url, timeout = 30 }
   local tally, tamper = new_tally(), {
-    function(job) harness.write(job.path, "x" .. assert(io.open(job.path, "rb")):read("*a"):sub(2)) end,
+    function(job) harness.flip_byte(job.path, 1000) end,
     function(job) os.remove(job.path) end,
     function(job) job.task = client:spawn(error, "a job that raises") end,
     function() end,
@@ -206,6 +207,7 @@ local function canary(client, control, dir)
     settle(tally, job, job.task)
     os.remove(job.path)
   end
+  client:close()
   checks:check(tally.corrupt == 1 and tally.lost == 2 and tally.verified == 1,
     "settling self-check: a changed byte is corrupt, a missing file and a raising task are lost, "
     .. "a right file is verified", string.format("corrupt %d, lost %d, verified %d",
@@ -431,21 +433,22 @@ local function job_phase(emulator, control, dir)
   return tally
 end
 
-local function main()
-  opts.seed = harness.seed(opts.seed ~= "" and opts.seed or nil)
+local function print_header()
   print(string.format("soak: seed %d, jobs %d, concurrency %d, fault rate %.2f, video %d KB, "
     .. "%d connections, %d kills (replay: make soak SEED=%d JOBS=%d FAULT_RATE=%s CONCURRENCY=%d)",
     opts.seed, opts.jobs, opts.concurrency, opts.fault_rate, opts.video_kb, opts.connections,
     opts.kills, opts.seed, opts.jobs, tostring(opts.fault_rate), opts.concurrency))
   print(_VERSION .. (rawget(_G, "jit") and (" / " .. jit.version) or ""))
+end
+
+local function main()
+  opts.seed = harness.seed(opts.seed ~= "" and opts.seed or nil)
+  print_header()
   local wall = harness.now()
   local dir, remove_dir = harness.tempdir("sora-soak")
   self_check(dir)
   local emulator, control = start_emulator()
-  local canary_client = sora.new{ api_key = KEY, base_url = emulator.url, timeout = 30 }
-  canary(canary_client, control, dir)
-  canary_client:close()
-  canary_client = nil
+  canary(emulator, control, dir)
   collectgarbage()
   local fd_before = harness.fd_count()
   print(rss_line("before"))

@@ -104,6 +104,16 @@ function harness.verify_file(path, digest)
   return "ok"
 end
 
+--- Changes the byte at `offset` (0-based) of a file in place: a file that is wrong by one byte.
+function harness.flip_byte(path, offset)
+  local f = assert(io.open(path, "r+b"))
+  f:seek("set", offset)
+  local b = assert(f:read(1), "the file is shorter than the offset"):byte()
+  f:seek("set", offset)
+  f:write(string.char((b + 1) % 256))
+  f:close()
+end
+
 --- The names in a directory, sorted (without . and ..).
 function harness.ls(dir)
   local names = {}
