@@ -195,7 +195,7 @@ local function canary(emulator, control, dir)
   local tally, tamper = new_tally(), {
     function(job) harness.flip_byte(job.path, 1000) end,
     function(job) os.remove(job.path) end,
-    function(job) job.task = client:spawn(error, "a job that raises") end,
+    function(job) job.task = client:spawn(function() error("a job that raises") end) end,
     function() end,
   }
   for i, change in ipairs(tamper) do
