@@ -17,8 +17,8 @@
 -- Prints the seed, the counts, descriptors and RSS before and after, the emulator's requests,
 -- connections and memory, and the wall time; exits non-zero when a job is lost or corrupt,
 -- when descriptors do not return to the baseline, or when any other check fails. The last line
--- is `soak: N passed, N failed`. A failing run replays with its seed: the fault schedule is the
--- same for the same order of requests (exactly so with --concurrency 1).
+-- is `soak: N passed, N failed`. A failing run replays with its seed: the emulator draws the
+-- same sequence of faults (which request meets which depends on the timing of the requests).
 --
 --   make soak [QUICK=1] [SEED=n] [JOBS=n] [FAULT_RATE=0.2] [CONCURRENCY=n]
 --   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/5.4/?.so;;" lua5.4 bench/soak.lua --quick
