@@ -21,8 +21,11 @@ local min, max = math.min, math.max
 local tasks = {}
 
 -- coroutine -> its task, whatever the client: a task spawned from inside a task of another
--- client is still its child. Weak, so that it never keeps a coroutine alive.
-local task_of_thread = setmetatable({}, { __mode = "k" })
+-- client is still its child. Weak in keys and values, so that it never keeps a task alive:
+-- a task holds its coroutine, and on 5.1 and LuaJIT a weak-keyed table is no ephemeron, so a
+-- strong value would keep its key (and the task's client, through its function) for ever.
+-- The client's scheduler holds every running task; this map only finds them.
+local task_of_thread = setmetatable({}, { __mode = "kv" })
 
 -- ---- the scheduler of a client ----------------------------------------------------------
 
@@ -185,11 +188,12 @@ function tasks.await(client, transfer, err)
 end
 
 --- Sleeps `seconds`: yields inside a task; elsewhere waits while driving the transfers (a
--- zero sleep drives them once, so that a call from a callback is refused there too).
-function tasks.sleep(client, seconds)
+-- zero sleep drives them once, so that a call from a callback is refused there too). `call`
+-- is the public call that sleeps, named by that refusal (default "sleep").
+function tasks.sleep(client, seconds, call)
   local task = tasks.current(client)
   if not task then
-    client:_sleep(seconds)
+    client:_sleep(seconds, call)
     if seconds == 0 then client:_drive(0) end
     return
   end

@@ -1,0 +1,721 @@
+-- Issue 7 (the edges issue), tried from outside: one `it` per bullet, named after it, each
+-- driving the public API (require "sora") against the emulator or a raw-socket server, as a
+-- tester who has only the issue and the README would. The other specs prove each fix from
+-- the inside; these are the outsider's probes, kept in the suite.
+local socket = require "socket"
+local cjson = require "cjson"
+local sora = require "sora"
+local H = require "support.client"
+local rawserver = require "support.rawserver"
+
+local KEY = H.KEY
+
+local function now() return socket.gettime() end
+
+-- Descriptors this process holds now.
+-- (/proc/self would name the `ls` child, so the pid is read from our own /proc/self/stat)
+local function open_fds()
+  local f = assert(io.open("/proc/self/stat", "r"))
+  local pid = f:read("*l"):match("^%d+")
+  f:close()
+  return #H.ls("/proc/" .. pid .. "/fd")
+end
+
+-- Steps `client` until done() or `limit` seconds pass.
+local function drive(client, done, limit)
+  local stop = now() + (limit or 5)
+  while not done() and now() < stop do
+    client:step(0.01)
+  end
+  return done()
+end
+
+-- pcall(fn) and the message of what it raised, as a string.
+local function raised(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return tostring(type(err) == "table" and (err.message or err) or err)
+end
+
+-- A raw server that answers every request with `bytes` (a string, or function(req, n)).
+local function raw(body_of)
+  return rawserver.start(body_of)
+end
+
+describe("issue 7, independently", function()
+  local E, c, dir
+
+  lazy_setup(function()
+    E, c = H.start({ max_retries = 0 })
+    dir = H.tempdir()
+  end)
+
+  lazy_teardown(function()
+    H.stop(E, c)
+    H.rmdir(dir)
+  end)
+
+  before_each(function()
+    E:clear_faults()
+    E:clear_requests()
+  end)
+
+  ------------------------------------------------------------------------------------------
+  -- Rule 1
+  it("rule 1: a client dropped with a transfer in flight is collected; descriptors return", function()
+    collectgarbage(); collectgarbage()
+    local baseline = open_fds()
+    E:fault{ action = "stall", path = "^/v1/videos/video_stall", times = 40 }
+    for _ = 1, 20 do
+      local client = sora.new{ api_key = KEY, base_url = E.url, max_retries = 0 }
+      client:spawn(function() return client:retrieve("video_stall") end)
+      for _ = 1, 5 do client:step(0.01) end
+    end
+    assert.is_true(open_fds() > baseline, "the probe opened no connection")
+    collectgarbage(); collectgarbage(); collectgarbage()
+    assert.are.equal(baseline, open_fds())
+  end)
+
+  it("rule 1: cancelling a task cancels the tasks it spawned; nothing sent after cancel()", function()
+    local jobs = {}
+    for i = 1, 6 do jobs[i] = { prompt = "cancel me " .. i, output = dir .. "/c" .. i .. ".mp4" } end
+    local task = c:spawn(function() return c:generate_many(jobs, { concurrency = 3 }) end)
+    assert.is_true(drive(c, function() return #H.matching(E, "POST", "^/v1/videos$") >= 1 end, 10))
+    task:cancel()
+    socket.sleep(0.2)
+    local sent = #E:requests()
+    drive(c, function() return false end, 1.5)
+    assert.are.equal(sent, #E:requests())
+    assert.is_true(task:done())
+    assert.are.equal("aborted", select(2, task:result()).kind)
+    assert.are.equal(0, c:step(0))
+  end)
+
+  ------------------------------------------------------------------------------------------
+  -- Rule 2
+  it("rule 2: close() inside a sink raises and changes nothing; step works after", function()
+    local video = H.completed_video(c, E)
+    local close_err
+    local ok, err = c:download_content(video.id, { sink = function()
+      local ok2, e = pcall(c.close, c)
+      assert(not ok2)
+      close_err = close_err or tostring(e)
+    end })
+    assert.is_truthy(ok, tostring(err))
+    assert.matches("close", close_err)
+    assert.matches("callback", close_err)
+    assert.are.equal(0, c:step(0))
+    local t = c:spawn(function() return c:retrieve(video.id) end)
+    c:run()
+    assert.are.equal(video.id, t:result().id)
+  end)
+
+  it("rule 2: a sora call from inside a sink is a clear usage error, not a connection error", function()
+    local video = H.completed_video(c, E)
+    local pending = assert(c:create{ prompt = "still queued" })
+    local seen = {}
+    local calls = {
+      retrieve = function() return c:retrieve(video.id) end,
+      step = function() return c:step(0) end,
+      sleep = function() return c:sleep(0.01) end,
+      list_page = function() return c:list_page{} end,
+      wait = function() return pending:wait{ timeout = 1 } end,
+      close = function() return c:close() end,
+    }
+    assert.is_truthy(c:download_content(video.id, { sink = function()
+      for name, call in pairs(calls) do
+        if not seen[name] then
+          local ok, e = pcall(call)
+          seen[name] = ok and "returned" or tostring(type(e) == "table" and e.kind or e)
+        end
+      end
+    end }))
+    for name in pairs(calls) do
+      assert.matches("from inside a callback", seen[name], 1, true)
+      assert.matches("'" .. name .. "'", seen[name], 1, true)
+    end
+  end)
+
+  it("rule 2: what a callback raises never unwinds libcurl; the user's traceback is kept", function()
+    local video = H.completed_video(c, E)
+    local function my_failing_sink() error("sink says no") end
+    local ok, err = pcall(c.download_content, c, video.id, { sink = my_failing_sink })
+    assert.is_false(ok)
+    assert.matches("sink says no", tostring(err))
+    local line = debug.getinfo(my_failing_sink, "S").linedefined
+    assert.matches("stack traceback:.*edges_independent_spec%.lua:" .. line .. ": in ", tostring(err))
+    -- a non-string error object comes back as it is
+    local obj = setmetatable({}, { __tostring = function() return "obj" end })
+    local ok2, err2 = pcall(c.download_content, c, video.id, { on_progress = function() error(obj) end })
+    assert.is_false(ok2)
+    assert.are.equal(obj, err2)
+    -- and the client still works
+    assert.are.equal(video.id, assert(c:retrieve(video.id)).id)
+  end)
+
+  it("rule 2: a call inside a task where it cannot yield blocks instead", function()
+    local video = H.completed_video(c, E)
+    local t = c:spawn(function()
+      local got
+      string.gsub("x", "x", function() got = assert(c:retrieve(video.id)).status end)
+      local mt = setmetatable({}, { __index = function(_, id) return assert(c:retrieve(id)).id end })
+      return got, mt[video.id]
+    end)
+    c:run()
+    local a, b = t:result()
+    assert.are.equal("completed", a, tostring(b))
+    assert.are.equal(video.id, b)
+    assert.are.equal(0, c:step(0))
+  end)
+
+  it("rule 2: callables are accepted wherever a function is", function()
+    local video = H.completed_video(c, E)
+    local chunks, progress, lines = {}, 0, 0
+    local sink = setmetatable({}, { __call = function(_, chunk) chunks[#chunks + 1] = chunk end })
+    local onp = setmetatable({}, { __call = function() progress = progress + 1 end })
+    local log = setmetatable({}, { __call = function() lines = lines + 1 end })
+    local lc = sora.new{ api_key = KEY, base_url = E.url, log = log }
+    assert.is_truthy(lc:download_content(video.id, { sink = sink, on_progress = onp }))
+    assert.are.equal(H.media("video.mp4"), table.concat(chunks))
+    assert.is_true(progress > 0 and lines > 0)
+    local t = lc:spawn(setmetatable({}, { __call = function(_, x) return x * 2 end }), 21)
+    lc:run()
+    assert.are.equal(42, t:result())
+    local wp = 0
+    assert.is_truthy(video:wait{ on_progress = setmetatable({}, { __call = function() wp = wp + 1 end }) })
+    local res = c:generate_many({ { prompt = "callable result", output = dir .. "/cr.mp4" } },
+      { on_result = setmetatable({}, { __call = function() wp = wp + 1 end }) })
+    assert.is_truthy(res[1])
+    assert.is_true(wp >= 1)
+    lc:close()
+  end)
+
+  ------------------------------------------------------------------------------------------
+  -- Rule 3
+  it("rule 3: option tables whose __index returns fresh strings and collects are read safely", function()
+    local function proxy(fields)
+      return setmetatable({}, { __index = function(_, k)
+        collectgarbage()
+        local v = fields[k]
+        if type(v) == "string" then v = (v .. "!"):sub(1, -2) end -- a fresh string
+        collectgarbage()
+        return v
+      end })
+    end
+    local pc = sora.new(proxy{ api_key = KEY, base_url = E.url, organization = "org-x", project = "proj-y" })
+    local png = H.fixture("ref-720x1280.png")
+    local v = assert(pc:create(proxy{ prompt = "proxy", size = "720x1280",
+      input_reference = proxy{ data = png, filename = "ref.png", content_type = "image/png" } }))
+    local r = E:last_request()
+    assert.are.equal("org-x", r.headers["openai-organization"])
+    assert.are.equal("ref.png", H.part(r, "input_reference").filename)
+    assert.are.equal(#png, H.part(r, "input_reference").size)
+    assert.is_truthy(v.id)
+    pc:close()
+  end)
+
+  it("rule 3: CR/LF/NUL in a multipart content_type or filename raises", function()
+    local png = H.fixture("ref-720x1280.png")
+    for _, bad in ipairs({ "a\r\nX-Injected: 1", "a\nb", "a\0b" }) do
+      for _, field in ipairs({ "filename", "content_type" }) do
+        local ref = { data = png, filename = "ref.png", content_type = "image/png" }
+        ref[field] = bad
+        local msg = raised(c.create, c, { prompt = "inject", size = "720x1280", input_reference = ref })
+        assert.matches("bad argument", msg)
+      end
+    end
+    assert.are.equal(0, #E:requests())
+  end)
+
+  it("rule 3: base_url with a query, fragment, userinfo or no host: refused or kept, never printed", function()
+    for _, bad in ipairs({ E.url .. "#frag", "http:///v1", "http:/v1", "ftp://127.0.0.1/v1" }) do
+      local ok, err = pcall(sora.new, { api_key = KEY, base_url = bad })
+      assert.is_false(ok, bad)
+      assert.matches("base_url", tostring(err))
+    end
+    local q = sora.new{ api_key = KEY, base_url = E.url .. "?api-version=2025-01" }
+    local v = assert(q:create{ prompt = "query" })
+    E:force_video(v.id, { status = "completed" })
+    assert.is_truthy(q:delete(v.id))
+    local del = H.matching(E, "DELETE")[1]
+    assert.are.equal("/v1/videos/" .. v.id, del.path)
+    assert.are.equal("2025-01", del.query["api-version"])
+    assert.is_truthy(q:list_page{ limit = 2 })
+    local lp = H.matching(E, "GET", "^/v1/videos$")[1]
+    assert.are.equal("2", lp.query.limit)
+    assert.are.equal("2025-01", lp.query["api-version"])
+    q:close()
+    local lines = {}
+    local u = sora.new{ api_key = KEY, base_url = E.url:gsub("//", "//alice:s3cr3tpw@"),
+      log = function(line) lines[#lines + 1] = line end }
+    assert.is_truthy(u:retrieve(v.id) or true)
+    assert.is_nil(tostring(u):find("s3cr3tpw", 1, true))
+    assert.is_nil(table.concat(lines, "\n"):find("s3cr3tpw", 1, true))
+    assert.is_true(#lines > 0)
+    u:close()
+  end)
+
+  it("rule 3: generate_many concurrency/max_attempts and sleep(NaN) raise argument errors", function()
+    local jobs = { { prompt = "never", output = dir .. "/never.mp4" } }
+    for _, n in ipairs({ 0, -1, 1.5, 0 / 0 }) do
+      assert.matches("concurrency", raised(c.generate_many, c, jobs, { concurrency = n }))
+    end
+    for _, n in ipairs({ 0, -2, 0.5, 0 / 0 }) do
+      assert.matches("max_attempts", raised(c.generate_many, c, jobs, { max_attempts = n }))
+    end
+    assert.matches("bad argument", raised(c.sleep, c, 0 / 0))
+    local t = c:spawn(function() return c:sleep(0 / 0) end)
+    c:run()
+    local ok, err = t:result()
+    assert.is_nil(ok)
+    assert.matches("bad argument", tostring(err))
+    assert.are.equal(0, #E:requests())
+  end)
+
+  it("rule 3: one message shape naming the public call", function()
+    local function line_of(msg) return msg:match("edges_independent_spec.lua:%d+") end
+    local msg = raised(function() return c:list{ limit = 1.5 } end)
+    assert.matches("bad argument #1 to 'list'", msg, 1, true)
+    assert.truthy(line_of(msg), msg)
+    msg = raised(function() return c:pages{ limit = 1.5 } end)
+    assert.matches("to 'pages'", msg, 1, true)
+    msg = raised(function() return c:list_page{ limit = 1.5 } end)
+    assert.matches("bad argument #1 to 'list_page'", msg, 1, true)
+    msg = raised(function() return c:create{ promt = "x" } end)
+    assert.matches("bad argument #1 to 'create' (unknown option 'promt')", msg, 1, true)
+    msg = raised(function() return sora.new{ api_key = KEY, timeout = "x" } end)
+    assert.matches("bad argument #1 to 'new'", msg, 1, true)
+    msg = raised(function() return c:download_content("video_x", { sink = 3 }) end)
+    assert.matches("bad argument #2 to 'download_content'", msg, 1, true)
+    msg = raised(function() return c:generate_many({}, { concurrency = 0 }) end)
+    assert.matches("bad argument #2 to 'generate_many'", msg, 1, true)
+  end)
+
+  ------------------------------------------------------------------------------------------
+  -- Rule 4
+  it("rule 4: wait{timeout} returns within its timeout while a poll hangs", function()
+    local slow = sora.new{ api_key = KEY, base_url = E.url } -- default timeout 600, 2 retries
+    local v = assert(slow:create{ prompt = "hang" })
+    E:fault{ action = "stall", method = "GET", path = "^/v1/videos/video_", times = 50 }
+    local t0 = now()
+    local ok, err = v:wait{ timeout = 1.5 }
+    local took = now() - t0
+    assert.is_nil(ok)
+    assert.are.equal("timeout", err.kind)
+    assert.is_true(took < 3, "wait took " .. took)
+    -- generate and create_and_wait too
+    t0 = now()
+    ok, err = slow:generate{ prompt = "hang too", output = dir .. "/hang.mp4", timeout = 1.5 }
+    assert.is_nil(ok)
+    assert.is_true(now() - t0 < 3, "generate took " .. (now() - t0))
+    t0 = now()
+    ok, err = slow:create_and_wait({ prompt = "hang three" }, { timeout = 1.5 })
+    assert.is_nil(ok)
+    assert.is_true(now() - t0 < 3, "create_and_wait took " .. (now() - t0))
+    slow:close()
+  end)
+
+  it("rule 4: a 429 with retry-after 86400 in generate_many does not stall the batch", function()
+    E:fault{ action = "respond", status = 429, method = "POST", path = "^/v1/videos$",
+      headers = { ["retry-after"] = "86400" } }
+    local jobs = {
+      { prompt = "day one", output = dir .. "/d1.mp4" },
+      { prompt = "day two", output = dir .. "/d2.mp4" },
+    }
+    local t0 = now()
+    local videos, errors = c:generate_many(jobs, { concurrency = 2 })
+    assert.is_true(now() - t0 < 15, "batch took " .. (now() - t0))
+    local rate_limited, done = 0, 0
+    for i = 1, 2 do
+      if videos[i] then done = done + 1
+      elseif errors[i] and errors[i].kind == "rate_limit" then rate_limited = rate_limited + 1 end
+    end
+    assert.are.equal(1, done)
+    assert.are.equal(1, rate_limited)
+  end)
+
+  it("rule 4: retry jitter differs between processes", function()
+    local code = [[
+      local c = require("sora").new{ api_key = "sk-test", base_url = "http://127.0.0.1:9/v1" }
+      local t = {}
+      for i = 1, 6 do t[i] = string.format("%.17g", c:_jitter()) end
+      print(table.concat(t, ","))
+    ]]
+    local a = H.run_child(code)
+    local b = H.run_child(code)
+    assert.matches("%d", a)
+    assert.are_not.equal(a, b)
+  end)
+
+  ------------------------------------------------------------------------------------------
+  -- Security and integrity
+  it("security: the key never leaks when a server echoes it", function()
+    local long_key = "sk-" .. string.rep("L", 120)
+    local echo = sora.new{ api_key = long_key, base_url = E.url, max_retries = 0,
+      log = "debug" }
+    local lines = {}
+    echo:close()
+    echo = sora.new{ api_key = long_key, base_url = E.url, max_retries = 0,
+      log = function(line) lines[#lines + 1] = line end }
+    local function no_key(s, where)
+      s = tostring(s)
+      assert.is_nil(s:find(long_key, 1, true), where .. " leaks the key")
+      assert.is_nil(s:find(string.rep("L", 20), 1, true), where .. " leaks part of the key")
+    end
+    E:fault{ action = "respond", status = 400, headers = { ["x-request-id"] = "req_" .. long_key },
+      body = { error = { message = "bad " .. long_key, code = long_key, type = "t" .. long_key,
+        param = long_key } } }
+    local _, err = echo:retrieve("video_echo")
+    for _, f in ipairs({ "message", "code", "type", "param", "request_id" }) do no_key(err[f], f) end
+    no_key(tostring(err), "tostring(err)")
+    -- a non-JSON page with a long key: redacted before the excerpt cuts it
+    E:fault{ action = "respond", status = 502, headers = { ["content-type"] = "text/html" },
+      body = string.rep("x", 150) .. long_key .. string.rep("y", 50) }
+    _, err = echo:retrieve("video_echo")
+    no_key(err.message, "html excerpt")
+    no_key(tostring(err), "html tostring")
+    -- a failed video whose error message echoes it
+    E:config{ api_key = cjson.null } -- any key, so that the echoing client is served
+    local v = assert(echo:create{ prompt = "fail" })
+    E:force_video(v.id, { status = "failed", error = { code = "x", message = "key " .. long_key } })
+    local ok, werr = v:wait{ timeout = 5 }
+    E:config{ api_key = KEY }
+    assert.is_nil(ok)
+    no_key(werr.message, "failed video's message")
+    no_key(v.error and v.error.message, "video.error.message")
+    no_key(tostring(werr), "failed tostring")
+    no_key(table.concat(lines, "\n"), "log lines")
+    echo:close()
+  end)
+
+  it("security: log lines print redirect URLs without the query", function()
+    local S = raw[[
+      return function(req, n)
+        if req.path:find("/content", 1, true) then
+          return head("302 Found", { "Location: /storage/blob?sig=TOPSECRETSIG&x=1",
+            "Content-Length: 0" })
+        end
+        return head("200 OK", { "Content-Type: video/mp4", "Content-Length: 5" }) .. "hello"
+      end
+    ]]
+    local lines = {}
+    local rc = sora.new{ api_key = KEY, base_url = S.url, log = function(l) lines[#lines + 1] = l end }
+    local body, err = rc:download_content("video_r")
+    rc:close()
+    S:stop()
+    assert.are.equal("hello", body, tostring(err))
+    local text = table.concat(lines, "\n")
+    assert.matches("storage/blob", text, 1, true)
+    assert.is_nil(text:find("TOPSECRETSIG", 1, true))
+  end)
+
+  it("security: the emulator never serves the Authorization it received", function()
+    assert.is_truthy(c:list_page{})
+    local answer = cjson.encode(E:requests())
+    assert.is_nil(answer:find(KEY, 1, true))
+  end)
+
+  it("security: a 206 without Range, or a resume whose total changes, is invalid_response", function()
+    local S = raw[[
+      return function(req, n)
+        if n == 1 then
+          return head("206 Partial Content", { "Content-Type: video/mp4",
+            "Content-Range: bytes 0-99/100", "Content-Length: 100" }) .. synthetic(0, 100)
+        end
+        if not req.headers.range then
+          return head("200 OK", { "Content-Type: video/mp4", "Content-Length: 300000" })
+            .. synthetic(0, 150000)
+        end
+        return head("206 Partial Content", { "Content-Type: video/mp4",
+          "Content-Range: bytes 150000-299999/150000", "Content-Length: 150000" })
+          .. synthetic(150000, 300000)
+      end
+    ]]
+    local rc = sora.new{ api_key = KEY, base_url = S.url, max_retries = 2 }
+    local target = dir .. "/integrity.mp4"
+    H.write(target, "previous")
+    local ok, err = rc:download_content("video_a", { path = target })
+    assert.is_nil(ok)
+    assert.are.equal("invalid_response", err.kind)
+    assert.are.equal("previous", H.read(target))
+    ok, err = rc:download_content("video_b", { path = target })
+    assert.is_nil(ok)
+    assert.are.equal("invalid_response", err.kind, tostring(err))
+    assert.are.equal("previous", H.read(target))
+    rc:close()
+    S:stop()
+    for _, name in ipairs(H.ls(dir)) do assert.is_nil(name:find("integrity.mp4.sora-", 1, true)) end
+  end)
+
+  it("security: framing is libcurl's: chunked with Content-Length, trailers", function()
+    local S = raw[[
+      return function(req, n)
+        local chunked = "5\r\nhello\r\n6\r\n world\r\n0\r\n"
+        if n == 1 then
+          return head("200 OK", { "Content-Type: video/mp4", "Transfer-Encoding: chunked",
+            "Content-Length: 3", "x-request-id: req_head" }) .. chunked .. "\r\n"
+        end
+        return head("200 OK", { "Content-Type: video/mp4", "Transfer-Encoding: chunked",
+          "Trailer: Content-Length, x-request-id", "x-request-id: req_head" })
+          .. chunked .. "Content-Length: 99999\r\nx-request-id: req_trailer\r\n\r\n"
+      end
+    ]]
+    local rc = sora.new{ api_key = KEY, base_url = S.url, max_retries = 0 }
+    local body, err = rc:download_content("video_a")
+    assert.are.equal("hello world", body, tostring(err))
+    body, err = rc:download_content("video_b")
+    assert.are.equal("hello world", body, tostring(err))
+    rc:close()
+    S:stop()
+    -- trailers do not overwrite the request id of an error
+    S = raw[[
+      return function()
+        local b = '{"error":{"message":"nope","type":"invalid_request_error"}}'
+        return head("400 Bad Request", { "Content-Type: application/json",
+          "Transfer-Encoding: chunked", "x-request-id: req_head" })
+          .. string.format("%x\r\n%s\r\n0\r\nx-request-id: req_trailer\r\n\r\n", #b, b)
+      end
+    ]]
+    rc = sora.new{ api_key = KEY, base_url = S.url, max_retries = 0 }
+    body, err = rc:retrieve("video_c")
+    rc:close()
+    S:stop()
+    assert.is_nil(body)
+    assert.are.equal("bad_request", err.kind)
+    assert.are.equal("req_head", err.request_id)
+  end)
+
+  it("security: a download path naming a device, FIFO or socket is refused; modes kept", function()
+    local video = H.completed_video(c, E)
+    local fifo = dir .. "/fifo"
+    os.execute("mkfifo " .. H.shell_quote(fifo))
+    local sockpath = dir .. "/sock"
+    local unix_ok, unix = pcall(require, "socket.unix")
+    local us
+    if unix_ok and unix then
+      us = (unix.stream or unix)()
+      assert(us:bind(sockpath))
+    end
+    os.execute("ln -s /dev/null " .. H.shell_quote(dir .. "/null-link"))
+    E:clear_requests()
+    local targets = { "/dev/null", fifo, dir .. "/null-link", dir }
+    if us then targets[#targets + 1] = sockpath end
+    for _, target in ipairs(targets) do
+      local ok, err = c:download_content(video.id, { path = target })
+      assert.is_nil(ok, target)
+      assert.are.equal("io", err.kind, target)
+    end
+    if us then us:close() end
+    assert.are.equal(0, #E:requests())
+    local private = dir .. "/private.mp4"
+    H.write(private, "old")
+    os.execute("chmod 600 " .. H.shell_quote(private))
+    assert.is_truthy(c:download_content(video.id, { path = private }))
+    local p = io.popen("stat -c %a " .. H.shell_quote(private))
+    local mode = p:read("*l")
+    p:close()
+    assert.are.equal("600", mode)
+    assert.are.equal(H.media("video.mp4"), H.read(private))
+  end)
+
+  it("security: an input_reference FIFO never blocks; a directory is not uploaded", function()
+    local fifo = dir .. "/ref-fifo"
+    os.execute("mkfifo " .. H.shell_quote(fifo))
+    local t0 = now()
+    local msg = raised(c.create, c, { prompt = "fifo", input_reference = fifo })
+    assert.is_true(now() - t0 < 2)
+    assert.matches("input_reference", msg)
+    msg = raised(c.create, c, { prompt = "dir", input_reference = { path = dir, content_type = "image/png" } })
+    assert.matches("input_reference", msg)
+    local t = c:spawn(function() return c:create{ prompt = "fifo in task", input_reference = fifo } end)
+    t0 = now()
+    c:run()
+    assert.is_true(now() - t0 < 2)
+    assert.is_nil((t:result()))
+    assert.are.equal(0, #E:requests())
+  end)
+
+  it("security: descriptors do not leak into child processes", function()
+    local video = H.completed_video(c, E)
+    local inherited
+    local target = dir .. "/cloexec.mp4"
+    E:config{ video_bytes = 4 * 1024 * 1024 }
+    local ok, err = c:download_content(video.id, { path = target, on_progress = function()
+      if inherited then return end
+      -- a child lists its own descriptors beyond stdio (ls's own directory fd excluded)
+      local p = io.popen("for f in /proc/self/fd/*; do readlink $f; done 2>/dev/null")
+      inherited = p:read("*a")
+      p:close()
+    end })
+    E:config{ video_bytes = cjson.null }
+    assert.is_truthy(ok, tostring(err))
+    assert.is_string(inherited)
+    assert.is_nil(inherited:find("socket:", 1, true), inherited)
+    assert.is_nil(inherited:find(".sora-", 1, true), inherited)
+  end)
+
+  it("security: server data of the wrong shape is invalid_response", function()
+    local S = raw[[
+      local cjson = require "cjson"
+      local bodies = {
+        ['/v1/videos?limit=1'] = '{"object":"list","data":[],"has_more":true,"last_id":5}',
+        ['/v1/videos?limit=2'] = '{"object":"list","data":{"a":1},"has_more":false}',
+        ['/v1/videos/video_f'] = '{"id":"video_f","object":"video","status":"failed","error":"boom"}',
+        ['/v1/videos/video_e'] = '{"id":"","object":"video","status":"queued"}',
+        ['/v1/videos/video_n'] = '{"id":"video_n\\r\\nX: 1","object":"video","status":"queued"}',
+        ['/v1/videos/video_p'] = '{"id":"video_p","object":"video","status":"queued","progress":"x"}',
+        ['/v1/videos/video_k'] = '[1,2,3]',
+        ['/v1/videos/video_nan'] = '{"id":"video_nan","object":"video","status":"queued","progress":1e999}',
+        ['/v1/videos/characters/char_null'] = '{"id":null,"name":"c","created_at":1}',
+      }
+      return function(req)
+        local b = bodies[req.path] or '{}'
+        return head("200 OK", { "Content-Type: application/json", "Content-Length: " .. #b }) .. b
+      end
+    ]]
+    local rc = sora.new{ api_key = KEY, base_url = S.url, max_retries = 0 }
+    local function invalid(ok, err, what)
+      assert.is_nil(ok, what)
+      assert.is_true(sora.is_error(err), what .. ": " .. tostring(err))
+      assert.are.equal("invalid_response", err.kind, what .. ": " .. tostring(err))
+    end
+    local lp, lerr = rc:list_page{ limit = 1 }
+    invalid(lp, lerr, "last_id not a string")
+    for _, id in ipairs({ "video_f", "video_e", "video_n", "video_p", "video_k" }) do
+      local ok, v, err = pcall(rc.retrieve, rc, id)
+      assert.is_true(ok, id .. " raised: " .. tostring(v))
+      invalid(v, err, id)
+    end
+    local ok, v, err = pcall(rc.list_page, rc, { limit = 2 })
+    assert.is_true(ok, tostring(v))
+    invalid(v, err, "data not an array")
+    ok, v, err = pcall(function() local n = 0; for _ in rc:list{ limit = 1 } do n = n + 1 end; return n end)
+    assert.is_false(ok)
+    assert.is_true(sora.is_error(v), tostring(v))
+    assert.are.equal("invalid_response", v.kind)
+    -- a character whose id is null (the spec allows it) is accepted
+    local ch, cerr = rc:get_character("char_null")
+    assert.is_table(ch, tostring(cerr))
+    assert.is_nil(ch.id)
+    assert.are.equal("c", ch.name)
+    rc:close()
+    S:stop()
+  end)
+
+  it("security: a character whose id is null is accepted from create_character", function()
+    local ch = c:create_character{ video = { data = H.media("video.mp4"), filename = "v.mp4" }, name = "n" }
+    assert.is_table(ch)
+  end)
+
+  it("security: connection errors keep libcurl's code", function()
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local _, port = srv:getsockname()
+    srv:close()
+    local dead = sora.new{ api_key = KEY, base_url = "http://127.0.0.1:" .. port .. "/v1", max_retries = 0 }
+    local ok, err = dead:retrieve("video_x")
+    assert.is_nil(ok)
+    assert.are.equal("connection", err.kind)
+    assert.are.equal("COULDNT_CONNECT", err.curl_code)
+    dead:close()
+    local video = H.completed_video(c, E)
+    E:fault{ action = "truncate", method = "GET", path = "/content$" }
+    ok, err = c:download_content(video.id)
+    assert.is_nil(ok)
+    assert.is_string(err.curl_code)
+  end)
+
+  it("security: a redirect to another protocol is refused (protocol restriction holds)", function()
+    local S = raw[[
+      return function(req)
+        return head("302 Found", { "Location: file:///etc/passwd", "Content-Length: 0" })
+      end
+    ]]
+    local rc = sora.new{ api_key = KEY, base_url = S.url, max_retries = 0 }
+    local body, err = rc:download_content("video_a")
+    rc:close()
+    S:stop()
+    assert.is_nil(body)
+    assert.is_true(sora.is_error(err))
+    assert.is_nil(tostring(err):find("root:", 1, true))
+  end)
+
+  ------------------------------------------------------------------------------------------
+  -- The host never stalls
+  it("host: the end of a large download to a file (figure printed, not asserted)", function()
+    local video = H.completed_video(c, E)
+    E:config{ video_bytes = 50 * 1024 * 1024 }
+    local target = dir .. "/big.mp4"
+    local t = c:spawn(function() return c:download_content(video.id, { path = target }) end)
+    local longest = 0
+    while not t:done() do
+      local t0 = now()
+      c:step(0)
+      longest = math.max(longest, now() - t0)
+      socket.sleep(0.001)
+    end
+    E:config{ video_bytes = cjson.null }
+    assert.is_truthy(t:result())
+    print(string.format("\n  longest step(0) over a 50 MB download: %.2f ms", longest * 1000))
+    os.remove(target)
+  end)
+
+  it("host: JSON bodies over 1 MB are sent without Expect: 100-continue", function()
+    local t0 = now()
+    local ok, err = c:create{ prompt = string.rep("p", 1100 * 1000) }
+    local took = now() - t0
+    assert.is_nil(ok) -- the emulator refuses a prompt that long
+    assert.are_not.equal("connection", err.kind)
+    local r = E:last_request()
+    assert.is_nil(r.headers.expect)
+    print(string.format("\n  1.1 MB JSON create answered in %.0f ms", took * 1000))
+  end)
+
+  it("host: 10,000 tasks work, and step works with them", function()
+    local tc = sora.new{ api_key = KEY, base_url = E.url }
+    local n, finished = 10000, 0
+    for i = 1, n do
+      tc:spawn(function() tc:sleep(0); finished = finished + 1; return i end)
+    end
+    tc:run()
+    assert.are.equal(n, finished)
+    assert.are.equal(0, tc:step(0))
+    tc:close()
+  end)
+
+  it("host: the emulator keeps serving past 1,020 connections", function()
+    local conns = {}
+    for i = 1, 1100 do
+      local s = socket.tcp()
+      s:settimeout(1)
+      if s:connect("127.0.0.1", E.url:match(":(%d+)/")) then conns[#conns + 1] = s else s:close() end
+      if i % 100 == 0 then socket.sleep(0.05) end
+    end
+    socket.sleep(0.5)
+    for _, s in ipairs(conns) do s:close() end
+    socket.sleep(0.5)
+    assert.is_true(#conns > 1020)
+    local ok, err = c:list_page{}
+    assert.is_truthy(ok, tostring(err))
+  end)
+
+  ------------------------------------------------------------------------------------------
+  -- Fidelity and shape
+  it("fidelity: a queued or in-progress video cannot be deleted", function()
+    local v = assert(c:create{ prompt = "not yet" })
+    local ok, err = c:delete(v.id)
+    assert.is_nil(ok)
+    assert.are.equal("bad_request", err.kind)
+    assert.are.equal(v.id, assert(c:retrieve(v.id)).id)
+    E:force_video(v.id, { status = "completed" })
+    assert.is_truthy(c:delete(v.id))
+  end)
+
+  it("shape: each concern is found by its file name", function()
+    for _, f in ipairs({ "csrc/args.c", "csrc/url.c", "csrc/body.c", "csrc/media.c",
+                         "csrc/multipart.c", "csrc/download.c", "csrc/transfer.c",
+                         "lua/sora/wait.lua", "lua/sora/lists.lua", "lua/sora/batch.lua",
+                         "lua/sora/args.lua", "lua/sora/tasks.lua" }) do
+      assert.is_true(H.exists(f), f)
+    end
+  end)
+end)
