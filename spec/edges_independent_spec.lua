@@ -375,7 +375,7 @@ describe("issue 7, independently", function()
     local v = assert(slow:create{ prompt = "hang" })
     E:fault{ action = "stall", method = "GET", path = "^/v1/videos/video_", times = 50 }
     local t0 = now()
-    local ok, err = v:wait{ timeout = 1.5 }
+    local ok, err = v:wait{ timeout = 1.5, interval = 0.1 }
     local took = now() - t0
     assert.is_nil(ok)
     assert.are.equal("timeout", err.kind)
@@ -389,6 +389,20 @@ describe("issue 7, independently", function()
     ok, err = slow:create_and_wait({ prompt = "hang three" }, { timeout = 1.5 })
     assert.is_nil(ok)
     assert.is_true(now() - t0 < 3, "create_and_wait took " .. (now() - t0))
+    -- a batch job's timeout bounds its polls too
+    t0 = now()
+    local videos, errors = slow:generate_many({ { prompt = "hang four", output = dir .. "/h4.mp4",
+      timeout = 1.5 } })
+    assert.is_false(videos[1])
+    assert.are.equal("timeout", errors[1].kind)
+    assert.is_true(now() - t0 < 3, "generate_many took " .. (now() - t0))
+    -- and a create that hangs is bounded by the wait's timeout in create_and_wait
+    E:clear_faults()
+    E:fault{ action = "stall", method = "POST", path = "^/v1/videos$" }
+    t0 = now()
+    ok, err = slow:create_and_wait({ prompt = "hang five" }, { timeout = 1 })
+    assert.is_nil(ok)
+    assert.is_true(now() - t0 < 2.5, "create_and_wait (create) took " .. (now() - t0))
     slow:close()
   end)
 
@@ -463,6 +477,54 @@ describe("issue 7, independently", function()
     no_key(tostring(werr), "failed tostring")
     no_key(table.concat(lines, "\n"), "log lines")
     echo:close()
+    -- successful answers that echo it: a video's strings, a field's name, a page, a
+    -- character, the request id, a redirect's Location
+    local S = raw([[
+      local key = ]] .. string.format("%q", long_key) .. [[
+      local video = '{"id":"video_' .. key .. '","object":"video","status":"completed",'
+        .. '"progress":100,"prompt":"p ' .. key .. '","model":"' .. key .. '","x_' .. key .. '":"v ' .. key .. '"}'
+      return function(req)
+        local b
+        if req.path:find("/content", 1, true) and not req.path:find("storage", 1, true) then
+          return head("302 Found", { "Location: /storage/" .. key .. "?sig=" .. key, "Content-Length: 0",
+            "x-request-id: req_" .. key })
+        elseif req.path:find("storage", 1, true) then
+          return head("200 OK", { "Content-Type: video/mp4", "Content-Length: 2" }) .. "ok"
+        elseif req.path:find("characters", 1, true) then
+          b = '{"id":"char_' .. key .. '","name":"' .. key .. '","created_at":1}'
+        elseif req.path:find("^/v1/videos%?") then
+          b = '{"object":"list","data":[' .. video .. '],"has_more":false,"first_id":"video_' .. key
+            .. '","last_id":"video_' .. key .. '"}'
+        else
+          b = video
+        end
+        return head("200 OK", { "Content-Type: application/json", "Content-Length: " .. #b,
+          "x-request-id: req_" .. key }) .. b
+      end
+    ]])
+    lines = {}
+    local rc = sora.new{ api_key = long_key, base_url = S.url, max_retries = 0,
+      log = function(line) lines[#lines + 1] = line end }
+    local function walk(v, where)
+      if type(v) == "table" then
+        for k, x in pairs(v) do no_key(k, where .. " key"); walk(x, where .. "." .. tostring(k)) end
+      elseif type(v) == "string" then
+        no_key(v, where)
+      end
+    end
+    local got = assert(rc:retrieve("video_x"))
+    no_key(tostring(got), "tostring(video)")
+    no_key(got.id, "video.id")
+    walk(got:to_table(), "video")
+    local page = assert(rc:list_page{ limit = 1 })
+    walk(page.data[1] and page.data[1]:to_table(), "page item")
+    no_key(page.last_id, "page.last_id")
+    no_key(page.first_id, "page.first_id")
+    walk(assert(rc:get_character("char_x")), "character")
+    assert.are.equal("ok", rc:download_content("video_x"))
+    rc:close()
+    S:stop()
+    no_key(table.concat(lines, "\n"), "log lines of the echoing server")
   end)
 
   it("security: log lines print redirect URLs without the query", function()
@@ -519,6 +581,32 @@ describe("issue 7, independently", function()
     assert.is_nil(ok)
     assert.are.equal("invalid_response", err.kind, tostring(err))
     assert.are.equal("previous", H.read(target))
+    rc:close()
+    S:stop()
+    -- a resume that starts elsewhere than where the download stopped; a 206 to a sink
+    S = raw[[
+      return function(req, n)
+        if req.path:find("sink", 1, true) then
+          return head("206 Partial Content", { "Content-Type: video/mp4",
+            "Content-Range: bytes 0-9/10", "Content-Length: 10" }) .. synthetic(0, 10)
+        end
+        if not req.headers.range then
+          return head("200 OK", { "Content-Type: video/mp4", "Content-Length: 1000" })
+            .. synthetic(0, 500)
+        end
+        return head("206 Partial Content", { "Content-Type: video/mp4",
+          "Content-Range: bytes 400-999/1000", "Content-Length: 600" }) .. synthetic(400, 1000)
+      end
+    ]]
+    rc = sora.new{ api_key = KEY, base_url = S.url, max_retries = 2 }
+    ok, err = rc:download_content("video_c", { path = target })
+    assert.is_nil(ok)
+    assert.are.equal("invalid_response", err.kind, tostring(err))
+    assert.are.equal("previous", H.read(target))
+    local got = {}
+    ok, err = rc:download_content("video_sink", { sink = function(chunk) got[#got + 1] = chunk end })
+    assert.is_nil(ok)
+    assert.are.equal("invalid_response", err.kind, tostring(err))
     rc:close()
     S:stop()
     for _, name in ipairs(H.ls(dir)) do assert.is_nil(name:find("integrity.mp4.sora-", 1, true)) end
@@ -593,6 +681,15 @@ describe("issue 7, independently", function()
     p:close()
     assert.are.equal("600", mode)
     assert.are.equal(H.media("video.mp4"), H.read(private))
+    local fresh = dir .. "/fresh.mp4"
+    local p2 = io.popen("umask 022; " .. H.interpreter() .. " -e " .. H.shell_quote(
+      "package.path='lua/?.lua;lua/?/init.lua;'..package.path; package.cpath='"
+      .. select(2, H.interpreter()) .. ";'..package.cpath; local c=require('sora').new{api_key='"
+      .. KEY .. "',base_url='" .. E.url .. "'}; assert(c:download_content('" .. video.id
+      .. "',{path='" .. fresh .. "'})) print(io.popen('stat -c %a " .. fresh .. "'):read('*l'))"))
+    local fresh_mode = p2:read("*a")
+    p2:close()
+    assert.are.equal("644", fresh_mode:match("%d+"))
   end)
 
   it("security: an input_reference FIFO never blocks; a directory is not uploaded", function()
@@ -644,6 +741,12 @@ describe("issue 7, independently", function()
         ['/v1/videos/video_k'] = '[1,2,3]',
         ['/v1/videos/video_nan'] = '{"id":"video_nan","object":"video","status":"queued","progress":1e999}',
         ['/v1/videos/characters/char_null'] = '{"id":null,"name":"c","created_at":1}',
+        ['/v1/videos?limit=3'] = '{"object":"list","data":[5],"has_more":false}',
+        ['/v1/videos?limit=4'] = '{"object":"list","data":[],"has_more":"yes"}',
+        ['/v1/videos?limit=5'] = '{"object":"list","data":[{"id":"video_ok","object":"video","status":"queued","error":[1]}],"has_more":false}',
+        ['/v1/videos/characters/char_empty'] = '{"id":"","name":"c","created_at":1}',
+        ['/v1/videos/characters/char_crlf'] = '{"id":"char_\\r\\n","name":"c","created_at":1}',
+        ['/v1/videos/video_del'] = '{"object":"video.deleted","deleted":true}',
       }
       return function(req)
         local b = bodies[req.path] or '{}'
@@ -666,6 +769,19 @@ describe("issue 7, independently", function()
     local ok, v, err = pcall(rc.list_page, rc, { limit = 2 })
     assert.is_true(ok, tostring(v))
     invalid(v, err, "data not an array")
+    for _, limit in ipairs({ 3, 4, 5 }) do
+      ok, v, err = pcall(rc.list_page, rc, { limit = limit })
+      assert.is_true(ok, tostring(v))
+      invalid(v, err, "page " .. limit)
+    end
+    for _, id in ipairs({ "char_empty", "char_crlf" }) do
+      ok, v, err = pcall(rc.get_character, rc, id)
+      assert.is_true(ok, tostring(v))
+      invalid(v, err, id)
+    end
+    ok, v, err = pcall(rc.delete, rc, "video_del")
+    assert.is_true(ok, tostring(v))
+    invalid(v, err, "deleted without id")
     ok, v, err = pcall(function() local n = 0; for _ in rc:list{ limit = 1 } do n = n + 1 end; return n end)
     assert.is_false(ok)
     assert.is_true(sora.is_error(v), tostring(v))
@@ -698,7 +814,13 @@ describe("issue 7, independently", function()
     E:fault{ action = "truncate", method = "GET", path = "/content$" }
     ok, err = c:download_content(video.id)
     assert.is_nil(ok)
-    assert.is_string(err.curl_code)
+    assert.are.equal("connection", err.kind)
+    assert.are.equal("PARTIAL_FILE", err.curl_code)
+    E:fault{ action = "stall", method = "GET", path = "^/v1/videos/video_slow" }
+    ok, err = c:retrieve("video_slow", { timeout = 0.3 })
+    assert.is_nil(ok)
+    assert.are.equal("timeout", err.kind)
+    assert.are.equal("OPERATION_TIMEDOUT", err.curl_code)
   end)
 
   it("security: a redirect to another protocol is refused (protocol restriction holds)", function()
@@ -783,6 +905,10 @@ describe("issue 7, independently", function()
   it("fidelity: a queued or in-progress video cannot be deleted", function()
     local v = assert(c:create{ prompt = "not yet" })
     local ok, err = c:delete(v.id)
+    assert.is_nil(ok)
+    assert.are.equal("bad_request", err.kind)
+    E:force_video(v.id, { status = "in_progress", progress = 40 })
+    ok, err = c:delete(v.id)
     assert.is_nil(ok)
     assert.are.equal("bad_request", err.kind)
     assert.are.equal(v.id, assert(c:retrieve(v.id)).id)
