@@ -110,6 +110,21 @@ describe("issue 7, independently", function()
     assert.is_true(task:done())
     assert.are.equal("aborted", select(2, task:result()).kind)
     assert.are.equal(0, c:step(0))
+    -- a task cancelled in the middle of generate's download leaves no file behind
+    local video = H.completed_video(c, E)
+    E:config{ video_bytes = 64 * 1024 * 1024 }
+    local target = dir .. "/cancelled.mp4"
+    local got = 0
+    task = c:spawn(function()
+      return c:download_content(video.id, { path = target, on_progress = function(n) got = n end })
+    end)
+    assert.is_true(drive(c, function() return got > 0 end, 10))
+    task:cancel()
+    E:config{ video_bytes = cjson.null }
+    assert.are.equal("aborted", select(2, task:result()).kind)
+    for _, name in ipairs(H.ls(dir)) do
+      assert.is_nil(name:find("cancelled.mp4", 1, true), name)
+    end
   end)
 
   ------------------------------------------------------------------------------------------
@@ -291,6 +306,13 @@ describe("issue 7, independently", function()
         assert.matches("bad argument", msg)
       end
     end
+    -- a file whose name holds a line break
+    local odd = dir .. "/ref\r\nX-Injected: 1.png"
+    H.write(odd, png)
+    local msg = raised(c.create, c, { prompt = "inject", size = "720x1280", input_reference = odd })
+    assert.matches("bad argument", msg)
+    msg = raised(c.edit, c, { prompt = "inject", video = { data = H.media("video.mp4"), filename = "v\n.mp4" } })
+    assert.matches("bad argument", msg)
     assert.are.equal(0, #E:requests())
   end)
 
@@ -311,7 +333,19 @@ describe("issue 7, independently", function()
     local lp = H.matching(E, "GET", "^/v1/videos$")[1]
     assert.are.equal("2", lp.query.limit)
     assert.are.equal("2025-01", lp.query["api-version"])
+    v = assert(q:create{ prompt = "query, content" })
+    E:force_video(v.id, { status = "completed" })
+    assert.are.equal(H.media("thumbnail.webp"), q:download_content(v.id, { variant = "thumbnail" }))
+    local content = H.matching(E, "GET", "/content$")[1]
+    assert.are.equal("thumbnail", content.query.variant)
+    assert.are.equal("2025-01", content.query["api-version"])
     q:close()
+    -- a trailing slash and an upper-case scheme still work
+    for _, ok_url in ipairs({ E.url .. "/", (E.url:gsub("^http", "HTTP")) }) do
+      local oc = sora.new{ api_key = KEY, base_url = ok_url }
+      assert.is_truthy(oc:list_page{}, ok_url)
+      oc:close()
+    end
     local lines = {}
     local u = sora.new{ api_key = KEY, base_url = E.url:gsub("//", "//alice:s3cr3tpw@"),
       log = function(line) lines[#lines + 1] = line end }
@@ -332,6 +366,14 @@ describe("issue 7, independently", function()
 
   it("rule 3: generate_many concurrency/max_attempts and sleep(NaN) raise argument errors", function()
     local jobs = { { prompt = "never", output = dir .. "/never.mp4" } }
+    -- every job is checked before anything is sent
+    assert.matches("bad argument", raised(c.generate_many, c,
+      { { prompt = "fine", output = dir .. "/fine.mp4" }, { promt = "typo" } }))
+    local msg = raised(c.generate_many, c, { { prompt = "fine", output = dir .. "/fine.mp4" },
+      { prompt = "bad file", input_reference = dir .. "/missing.png" } })
+    assert.matches("jobs[2]", msg, 1, true)
+    assert.matches("to 'generate_many'", msg, 1, true)
+    assert.are.equal(0, #E:requests())
     for _, n in ipairs({ 0, -1, 1.5, 0 / 0 }) do
       assert.matches("concurrency", raised(c.generate_many, c, jobs, { concurrency = n }))
     end
@@ -423,6 +465,16 @@ describe("issue 7, independently", function()
     end
     assert.are.equal(1, done)
     assert.are.equal(1, rate_limited)
+    -- a single call is not retried after such a demand either
+    local rc = sora.new{ api_key = KEY, base_url = E.url, max_retries = 3 }
+    E:fault{ action = "respond", status = 429, headers = { ["retry-after"] = "86400" } }
+    t0 = now()
+    local ok, err = rc:retrieve("video_day")
+    assert.is_nil(ok)
+    assert.are.equal("rate_limit", err.kind)
+    assert.are.equal(86400, err.retry_after)
+    assert.is_true(now() - t0 < 2)
+    rc:close()
   end)
 
   it("rule 4: retry jitter differs between processes", function()
@@ -697,6 +749,9 @@ describe("issue 7, independently", function()
     os.execute("mkfifo " .. H.shell_quote(fifo))
     local t0 = now()
     local msg = raised(c.create, c, { prompt = "fifo", input_reference = fifo })
+    assert.is_true(now() - t0 < 2)
+    assert.matches("input_reference", msg)
+    msg = raised(c.create, c, { prompt = "fifo", input_reference = { path = fifo, content_type = "image/png" } })
     assert.is_true(now() - t0 < 2)
     assert.matches("input_reference", msg)
     msg = raised(c.create, c, { prompt = "dir", input_reference = { path = dir, content_type = "image/png" } })
