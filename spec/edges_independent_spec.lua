@@ -44,9 +44,18 @@ local function raised(fn, ...)
   return tostring(type(err) == "table" and (err.message or err) or err)
 end
 
--- A raw server that answers every request with `bytes` (a string, or function(req, n)).
-local function raw(body_of)
-  return rawserver.start(body_of)
+-- A raw server running `script` (see spec/support/rawserver.lua). Its answers say
+-- "Connection: close", as it closes after each: libcurl then never sends a request on a
+-- connection that the server is closing (a reset that would be the probe's own fault).
+local function raw(script)
+  return rawserver.start([[
+    local plain_head = head
+    function head(status, headers)
+      headers = headers or {}
+      headers[#headers + 1] = "Connection: close"
+      return plain_head(status, headers)
+    end
+  ]] .. script)
 end
 
 describe("issue 7, independently", function()
@@ -213,6 +222,23 @@ describe("issue 7, independently", function()
     assert.are.equal(obj, err2)
     -- and the client still works
     assert.are.equal(video.id, assert(c:retrieve(video.id)).id)
+    -- inside a task, the task ends with that error, traceback included
+    local t = c:spawn(function() return c:download_content(video.id, { sink = my_failing_sink }) end)
+    c:run()
+    local r, terr = t:result()
+    assert.is_nil(r)
+    assert.matches("sink says no", tostring(terr))
+    assert.matches("stack traceback:.*edges_independent_spec%.lua:" .. line .. ": in ", tostring(terr))
+    -- what a log function raises goes to stderr; the request goes on
+    local out, ok3 = H.run_child([[
+      local c = require("sora").new{ api_key = "sk-test", base_url = ]] .. string.format("%q", E.url) .. [[,
+        log = function() error("log says no") end }
+      local v, e = c:retrieve(]] .. string.format("%q", video.id) .. [[)
+      print(v and v.id or tostring(e))
+    ]])
+    assert.is_true(ok3, out)
+    assert.matches(video.id, out, 1, true)
+    assert.matches("log says no", out, 1, true)
   end)
 
   it("rule 2: a call inside a task where it cannot yield blocks instead", function()
@@ -953,6 +979,8 @@ describe("issue 7, independently", function()
     assert.is_true(#conns > 1020)
     local ok, err = c:list_page{}
     assert.is_truthy(ok, tostring(err))
+    local stats = E:stats()
+    assert.is_true(stats.max_connections_open <= 1008, tostring(stats.max_connections_open))
   end)
 
   ------------------------------------------------------------------------------------------
