@@ -294,6 +294,15 @@ describe("issue 7, independently", function()
       { on_result = setmetatable({}, { __call = function() wp = wp + 1 end }) })
     assert.is_truthy(res[1])
     assert.is_true(wp >= 1)
+    -- a userdata with __call, where the Lua can make one (5.1, LuaJIT)
+    local newproxy = rawget(_G, "newproxy")
+    if newproxy then
+      local u = newproxy(true)
+      local got = {}
+      getmetatable(u).__call = function(_, chunk) got[#got + 1] = chunk end
+      assert.is_truthy(lc:download_content(video.id, { sink = u }))
+      assert.are.equal(H.media("video.mp4"), table.concat(got))
+    end
     lc:close()
   end)
 
@@ -819,6 +828,10 @@ describe("issue 7, independently", function()
     assert.matches("input_reference", msg)
     msg = raised(c.create, c, { prompt = "dir", input_reference = { path = dir, content_type = "image/png" } })
     assert.matches("input_reference", msg)
+    msg = raised(c.edit, c, { prompt = "fifo video", video = { path = fifo } })
+    assert.matches("video", msg)
+    msg = raised(c.create_character, c, { name = "n", video = { path = dir } })
+    assert.matches("video", msg)
     local t = c:spawn(function() return c:create{ prompt = "fifo in task", input_reference = fifo } end)
     t0 = now()
     c:run()
@@ -988,6 +1001,16 @@ describe("issue 7, independently", function()
     local r = E:last_request()
     assert.is_nil(r.headers.expect)
     print(string.format("\n  1.1 MB JSON create answered in %.0f ms", took * 1000))
+    -- a multipart body over 1 MB too
+    local big_png = H.fixture("ref-720x1280.png") .. string.rep("\0", 1200 * 1000)
+    t0 = now()
+    c:create{ prompt = "big upload", size = "720x1280",
+      input_reference = { data = big_png, filename = "big.png" } }
+    took = now() - t0
+    r = E:last_request()
+    assert.is_nil(r.headers.expect)
+    assert.are.equal(#big_png, H.part(r, "input_reference").size)
+    print(string.format("  1.2 MB multipart create answered in %.0f ms", took * 1000))
   end)
 
   it("host: 10,000 tasks work, and step works with them", function()
