@@ -524,6 +524,16 @@ describe("issue 7, independently", function()
     end
     assert.are.equal(1, done)
     assert.are.equal(1, rate_limited)
+    -- the same demand in milliseconds, or as a date a day away
+    for _, demand in ipairs({ { ["retry-after-ms"] = "86400000" },
+                              { ["retry-after"] = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 86400) } }) do
+      E:fault{ action = "respond", status = 429, method = "POST", path = "^/v1/videos$", headers = demand }
+      t0 = now()
+      videos, errors = c:generate_many({ { prompt = "ms", output = dir .. "/ms.mp4" } })
+      assert.is_true(now() - t0 < 10, "batch took " .. (now() - t0))
+      assert.is_false(videos[1])
+      assert.are.equal("rate_limit", errors[1].kind)
+    end
     -- a single call is not retried after such a demand either
     local rc = sora.new{ api_key = KEY, base_url = E.url, max_retries = 3 }
     E:fault{ action = "respond", status = 429, headers = { ["retry-after"] = "86400" } }
