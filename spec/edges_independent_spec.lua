@@ -83,25 +83,32 @@ describe("issue 7, independently", function()
     collectgarbage(); collectgarbage()
     local baseline = open_fds()
     E:fault{ action = "stall", path = "^/v1/videos/video_stall", times = 40 }
-    for _ = 1, 20 do
+    -- held while the transfers start (so that the precondition holds even when the collector
+    -- runs all the time), then dropped; `seen` only watches them go
+    local held, seen = {}, setmetatable({}, { __mode = "v" })
+    for i = 1, 20 do
       local client = sora.new{ api_key = KEY, base_url = E.url, max_retries = 0 }
       client:spawn(function() return client:retrieve("video_stall") end)
       for _ = 1, 5 do client:step(0.01) end
+      held[i], seen[i] = client, client
     end
     -- a download to a path cut off mid-body, by a client whose log function refers to it
     E:config{ video_bytes = 8 * 1024 * 1024 }
     E:fault{ action = "stall", path = "/content$", times = 5 }
     local target = dir .. "/dropped.mp4"
-    for _ = 1, 3 do
+    for i = 21, 23 do
       local client
       client = sora.new{ api_key = KEY, base_url = E.url, max_retries = 0,
         log = function() return client end }
       client:spawn(function() return client:download_content(video.id, { path = target }) end)
       for _ = 1, 5 do client:step(0.01) end
+      held[i], seen[i] = client, client
     end
-    assert.is_true(open_fds() > baseline, "the probe opened no connection")
+    assert.is_true(open_fds() >= baseline + 20, "the probe opened too few connections")
+    held = nil
     collectgarbage(); collectgarbage(); collectgarbage()
     E:config{ video_bytes = cjson.null }
+    assert.is_nil(next(seen), "a dropped client was not collected")
     assert.are.equal(baseline, open_fds())
     assert.is_false(H.exists(target))
   end)
