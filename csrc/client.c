@@ -730,14 +730,16 @@ static int client_drive(lua_State *L) {
   return 1;
 }
 
-/* client:_sleep(seconds): waits while still driving the client's transfers. */
+/* client:_sleep(seconds [, call]): waits while still driving the client's transfers. `call`
+ * is the public call that sleeps (a wait between polls), so that a refusal names it. */
 static int client_sleep(lua_State *L) {
   double until, left;
-  check_usable(L, "sleep");
+  const char *call = luaL_optstring(L, 3, "sleep");
+  check_usable(L, call);
   if (lua_isnoneornil(L, 2)) sora_bad_argument(L, "sleep", 1, "non-negative number expected, got no value");
   until = sora_now() + check_seconds(L, "sleep", 0);
   while ((left = until - sora_now()) > 0) {
-    check_usable(L, "sleep"); /* a log function may have closed it (it raised then) */
+    check_usable(L, call); /* a log function may have closed it (it raised then) */
     sora_client_drive(L, 1, left);
   }
   return 0;

@@ -132,8 +132,10 @@ static sora_client *check_self(lua_State *L, const sora_endpoint *e) {
 }
 
 /* Builds and starts a transfer of endpoint e for the call's arguments (self first); pushes
- * it. Returns 0 (with nil, err pushed above it) when it could not start. */
-static int start_request(lua_State *L, const sora_endpoint *e) {
+ * it. Returns 0 (with nil, err pushed above it) when it could not start. With `dry_run`, the
+ * request is built (every argument checked, files opened, the body encoded) and let go of
+ * instead of started: nothing is sent. */
+static int start_request(lua_State *L, const sora_endpoint *e, int dry_run) {
   sora_client *c = check_self(L, e);
   const char *id = NULL;
   size_t id_len = 0;
@@ -154,7 +156,8 @@ static int start_request(lua_State *L, const sora_endpoint *e) {
     t->headers = SORA_HEADERS_BINARY; /* as the official SDKs ask for content */
     if (!prepare_sink(L, t, transfer, params)) return 0;
   }
-  sora_transfer_begin(L, transfer);
+  if (dry_run) sora_transfer_detach(L, t); /* as its __gc would: the body freed, never sent */
+  else sora_transfer_begin(L, transfer);
   return 1;
 }
 
@@ -164,8 +167,18 @@ static int client_start(lua_State *L) {
   const sora_endpoint *e = find_endpoint(luaL_checkstring(L, 2));
   if (e == NULL) return luaL_argerror(L, 2, "unknown endpoint");
   lua_remove(L, 2);
-  if (!start_request(L, e)) return 2;
+  if (!start_request(L, e, 0)) return 2;
   return 1;
+}
+
+/* client:_check(name, ...): raises what client:_start(name, ...) would raise for these
+ * arguments, and sends nothing (a batch checks every job before its first request). */
+static int client_check(lua_State *L) {
+  const sora_endpoint *e = find_endpoint(luaL_checkstring(L, 2));
+  if (e == NULL) return luaL_argerror(L, 2, "unknown endpoint");
+  lua_remove(L, 2);
+  start_request(L, e, 1);
+  return 0;
 }
 
 /* Adds _start to the client's method table (at the top of the stack) and pushes the list of
@@ -175,6 +188,8 @@ int sora_open_endpoints(lua_State *L) {
   int i = 0;
   lua_pushcfunction(L, client_start);
   lua_setfield(L, -2, "_start");
+  lua_pushcfunction(L, client_check);
+  lua_setfield(L, -2, "_check");
   lua_newtable(L);
   for (e = endpoints; e->name; e++) {
     lua_pushstring(L, e->name);

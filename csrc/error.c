@@ -126,6 +126,19 @@ void sora_push_error(lua_State *L, const char *kind, long status, const char *me
   lua_setmetatable(L, -2);
 }
 
+/* Replaces the string on top by a copy whose line breaks are spaces: a server's message may
+ * hold them, and tostring(err) is one line (a log line of the host's, never two). */
+static void one_line(lua_State *L) {
+  size_t len, i;
+  const char *s = lua_tolstring(L, -1, &len);
+  luaL_Buffer b;
+  if (strpbrk(s, "\r\n") == NULL && strlen(s) == len) return;
+  luaL_buffinit(L, &b);
+  for (i = 0; i < len; i++) luaL_addchar(&b, s[i] == '\r' || s[i] == '\n' ? ' ' : s[i]);
+  luaL_pushresult(&b);
+  lua_remove(L, -2);
+}
+
 /* "sora: not_found (404): No video found [code=video_not_found request_id=req_1]" */
 static int error_tostring(lua_State *L) {
   static const char *const details[] = {"code", "param", "request_id", "attempts", NULL};
@@ -164,6 +177,7 @@ static int error_tostring(lua_State *L) {
   }
   if (bracket) lua_pushliteral(L, "]"), pieces++;
   lua_concat(L, pieces);
+  one_line(L);
   return 1;
 }
 

@@ -66,18 +66,21 @@ static void redact_entry(lua_State *L, int t, const char *key, int moved) {
   lua_rawset(L, moved);
 }
 
-/* Gives each noted entry its redacted key. */
+/* Gives each noted entry its redacted key. The value is read from `t` again, not from
+ * `moved`: redact_entry may have redacted it in place after noting it. */
 static void move_keys(lua_State *L, int t, int moved, const char *key) {
   lua_pushnil(L);
-  while (lua_next(L, moved)) { /* old key, value */
+  while (lua_next(L, moved)) { /* old key, value as noted */
     size_t len;
     const char *k = lua_tolstring(L, -2, &len);
+    lua_pop(L, 1);
+    sora_push_redacted(L, k, len, key); /* old key, new key */
     lua_pushvalue(L, -2);
+    lua_rawget(L, t);                   /* old key, new key, value as it is now */
+    lua_rawset(L, t);
+    lua_pushvalue(L, -1);
     lua_pushnil(L);
-    lua_rawset(L, t);
-    sora_push_redacted(L, k, len, key);
-    lua_insert(L, -2);
-    lua_rawset(L, t);
+    lua_rawset(L, t);                   /* old key */
   }
 }
 
@@ -170,6 +173,11 @@ static int check_video(lua_State *L, int v) {
   if (!i) return bad_field(L, "video", "seconds", "is not a string");
   if (!check_type(L, v, "video", "error", LUA_TTABLE, 1)) return 0;
   lua_getfield(L, v, "error");
+  /* a JSON array decodes to a table too: one with elements is no object */
+  if (lua_istable(L, -1) && sora_rawlen(L, -1) > 0) {
+    lua_pop(L, 1);
+    return bad_field(L, "video", "error", "is not an object");
+  }
   i = lua_isnil(L, -1) || (check_type(L, lua_gettop(L), "video's error", "code", LUA_TSTRING, 1) &&
                            check_type(L, lua_gettop(L), "video's error", "message", LUA_TSTRING, 1));
   if (!i) lua_remove(L, -2); /* the error table, under the message */

@@ -19,16 +19,23 @@ local DEFAULT_ATTEMPTS = 6
 -- longer demand ends the job with its rate_limit error rather than stalling the whole batch.
 local MAX_SERVER_DELAY = 120
 
--- Checks every job before anything is sent, and splits each as generate does.
-local function prepare(jobs)
+local check = core.Client._check
+
+-- Checks every job before anything is sent (the create's parameters as the C core will read
+-- them: a typo or a bad file in the last job must not bill the first), and splits each as
+-- generate does.
+local function prepare(client, jobs)
   local prepared = {}
   for i = 1, #jobs do
     local job = jobs[i]
     if type(job) ~= "table" then
       args.fail("generate_many", 1, "jobs[%d] must be a table, got %s", i, type(job))
     end
-    local create, opts, output, variant = wait.split("generate_many", 1, job, format("jobs[%d]: ", i))
+    local prefix = format("jobs[%d]: ", i)
+    local create, opts, output, variant = wait.split("generate_many", 1, job, prefix)
     create.max_retries = 0 -- the batch handles 429 itself, so that all jobs back off together
+    local ok, err = pcall(check, client, "create", create)
+    if not ok then args.reraise(err, "generate_many", "create", 1, prefix) end
     prepared[i] = { create = create, opts = opts, output = output, variant = variant }
   end
   return prepared
@@ -83,15 +90,14 @@ end
 
 --- Runs the jobs at most `concurrency` (4) at a time; returns videos[i] (or false) and
 -- errors[i]. A job refused with 429 is tried again after the batch's pace, up to
--- `max_attempts` (6) times; on_result(i, video, err) is called as each job ends. A job that
--- raises (a parameter the C core refuses when its create starts, a raising on_result) makes
--- generate_many raise that error once the jobs already started have ended; no job starts after
--- it. Inside a task it yields (the workers are its children: cancelling it cancels them);
+-- `max_attempts` (6) times; on_result(i, video, err) is called as each job ends. Every job is
+-- checked before the first create; a raising on_result makes generate_many raise that error
+-- once the jobs already started have ended, and no job starts after it. Inside a task it yields (the workers are its children: cancelling it cancels them);
 -- elsewhere it steps the client until the batch is done.
 function batch.generate_many(client, jobs, opts)
   jobs = args.table("generate_many", 1, jobs)
   opts = args.options("generate_many", 2, args.table("generate_many", 2, opts, true), OPTIONS)
-  local prepared = prepare(jobs)
+  local prepared = prepare(client, jobs)
   local videos, errors, next_job = {}, {}, 1
   local pace = { until_time = 0 }
   local max_attempts, on_result = opts.max_attempts or DEFAULT_ATTEMPTS, opts.on_result

@@ -188,11 +188,12 @@ function tasks.await(client, transfer, err)
 end
 
 --- Sleeps `seconds`: yields inside a task; elsewhere waits while driving the transfers (a
--- zero sleep drives them once, so that a call from a callback is refused there too).
-function tasks.sleep(client, seconds)
+-- zero sleep drives them once, so that a call from a callback is refused there too). `call`
+-- is the public call that sleeps, named by that refusal (default "sleep").
+function tasks.sleep(client, seconds, call)
   local task = tasks.current(client)
   if not task then
-    client:_sleep(seconds)
+    client:_sleep(seconds, call)
     if seconds == 0 then client:_drive(0) end
     return
   end

@@ -88,7 +88,7 @@ local function wait_until(video, opts, deadline, timeout)
     if status == "failed" then return nil, failure(video) end
     local left = deadline - now()
     if left <= 0 then return nil, timed_out(video, timeout, last_error) end
-    client:sleep(min(poll_delay(video, opts, polls), left))
+    tasks.sleep(client, min(poll_delay(video, opts, polls), left), "wait")
     polls = polls + 1
     if deadline - now() <= 0 then return nil, timed_out(video, timeout, last_error) end
     local ok, err = refresh(video, deadline)
