@@ -481,6 +481,8 @@ static void keep_error(lua_State *L, sora_callback *cb, int uv) {
   sora_getuservalue(L, -1);         /* err, transfers, transfer, its uv */
   lua_pushvalue(L, -4);
   lua_setfield(L, -2, "raise");
+  lua_pushboolean(L, 1);            /* error(nil) raises too: the flag says it did */
+  lua_setfield(L, -2, "raised");
   lua_pop(L, 3);
 }
 

@@ -27,8 +27,9 @@ static int is_success(long status) { return status >= 200 && status < 300; }
 
 /* ---- the user value: what a transfer keeps alive ------------------------------------ */
 /* fields: client (the client userdata), body (the JSON text curl points into), sink and
- * progress (callables), raise (an error raised by a callback), result, err. While it runs,
- * the transfer itself is kept by its client (sora_push_transfers), never by the registry. */
+ * progress (callables), raise and raised (what a callback raised, nil included, and that it
+ * did), result, err. While it runs, the transfer itself is kept by its client
+ * (sora_push_transfers), never by the registry. */
 
 void sora_transfer_push_field(lua_State *L, int transfer_idx, const char *name) {
   sora_getuservalue(L, transfer_idx); /* uv */
