@@ -66,12 +66,15 @@ static void redact_entry(lua_State *L, int t, const char *key, int moved) {
   lua_rawset(L, moved);
 }
 
-/* Gives each noted entry its redacted key. */
+/* Gives each noted entry its redacted key, with the value as redacted since it was noted. */
 static void move_keys(lua_State *L, int t, int moved, const char *key) {
   lua_pushnil(L);
-  while (lua_next(L, moved)) { /* old key, value */
+  while (lua_next(L, moved)) { /* old key, value as noted */
     size_t len;
     const char *k = lua_tolstring(L, -2, &len);
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t);                  /* old key, value now */
     lua_pushvalue(L, -2);
     lua_pushnil(L);
     lua_rawset(L, t);
