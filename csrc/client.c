@@ -62,11 +62,14 @@ static void read_options(lua_State *L, int opts) {
 static const char *string_option(lua_State *L, int opts, const char *name, const char *env,
                                  const char *fallback) {
   const char *value;
+  size_t len;
   lua_getfield(L, opts, name);
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING)
       sora_bad_argument(L, "new", 1, "option '%s' must be a string, got %s", name, luaL_typename(L, -1));
-    value = lua_tostring(L, -1);
+    value = lua_tolstring(L, -1, &len);
+    /* every use reads it as a C string: a NUL would silently cut a key, a header or a path */
+    if (strlen(value) != len) sora_bad_argument(L, "new", 1, "option '%s' contains NUL", name);
     lua_pop(L, 1); /* the copy of the options still holds the string */
     return value;
   }
