@@ -145,6 +145,7 @@ static int start_request(lua_State *L, const sora_endpoint *e) {
   lua_settop(L, params); /* self, [id,] options */
   /* from here on, params is a plain copy that anchors every value until the call returns */
   sora_read_options(L, e, e->result == SORA_RESULT_CONTENT ? content_local : request_local, params);
+  sora_check_usable(L, c, e->name); /* an __index of the options may have closed the client */
   t = sora_transfer_new(L, c, e, 1);
   transfer = lua_gettop(L);
   apply_request_options(L, t, params);
