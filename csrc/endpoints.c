@@ -159,14 +159,24 @@ static int start_request(lua_State *L, const sora_endpoint *e) {
   return 1;
 }
 
+/* (self, endpoint, ...): start_request, called pinned by client_start. */
+static int start_pinned(lua_State *L) {
+  const sora_endpoint *e = lua_touserdata(L, 2);
+  lua_remove(L, 2);
+  return start_request(L, e) ? 1 : 2;
+}
+
 /* client:_start(name, ...): starts the request `name` with the arguments of the public method
- * and returns its transfer (or nil, err); the Lua layer waits for it or yields. */
+ * and returns its transfer (or nil, err); the Lua layer waits for it or yields. The client is
+ * pinned meanwhile: a finalizer that an allocation of the request runs cannot close it under
+ * the request (the close is done when the request has started). */
 static int client_start(lua_State *L) {
   const sora_endpoint *e = find_endpoint(luaL_checkstring(L, 2));
   if (e == NULL) return luaL_argerror(L, 2, "unknown endpoint");
-  lua_remove(L, 2);
-  if (!start_request(L, e)) return 2;
-  return 1;
+  check_self(L, e);
+  lua_pushlightuserdata(L, (void *)e);
+  lua_replace(L, 2); /* self, endpoint, ... */
+  return sora_client_pinned_call(L, 1, start_pinned);
 }
 
 /* Adds _start to the client's method table (at the top of the stack) and pushes the list of

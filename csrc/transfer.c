@@ -563,8 +563,8 @@ static sora_client *push_usable_client(lua_State *L, sora_transfer *t, int trans
   return t->client;
 }
 
-/* Blocks, driving every transfer of the client, until this one is done. */
-int sora_transfer_wait(lua_State *L, int transfer_idx) {
+/* Blocks, driving every transfer of the client, until the one at transfer_idx is done. */
+static void drive_until_done(lua_State *L, int transfer_idx) {
   sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
   transfer_idx = sora_absindex(L, transfer_idx);
   if (t->client) { /* refused from a callback even when done: the same call, the same rule */
@@ -578,7 +578,25 @@ int sora_transfer_wait(lua_State *L, int transfer_idx) {
     sora_client_drive(L, -1, wait > 0 ? wait : 0);
     lua_pop(L, 1);
   }
+}
+
+int sora_transfer_wait(lua_State *L, int transfer_idx) {
+  drive_until_done(L, transfer_idx);
   return sora_transfer_result(L, transfer_idx);
+}
+
+static int result_pinned(lua_State *L) { return sora_transfer_result(L, 2); }
+
+/* The result of the transfer at index 1, its client (if any) pinned while the response is
+ * turned into Lua values: a finalizer run by an allocation there cannot free the handle that
+ * holds the response. */
+static int pinned_result(lua_State *L) {
+  sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
+  if (t->client == NULL) return sora_transfer_result(L, 1);
+  lua_settop(L, 1);
+  sora_transfer_push_field(L, 1, "client"); /* transfer, client */
+  lua_insert(L, 1);                         /* client, transfer */
+  return sora_client_pinned_call(L, 1, result_pinned);
 }
 
 static int transfer_gc(lua_State *L) {
@@ -597,9 +615,12 @@ static int transfer_done(lua_State *L) {
   return 1;
 }
 
-static int transfer_result(lua_State *L) { return sora_transfer_result(L, 1); }
+static int transfer_result(lua_State *L) { return pinned_result(L); }
 
-static int transfer_wait(lua_State *L) { return sora_transfer_wait(L, 1); }
+static int transfer_wait(lua_State *L) {
+  drive_until_done(L, 1);
+  return pinned_result(L);
+}
 
 static int transfer_cancel(lua_State *L) {
   sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);

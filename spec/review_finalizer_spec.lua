@@ -2,8 +2,10 @@
 -- client (an object that owns it was dropped). The engine allocated Lua strings for its log
 -- lines in the middle of a finished transfer, outside any callback: a finalizer that closed
 -- the client there freed the transfer's handle and key under the engine (a segfault). The
--- lines are now made in C memory; the spec runs in a child interpreter, so that a crash is a
--- failure of this spec and not of the run.
+-- lines are now made in C memory. The same finalizer run by an allocation of a request being
+-- started freed the client under the request: a request pins its client, and a close made
+-- meanwhile is done when the request has started. The specs run in child interpreters, so
+-- that a crash is a failure of the spec and not of the run.
 local H = require "support.client"
 
 -- The child: 30 requests in flight with debug log lines of 4 KB each (ids that long) and an
@@ -39,6 +41,40 @@ print("RESULTS " .. table.concat(kinds, ","))
 print("FINALIZED " .. tostring(finalized) .. " " .. tostring(c))
 ]]
 
+-- The child: 40 requests with a 400 KB prompt, each while a chain of finalizers (one per
+-- collection) is armed to close the client by the options' __index, i.e. from inside the
+-- request; the collector runs constantly, so the large body's allocation runs one of them.
+local START_CHILD = [[
+local sora = require "sora"
+local function on_collect(fn)
+  if newproxy then getmetatable(newproxy(true)).__gc = fn else setmetatable({}, { __gc = fn }) end
+end
+if _VERSION == "Lua 5.4" then collectgarbage("incremental", 1, 1000, 10)
+else collectgarbage("setpause", 1); collectgarbage("setstepmul", 1000) end
+local prompt = string.rep("p", 400000)
+local counts = { raised = 0, inside = 0, after = 0 }
+for trial = 1, 40 do
+  local c = sora.new{ api_key = "sk-test", base_url = "http://127.0.0.1:9/v1", max_retries = 0 }
+  local armed, closed = false, false
+  local function finalizer()
+    if armed and not closed then closed = true; c:close()
+    elseif not closed then on_collect(finalizer) end
+  end
+  on_collect(finalizer)
+  local opts = setmetatable({ prompt = prompt }, { __index = function() armed = true end })
+  local ok, t = pcall(c._start, c, "create", opts)
+  if not ok then counts.raised = counts.raised + 1 -- closed before the request started
+  elseif closed then -- closed while the request started: the transfer was aborted
+    counts.inside = counts.inside + 1
+    assert(tostring(c) == "sora.Client (closed)", tostring(c))
+    assert(select(2, t:result()).kind == "aborted")
+  else counts.after = counts.after + 1 end
+  closed = true
+  c:close()
+end
+print("COUNTS " .. counts.raised .. " " .. counts.inside .. " " .. counts.after)
+]]
+
 describe("a finalizer that closes the client while it is driven", function()
   local E
 
@@ -60,5 +96,17 @@ describe("a finalizer that closes the client while it is driven", function()
     local _, count = results:gsub("[%w_]+", "")
     assert.are.equal(30, count)
     assert.matches("FINALIZED true sora.Client (closed)", out, 1, true)
+  end)
+end)
+
+describe("a finalizer that closes the client while a request starts", function()
+  it("closes it once the request has started, which is then aborted", function()
+    local out, ok = H.run_child(START_CHILD)
+    assert.is_true(ok, out:sub(-2000))
+    local raised, inside, after = out:match("COUNTS (%d+) (%d+) (%d+)")
+    assert.is_truthy(raised, out:sub(-2000))
+    assert.are.equal(40, raised + inside + after)
+    -- on 5.4 the collector's settings make it happen inside the request every time
+    if _VERSION == "Lua 5.4" and not rawget(_G, "jit") then assert.is_true(tonumber(inside) > 0, out) end
   end)
 end)
