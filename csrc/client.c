@@ -722,7 +722,7 @@ int sora_client_pinned_call(lua_State *L, int client_idx, lua_CFunction fn) {
  * changed. (A finalizer never meets that case: the client is on the driving stack.) */
 static int client_close(lua_State *L) {
   sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
-  if (c->multi == NULL) return 0;
+  if (c->multi == NULL || c->close_pending) return 0;
   sora_check_usable(L, c, "close");
   if (c->pinned) c->close_pending = 1; /* a C call is using it: closed when that returns */
   else close_client(L, c, 1);
