@@ -110,3 +110,53 @@ describe("a finalizer that closes the client while a request starts", function()
     if _VERSION == "Lua 5.4" and not rawget(_G, "jit") then assert.is_true(tonumber(inside) > 0, out) end
   end)
 end)
+
+-- The child: a 502 whose 400 KB page is not JSON; once the transfer is done, a finalizer
+-- armed to close the client runs at the first large allocation of its result (decoding the
+-- page), before the excerpt of the page is read from the handle's buffer.
+local RESULT_CHILD = [[
+local sora = require "sora"
+local url = ...
+local function on_collect(fn)
+  if newproxy then getmetatable(newproxy(true)).__gc = fn else setmetatable({}, { __gc = fn }) end
+end
+if _VERSION == "Lua 5.4" then collectgarbage("incremental", 1, 1000, 10)
+else collectgarbage("setpause", 1); collectgarbage("setstepmul", 1000) end
+local c = sora.new{ api_key = "sk-test", base_url = url, max_retries = 0 }
+local armed, closed = false, false
+local function finalizer()
+  if armed and not closed then closed = true; c:close()
+  elseif not closed then on_collect(finalizer) end
+end
+on_collect(finalizer)
+local t = c:_start("retrieve", "video_1")
+while not t:done() do c:_drive(0.05) end
+armed = true
+local value, err = t:result()
+print("KIND " .. tostring(err and err.kind) .. " CLOSED " .. tostring(closed) .. " " .. tostring(c))
+print("MESSAGE " .. tostring(err and err.message))
+]]
+
+describe("a finalizer that closes the client while a result is read", function()
+  local E
+
+  lazy_setup(function()
+    E = require("support.emulator").start{ job_seconds = 0.3, api_key = "sk-test" }
+  end)
+
+  lazy_teardown(function()
+    if E then E:stop() end
+  end)
+
+  it("closes it once the result is made from the response", function()
+    E:fault{ method = "GET", action = "html", status = 502, body = string.rep("x", 400000) }
+    local code = RESULT_CHILD:gsub("local url = %.%.%.", string.format("local url = %q", E.url))
+    local out, ok = H.run_child(code)
+    assert.is_true(ok, out:sub(-2000))
+    assert.matches("KIND internal_server", out, 1, true)
+    assert.matches("MESSAGE HTTP 502 from retrieve: " .. string.rep("x", 120), out, 1, true)
+    if out:find("CLOSED true", 1, true) then -- the collector ran it inside result (5.4 always)
+      assert.matches("CLOSED true sora.Client (closed)", out, 1, true)
+    end
+  end)
+end)
