@@ -221,7 +221,6 @@ SORA_HIDDEN void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcod
 SORA_HIDDEN void sora_transfer_abort(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_detach(lua_State *L, sora_transfer *t);
 SORA_HIDDEN int sora_transfer_result(lua_State *L, int transfer_idx);
-SORA_HIDDEN int sora_transfer_wait(lua_State *L, int transfer_idx);
 SORA_HIDDEN int sora_open_transfer(lua_State *L);
 SORA_HIDDEN double sora_now(void);
 

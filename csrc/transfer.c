@@ -580,11 +580,6 @@ static void drive_until_done(lua_State *L, int transfer_idx) {
   }
 }
 
-int sora_transfer_wait(lua_State *L, int transfer_idx) {
-  drive_until_done(L, transfer_idx);
-  return sora_transfer_result(L, transfer_idx);
-}
-
 static int result_pinned(lua_State *L) { return sora_transfer_result(L, 2); }
 
 /* The result of the transfer at index 1, its client (if any) pinned while the response is
