@@ -21,10 +21,10 @@ local min, max = math.min, math.max
 local tasks = {}
 
 -- coroutine -> its task, whatever the client: a task spawned from inside a task of another
--- client is still its child. Weak, so that it never keeps a coroutine alive; weak values too,
--- since Lua 5.1 and LuaJIT have no ephemerons: there a weak key whose value (the task) refers
--- to it is never collected, and the task keeps its client alive. The client's scheduler
--- holds its tasks while it lives.
+-- client is still its child. Weak both ways, so that it never keeps a coroutine or its task
+-- (and through it the client) alive: on 5.1 and LuaJIT a weak-keyed table is no ephemeron, and
+-- the task, which holds its coroutine, would keep its own key alive. A running task is held by
+-- its scheduler (`all`), so its entry stays while it matters.
 local task_of_thread = setmetatable({}, { __mode = "kv" })
 
 -- ---- the scheduler of a client ----------------------------------------------------------
