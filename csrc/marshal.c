@@ -66,21 +66,21 @@ static void redact_entry(lua_State *L, int t, const char *key, int moved) {
   lua_rawset(L, moved);
 }
 
-/* Gives each noted entry its redacted key, with the value as redacted since it was noted. */
+/* Gives each noted entry its redacted key. The value is read from `t` again, not from
+ * `moved`: redact_entry may have redacted it in place after noting it. */
 static void move_keys(lua_State *L, int t, int moved, const char *key) {
   lua_pushnil(L);
   while (lua_next(L, moved)) { /* old key, value as noted */
     size_t len;
     const char *k = lua_tolstring(L, -2, &len);
     lua_pop(L, 1);
-    lua_pushvalue(L, -1);
-    lua_rawget(L, t);                  /* old key, value now */
+    sora_push_redacted(L, k, len, key); /* old key, new key */
     lua_pushvalue(L, -2);
+    lua_rawget(L, t);                   /* old key, new key, value as it is now */
+    lua_rawset(L, t);
+    lua_pushvalue(L, -1);
     lua_pushnil(L);
-    lua_rawset(L, t);
-    sora_push_redacted(L, k, len, key);
-    lua_insert(L, -2);
-    lua_rawset(L, t);
+    lua_rawset(L, t);                   /* old key */
   }
 }
 
