@@ -70,7 +70,8 @@ int sora_arg_error(lua_State *L, const sora_endpoint *e, int arg, const char *fm
  * libcurl is running on that handle (curl_multi_perform is not reentrant) or the core is
  * walking its transfers. */
 int sora_check_usable(lua_State *L, sora_client *c, const char *call) {
-  if (c->multi == NULL) sora_raise(L, "calling '%s' on a closed sora.Client", call);
+  if (c->multi == NULL || c->close_pending) /* pending: closed as soon as a C call returns */
+    sora_raise(L, "calling '%s' on a closed sora.Client", call);
   if (c->in_callback)
     sora_raise(L, "calling '%s' from inside a callback (sink, on_progress or log) of the same "
                   "sora.Client is not allowed", call);

@@ -62,11 +62,14 @@ static void read_options(lua_State *L, int opts) {
 static const char *string_option(lua_State *L, int opts, const char *name, const char *env,
                                  const char *fallback) {
   const char *value;
+  size_t len;
   lua_getfield(L, opts, name);
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING)
       sora_bad_argument(L, "new", 1, "option '%s' must be a string, got %s", name, luaL_typename(L, -1));
-    value = lua_tostring(L, -1);
+    value = lua_tolstring(L, -1, &len);
+    /* every use reads it as a C string: a NUL would silently cut a key, a header or a path */
+    if (strlen(value) != len) sora_bad_argument(L, "new", 1, "option '%s' contains NUL", name);
     lua_pop(L, 1); /* the copy of the options still holds the string */
     return value;
   }
@@ -481,6 +484,8 @@ static void keep_error(lua_State *L, sora_callback *cb, int uv) {
   sora_getuservalue(L, -1);         /* err, transfers, transfer, its uv */
   lua_pushvalue(L, -4);
   lua_setfield(L, -2, "raise");
+  lua_pushboolean(L, 1);            /* error(nil) raises too: the flag says it did */
+  lua_setfield(L, -2, "raised");
   lua_pop(L, 3);
 }
 
@@ -670,6 +675,7 @@ static void close_client(lua_State *L, sora_client *c, int client_idx) {
   sora_handle *h;
   int kind;
   if (c->multi == NULL) return;
+  c->close_pending = 0;
   while (c->transfers != NULL) sora_transfer_detach(L, c->transfers);
   while ((h = c->idle) != NULL) {
     c->idle = h->next_idle;
@@ -696,14 +702,30 @@ static void close_client(lua_State *L, sora_client *c, int client_idx) {
   c->has_log_function = 0;
 }
 
+int sora_client_pinned_call(lua_State *L, int client_idx, lua_CFunction fn) {
+  sora_client *c = lua_touserdata(L, client_idx);
+  int nargs = lua_gettop(L), status;
+  lua_pushvalue(L, client_idx);
+  lua_insert(L, 1);         /* client, args... */
+  lua_pushcfunction(L, fn);
+  lua_insert(L, 2);         /* client, fn, args... */
+  c->pinned++;
+  status = lua_pcall(L, nargs, LUA_MULTRET, 0);
+  c->pinned--;
+  if (c->pinned == 0 && c->close_pending) close_client(L, c, 1);
+  if (status != 0) lua_error(L);
+  return lua_gettop(L) - 1; /* fn's results, above the client */
+}
+
 /* close, __gc and __close are one idempotent function. It is refused from inside a callback
  * of the client, where it would free the handles libcurl is using, and then nothing has
  * changed. (A finalizer never meets that case: the client is on the driving stack.) */
 static int client_close(lua_State *L) {
   sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
-  if (c->multi == NULL) return 0;
+  if (c->multi == NULL || c->close_pending) return 0;
   sora_check_usable(L, c, "close");
-  close_client(L, c, 1);
+  if (c->pinned) c->close_pending = 1; /* a C call is using it: closed when that returns */
+  else close_client(L, c, 1);
   return 0;
 }
 

@@ -147,6 +147,7 @@ static int start_request(lua_State *L, const sora_endpoint *e, int dry_run) {
   lua_settop(L, params); /* self, [id,] options */
   /* from here on, params is a plain copy that anchors every value until the call returns */
   sora_read_options(L, e, e->result == SORA_RESULT_CONTENT ? content_local : request_local, params);
+  sora_check_usable(L, c, e->name); /* an __index of the options may have closed the client */
   t = sora_transfer_new(L, c, e, 1);
   transfer = lua_gettop(L);
   apply_request_options(L, t, params);
@@ -161,25 +162,40 @@ static int start_request(lua_State *L, const sora_endpoint *e, int dry_run) {
   return 1;
 }
 
-/* client:_start(name, ...): starts the request `name` with the arguments of the public method
- * and returns its transfer (or nil, err); the Lua layer waits for it or yields. */
-static int client_start(lua_State *L) {
-  const sora_endpoint *e = find_endpoint(luaL_checkstring(L, 2));
-  if (e == NULL) return luaL_argerror(L, 2, "unknown endpoint");
+/* (self, endpoint, ...): start_request, called pinned by client_start. */
+static int start_pinned(lua_State *L) {
+  const sora_endpoint *e = lua_touserdata(L, 2);
   lua_remove(L, 2);
-  if (!start_request(L, e, 0)) return 2;
-  return 1;
+  return start_request(L, e, 0) ? 1 : 2;
 }
 
-/* client:_check(name, ...): raises what client:_start(name, ...) would raise for these
- * arguments, and sends nothing (a batch checks every job before its first request). */
-static int client_check(lua_State *L) {
-  const sora_endpoint *e = find_endpoint(luaL_checkstring(L, 2));
-  if (e == NULL) return luaL_argerror(L, 2, "unknown endpoint");
+/* (self, endpoint, ...): start_request as a dry run, called pinned by client_check. */
+static int check_pinned(lua_State *L) {
+  const sora_endpoint *e = lua_touserdata(L, 2);
   lua_remove(L, 2);
   start_request(L, e, 1);
   return 0;
 }
+
+/* (self, name, ...): runs fn(self, endpoint, ...) with the client pinned: a finalizer that an
+ * allocation of the request runs cannot close it under the request (the close is done when
+ * fn has returned). */
+static int call_pinned(lua_State *L, lua_CFunction fn) {
+  const sora_endpoint *e = find_endpoint(luaL_checkstring(L, 2));
+  if (e == NULL) return luaL_argerror(L, 2, "unknown endpoint");
+  check_self(L, e);
+  lua_pushlightuserdata(L, (void *)e);
+  lua_replace(L, 2); /* self, endpoint, ... */
+  return sora_client_pinned_call(L, 1, fn);
+}
+
+/* client:_start(name, ...): starts the request `name` with the arguments of the public method
+ * and returns its transfer (or nil, err); the Lua layer waits for it or yields. */
+static int client_start(lua_State *L) { return call_pinned(L, start_pinned); }
+
+/* client:_check(name, ...): raises what client:_start(name, ...) would raise for these
+ * arguments, and sends nothing (a batch checks every job before its first request). */
+static int client_check(lua_State *L) { return call_pinned(L, check_pinned); }
 
 /* Adds _start to the client's method table (at the top of the stack) and pushes the list of
  * endpoint names, in the order of the table. */

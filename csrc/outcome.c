@@ -170,10 +170,12 @@ static void push_outcome(lua_State *L, sora_transfer *t, int transfer_idx) {
 int sora_transfer_result(lua_State *L, int transfer_idx) {
   sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
   transfer_idx = sora_absindex(L, transfer_idx);
-  if (t->state != SORA_STATE_DONE) return luaL_error(L, "sora: the transfer has not finished");
-  sora_transfer_push_field(L, transfer_idx, "raise");
-  if (!lua_isnil(L, -1)) {
+  /* at the program's line: the call may run pinned, under a pcall (transfer.c) */
+  if (t->state != SORA_STATE_DONE) return sora_raise(L, "sora: the transfer has not finished");
+  sora_transfer_push_field(L, transfer_idx, "raised");
+  if (lua_toboolean(L, -1)) {
     sora_transfer_unlink(t);
+    sora_transfer_push_field(L, transfer_idx, "raise"); /* what the callback raised, nil too */
     return lua_error(L);
   }
   lua_pop(L, 1);

@@ -102,6 +102,8 @@ typedef struct sora_client {
   int has_log_function;           /* the callable is the user value's "log" */
   int running;                    /* transfers inside the multi handle */
   int in_callback;                /* a Lua callback of this client is running: no multi calls */
+  int pinned;                     /* C calls using the client now (sora_client_pinned_call) */
+  int close_pending;              /* closed while pinned: done when the last pin goes */
   sora_rng rng;                   /* retry jitter */
   /* While the client drives its transfers: the state doing it, and where on its stack the
    * callback runner and the client's user value sit (callbacks reach Lua values through them:
@@ -117,6 +119,10 @@ SORA_HIDDEN void sora_client_log(lua_State *L, sora_client *c, int level, const 
 SORA_HIDDEN sora_handle *sora_client_acquire(sora_client *c, lua_State *L);
 SORA_HIDDEN void sora_client_release(sora_client *c, sora_handle *h);
 SORA_HIDDEN int sora_client_drive(lua_State *L, int client_idx, double wait_s);
+/* Calls fn with the stack's values as arguments, protected, the client at client_idx pinned:
+ * a close meanwhile (by a finalizer, which may run at any allocation) waits until fn has
+ * returned. Returns fn's results; raises what fn raised. */
+SORA_HIDDEN int sora_client_pinned_call(lua_State *L, int client_idx, lua_CFunction fn);
 /* Runs a Lua callback protected, under a traceback handler, with the client marked as inside
  * a callback (see sora_check_usable); never raises. Returns 1 when the callable succeeded. */
 typedef struct sora_callback {
@@ -215,7 +221,6 @@ SORA_HIDDEN void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcod
 SORA_HIDDEN void sora_transfer_abort(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_detach(lua_State *L, sora_transfer *t);
 SORA_HIDDEN int sora_transfer_result(lua_State *L, int transfer_idx);
-SORA_HIDDEN int sora_transfer_wait(lua_State *L, int transfer_idx);
 SORA_HIDDEN int sora_open_transfer(lua_State *L);
 SORA_HIDDEN double sora_now(void);
 

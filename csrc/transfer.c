@@ -6,6 +6,7 @@
  * its error is kept in the transfer's user value, the transfer is aborted, and the error is
  * raised again once libcurl has returned. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,8 +28,9 @@ static int is_success(long status) { return status >= 200 && status < 300; }
 
 /* ---- the user value: what a transfer keeps alive ------------------------------------ */
 /* fields: client (the client userdata), body (the JSON text curl points into), sink and
- * progress (callables), raise (an error raised by a callback), result, err. While it runs,
- * the transfer itself is kept by its client (sora_push_transfers), never by the registry. */
+ * progress (callables), raise and raised (what a callback raised, nil included, and that it
+ * did), result, err. While it runs, the transfer itself is kept by its client
+ * (sora_push_transfers), never by the registry. */
 
 void sora_transfer_push_field(lua_State *L, int transfer_idx, const char *name) {
   sora_getuservalue(L, transfer_idx); /* uv */
@@ -400,24 +402,38 @@ static char *loggable_url(const char *url) {
   return shown;
 }
 
+/* The line of an attempt, formatted into buf (snprintf's contract: the length it needs). */
+static int format_attempt(char *buf, size_t size, const sora_transfer *t, const char *url,
+                          int ms, const char *what) {
+  if (t->code != CURLE_OK)
+    return snprintf(buf, size, "sora: %s %s -> %s (attempt %d, %d ms)%s", t->endpoint->method, url,
+                    curl_easy_strerror(t->code), t->attempts, ms, what);
+  return snprintf(buf, size, "sora: %s %s -> %d (attempt %d, %d ms, %s)%s", t->endpoint->method, url,
+                  (int)t->status, t->attempts, ms, t->request_id[0] ? t->request_id : "no request id",
+                  what);
+}
+
+/* The line is made in C memory, not on the Lua stack: the engine is in the middle of this
+ * transfer, and a Lua allocation here could run a finalizer that closes the client or cancels
+ * the transfer under it (only the log function itself runs Lua, as a callback, where both
+ * are refused). A Location may echo the key: redacted. */
 static void log_attempt(lua_State *L, sora_transfer *t, int level, const char *what) {
   char *url = loggable_url(sora_buffer_cstr(&t->handle->url));
   const char *shown = url ? url : "(a URL that does not parse)";
-  double ms = (sora_now() - t->started_at) * 1000;
-  size_t len;
-  const char *line;
-  if (t->code != CURLE_OK)
-    lua_pushfstring(L, "sora: %s %s -> %s (attempt %d, %d ms)%s", t->endpoint->method, shown,
-                    curl_easy_strerror(t->code), t->attempts, (int)ms, what);
-  else
-    lua_pushfstring(L, "sora: %s %s -> %d (attempt %d, %d ms, %s)%s", t->endpoint->method, shown,
-                    (int)t->status, t->attempts, (int)ms,
-                    t->request_id[0] ? t->request_id : "no request id", what);
+  int ms = (int)((sora_now() - t->started_at) * 1000);
+  int len = format_attempt(NULL, 0, t, shown, ms, what);
+  size_t room = len < 0 ? 0 : (size_t)len + 1;
+  /* each key of >= SORA_MIN_REDACTED_KEY bytes becomes SORA_REDACTED */
+  size_t redacted_room = room + (room / SORA_MIN_REDACTED_KEY + 1) * sizeof SORA_REDACTED;
+  char *line = room ? malloc(room) : NULL, *redacted = line ? malloc(redacted_room) : NULL;
+  if (redacted != NULL) {
+    format_attempt(line, room, t, shown, ms, what);
+    sora_copy_redacted(redacted, redacted_room, line, room - 1, t->client->api_key);
+    sora_client_log(L, t->client, level, redacted);
+  }
+  free(redacted);
+  free(line);
   curl_free(url);
-  line = lua_tolstring(L, -1, &len);
-  sora_push_redacted(L, line, len, t->client->api_key); /* a Location may echo the key */
-  sora_client_log(L, t->client, level, lua_tostring(L, -1));
-  lua_pop(L, 2);
 }
 
 void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code) {
@@ -435,9 +451,9 @@ void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code) {
   }
   if (should_retry(t, &delay)) {
     if (t->client->log_level >= SORA_LOG_INFO) {
-      lua_pushfstring(L, ", retrying in %d ms", (int)(delay * 1000));
-      log_attempt(L, t, SORA_LOG_INFO, lua_tostring(L, -1));
-      lua_pop(L, 1);
+      char what[48];
+      snprintf(what, sizeof what, ", retrying in %d ms", (int)(delay * 1000));
+      log_attempt(L, t, SORA_LOG_INFO, what);
     }
     t->attempts++;
     t->state = SORA_STATE_RETRY_WAIT;
@@ -547,8 +563,8 @@ static sora_client *push_usable_client(lua_State *L, sora_transfer *t, int trans
   return t->client;
 }
 
-/* Blocks, driving every transfer of the client, until this one is done. */
-int sora_transfer_wait(lua_State *L, int transfer_idx) {
+/* Blocks, driving every transfer of the client, until the one at transfer_idx is done. */
+static void drive_until_done(lua_State *L, int transfer_idx) {
   sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
   transfer_idx = sora_absindex(L, transfer_idx);
   if (t->client) { /* refused from a callback even when done: the same call, the same rule */
@@ -562,7 +578,20 @@ int sora_transfer_wait(lua_State *L, int transfer_idx) {
     sora_client_drive(L, -1, wait > 0 ? wait : 0);
     lua_pop(L, 1);
   }
-  return sora_transfer_result(L, transfer_idx);
+}
+
+static int result_pinned(lua_State *L) { return sora_transfer_result(L, 2); }
+
+/* The result of the transfer at index 1, its client (if any) pinned while the response is
+ * turned into Lua values: a finalizer run by an allocation there cannot free the handle that
+ * holds the response. */
+static int pinned_result(lua_State *L) {
+  sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
+  if (t->client == NULL) return sora_transfer_result(L, 1);
+  lua_settop(L, 1);
+  sora_transfer_push_field(L, 1, "client"); /* transfer, client */
+  lua_insert(L, 1);                         /* client, transfer */
+  return sora_client_pinned_call(L, 1, result_pinned);
 }
 
 static int transfer_gc(lua_State *L) {
@@ -581,9 +610,12 @@ static int transfer_done(lua_State *L) {
   return 1;
 }
 
-static int transfer_result(lua_State *L) { return sora_transfer_result(L, 1); }
+static int transfer_result(lua_State *L) { return pinned_result(L); }
 
-static int transfer_wait(lua_State *L) { return sora_transfer_wait(L, 1); }
+static int transfer_wait(lua_State *L) {
+  drive_until_done(L, 1);
+  return pinned_result(L);
+}
 
 static int transfer_cancel(lua_State *L) {
   sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
