@@ -1030,7 +1030,7 @@ describe("issue 7, independently", function()
     print(string.format("  1.2 MB multipart create answered in %.0f ms", took * 1000))
   end)
 
-  it("host: 10,000 tasks work, and step works with them", function()
+  it("host: 10,000 tasks work, and step works with them #scale", function()
     local tc = sora.new{ api_key = KEY, base_url = E.url }
     local n, finished = 10000, 0
     for i = 1, n do
@@ -1042,7 +1042,7 @@ describe("issue 7, independently", function()
     tc:close()
   end)
 
-  it("host: the emulator keeps serving past 1,020 connections", function()
+  it("host: the emulator keeps serving past 1,020 connections #scale", function()
     local conns = {}
     for i = 1, 1100 do
       local s = socket.tcp()

@@ -21,7 +21,7 @@ local function instructions(fn)
   return count
 end
 
-describe("many tasks", function()
+describe("many tasks #scale", function()
   local E, c
 
   lazy_setup(function()
