@@ -3,6 +3,7 @@
 #define SORA_H
 
 #include <stdio.h>
+#include <sys/types.h>
 
 #include <curl/curl.h>
 
@@ -104,6 +105,7 @@ typedef struct sora_client {
   int in_callback;                /* a Lua callback of this client is running: no multi calls */
   int pinned;                     /* C calls using the client now (sora_client_pinned_call) */
   int close_pending;              /* closed while pinned: done when the last pin goes */
+  struct sora_released *released; /* replaced files whose space later drives give back */
   sora_rng rng;                   /* retry jitter */
   /* While the client drives its transfers: the state doing it, and where on its stack the
    * callback runner and the client's user value sit (callbacks reach Lua values through them:
@@ -236,6 +238,14 @@ SORA_HIDDEN size_t sora_download_write(sora_transfer *t, const char *data, size_
 SORA_HIDDEN curl_off_t sora_download_total(const sora_transfer *t);
 SORA_HIDDEN int sora_download_whole(sora_transfer *t);
 SORA_HIDDEN void sora_download_close(sora_transfer *t, int keep);
+/* A replaced file, unlinked but still open, whose blocks are given back a slice at a time. */
+typedef struct sora_released {
+  int fd;
+  off_t size;
+  struct sora_released *next;
+} sora_released;
+/* Gives back at most `slice` bytes of the replaced files' space (all of it when slice < 0). */
+SORA_HIDDEN void sora_download_release(sora_released **list, off_t slice);
 
 /* ---- arguments (args.c) ------------------------------------------------------------- */
 
