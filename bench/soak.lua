@@ -398,12 +398,12 @@ end
 
 -- The emulator's memory over the job phase, from the samples taken every tenth of the jobs.
 local function report_memory(samples)
-  local heap, first, last = {}, nil, nil
+  local heap = {}
   for _, stats in ipairs(samples) do
     if tonumber(stats.lua_memory_kb) then heap[#heap + 1] = stats.lua_memory_kb end
   end
   if #heap == 0 then return end
-  first, last = heap[1], heap[#heap]
+  local first, last = heap[1], heap[#heap]
   table.sort(heap)
   print(string.format("emulator Lua heap over the jobs: first %s, last %s, lowest %s, highest %s",
     mb(first), mb(last), mb(heap[1]), mb(heap[#heap])))

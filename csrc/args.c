@@ -13,10 +13,10 @@
 static int is_sora_lua(const char *src) {
   static const char *const modules[] = {"sora/init.lua", "sora/tasks.lua", "sora/args.lua",
                                         "sora/wait.lua", "sora/lists.lua", "sora/batch.lua", NULL};
-  size_t len = strlen(src), n;
+  size_t len = strlen(src);
   int i;
   for (i = 0; modules[i]; i++) {
-    n = strlen(modules[i]);
+    size_t n = strlen(modules[i]);
     if (len >= n && strcmp(src + len - n, modules[i]) == 0) return 1;
   }
   return 0;

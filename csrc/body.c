@@ -79,7 +79,7 @@ static void add_text_part(lua_State *L, sora_transfer *t, const char *name, int 
   text = lua_tolstring(L, -1, &len);
   if (part == NULL || curl_mime_name(part, name) != CURLE_OK ||
       curl_mime_data(part, text, len) != CURLE_OK)
-    luaL_error(L, "sora: out of memory");
+    sora_raise(L, "sora: out of memory");
   lua_pop(L, 1);
 }
 
@@ -100,7 +100,7 @@ static void add_reference_parts(lua_State *L, sora_transfer *t, const sora_field
 static void encode_multipart(lua_State *L, sora_transfer *t, int params) {
   const sora_field *f;
   t->mime = curl_mime_init(t->handle->easy);
-  if (t->mime == NULL) luaL_error(L, "sora: out of memory");
+  if (t->mime == NULL) sora_raise(L, "sora: out of memory");
   for (f = t->endpoint->body; f->name; f++) {
     int value;
     lua_getfield(L, params, f->name);

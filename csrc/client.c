@@ -29,9 +29,10 @@ static sora_client *check_open(lua_State *L, const char *name) {
 /* ---- configuration ------------------------------------------------------------------- */
 
 static char *dup_string(lua_State *L, const char *s) {
-  char *copy = malloc(strlen(s) + 1);
-  if (copy == NULL) luaL_error(L, "sora: out of memory");
-  return strcpy(copy, s);
+  size_t size = strlen(s) + 1;
+  char *copy = malloc(size);
+  if (copy == NULL) sora_raise(L, "sora: out of memory");
+  return memcpy(copy, s, size);
 }
 
 static const char *const option_names[] = {
@@ -114,7 +115,7 @@ static void append_header(lua_State *L, struct curl_slist **list, const char *na
   lua_pushfstring(L, "%s: %s", name, value);
   grown = curl_slist_append(*list, lua_tostring(L, -1));
   lua_pop(L, 1);
-  if (grown == NULL) luaL_error(L, "sora: out of memory");
+  if (grown == NULL) sora_raise(L, "sora: out of memory");
   *list = grown;
 }
 
@@ -184,7 +185,7 @@ static void add_option_headers(lua_State *L, int opts, struct curl_slist **list)
 
 /* Four prebuilt header lists, so no request builds one. */
 static void build_headers(lua_State *L, sora_client *c, int opts) {
-  static const char *const accept[SORA_HEADERS_KINDS] = {
+  static const char *const accepted[SORA_HEADERS_KINDS] = {
       "application/json", "application/json", "application/json", "application/binary",
       "application/binary"};
   const char *org = string_option(L, opts, "organization", "OPENAI_ORG_ID", NULL);
@@ -194,7 +195,7 @@ static void build_headers(lua_State *L, sora_client *c, int opts) {
   if (project) check_header_text(L, "option 'project'", project, strlen(project));
   for (kind = 0; kind < SORA_HEADERS_KINDS; kind++) {
     struct curl_slist **list = &c->headers[kind];
-    append_header(L, list, "Accept", accept[kind]);
+    append_header(L, list, "Accept", accepted[kind]);
     if (kind == SORA_HEADERS_FOREIGN) continue;
     if (kind == SORA_HEADERS_JSON) append_header(L, list, "Content-Type", "application/json");
     /* curl waits up to a second for "100 Continue" before a body over 1 MB (JSON or
@@ -250,9 +251,9 @@ static void configure_log(lua_State *L, sora_client *c, int opts, int client_idx
 
 /* base_url, else OPENAI_BASE_URL, else the API; taken apart by url.c. */
 static void configure_base_url(lua_State *L, sora_client *c, int opts) {
-  const char *origin = "base_url", *base;
+  const char *origin = "base_url", *base, *env = getenv("OPENAI_BASE_URL");
   lua_getfield(L, opts, "base_url");
-  if (lua_isnil(L, -1) && getenv("OPENAI_BASE_URL") && *getenv("OPENAI_BASE_URL")) origin = "OPENAI_BASE_URL";
+  if (lua_isnil(L, -1) && env && *env) origin = "OPENAI_BASE_URL";
   lua_pop(L, 1);
   base = string_option(L, opts, "base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL);
   check_header_text(L, origin, base, strlen(base));
@@ -390,7 +391,7 @@ sora_handle *sora_client_acquire(sora_client *c, lua_State *L) {
     if (h == NULL || (h->easy = new_easy(c, h, &why)) == NULL) {
       lua_pushstring(L, why); /* before the handle (and the message in it) is freed */
       if (h) free_handle(h);
-      luaL_error(L, "sora: %s", lua_tostring(L, -1));
+      sora_raise(L, "sora: %s", lua_tostring(L, -1));
     }
   }
   h->errbuf[0] = '\0';
@@ -400,7 +401,7 @@ sora_handle *sora_client_acquire(sora_client *c, lua_State *L) {
 }
 
 /* Large response buffers are not kept: one 10 MB body must not pin 10 MB per handle. */
-#define KEEP_BUFFER_BYTES (256 * 1024)
+#define KEEP_BUFFER_BYTES ((size_t)256 * 1024)
 
 void sora_client_release(sora_client *c, sora_handle *h) {
   if (h->response.cap > KEEP_BUFFER_BYTES) sora_buffer_free(&h->response);

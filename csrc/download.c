@@ -17,6 +17,9 @@
 
 #include "sora.h"
 
+/* The temporary file beside the target: mkostemp fills in the X's. */
+#define TEMP_SUFFIX ".sora-XXXXXX"
+
 static int set_io_error(sora_transfer *t, int err) {
   t->io_errno = err ? err : EIO;
   return 0;
@@ -55,7 +58,7 @@ int sora_download_begin_attempt(sora_transfer *t) {
     snprintf(range, sizeof range, "%lld-", (long long)t->resume_from);
     return curl_easy_setopt(easy, CURLOPT_RANGE, range) == CURLE_OK || set_io_error(t, ENOMEM);
   }
-  curl_easy_setopt(easy, CURLOPT_RANGE, NULL);
+  curl_easy_setopt(easy, CURLOPT_RANGE, (void *)NULL);
   t->expected_total = -1;
   return restart(t);
 }
@@ -258,12 +261,13 @@ static int make_temp(char *template) {
 int sora_download_open(sora_transfer *t, const char *path) {
   int fd;
   mode_t mode;
+  size_t path_len = strlen(path);
   t->path = strdup(path);
-  t->temp_path = malloc(strlen(path) + sizeof ".sora-XXXXXX");
+  t->temp_path = malloc(path_len + sizeof TEMP_SUFFIX);
   if (t->path == NULL || t->temp_path == NULL) return set_io_error(t, ENOMEM);
   if (!target_mode(t, path, &mode)) return 0;
-  strcpy(t->temp_path, path);
-  strcat(t->temp_path, ".sora-XXXXXX");
+  memcpy(t->temp_path, path, path_len);
+  memcpy(t->temp_path + path_len, TEMP_SUFFIX, sizeof TEMP_SUFFIX); /* with its NUL */
   fd = make_temp(t->temp_path);
   if (fd < 0) return set_io_error(t, errno);
   fchmod(fd, mode); /* mkstemp makes 0600 */

@@ -134,13 +134,13 @@ static void add_part(lua_State *L, sora_transfer *t, const sora_field *f, const 
   CURLcode rc;
   if (part == NULL) {
     if (fd >= 0) close(fd);
-    luaL_error(L, "sora: out of memory");
+    sora_raise(L, "sora: out of memory");
   }
   rc = set_content(part, src, fd, size); /* from here on the part owns fd */
   if (rc == CURLE_OK) rc = curl_mime_name(part, f->name);
   if (rc == CURLE_OK) rc = curl_mime_filename(part, filename);
   if (rc == CURLE_OK) rc = curl_mime_type(part, type);
-  if (rc != CURLE_OK) luaL_error(L, "sora: cannot build the multipart body: %s", curl_easy_strerror(rc));
+  if (rc != CURLE_OK) sora_raise(L, "sora: cannot build the multipart body: %s", curl_easy_strerror(rc));
 }
 
 void sora_mime_add_file(lua_State *L, sora_transfer *t, const sora_field *f, int value) {

@@ -16,12 +16,12 @@
 #include "sora.h"
 
 /* An error body is only read for its message; the rest is dropped. */
-#define MAX_ERROR_BODY (1024 * 1024)
+#define MAX_ERROR_BODY ((size_t)1024 * 1024)
 
 double sora_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int is_success(long status) { return status >= 200 && status < 300; }
@@ -241,7 +241,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
 
 static void set_method(CURL *easy, sora_transfer *t) {
   const char *method = t->endpoint->method;
-  curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, NULL);
+  curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, (void *)NULL);
   if (t->mime) {
     curl_easy_setopt(easy, CURLOPT_MIMEPOST, t->mime);
   } else if (t->body) {
@@ -393,9 +393,8 @@ static char *loggable_url(const char *url) {
                                      CURLUPART_QUERY, CURLUPART_FRAGMENT};
   CURLU *u = curl_url();
   char *shown = NULL;
-  size_t i;
   if (u && curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
-    for (i = 0; i < sizeof hidden / sizeof hidden[0]; i++) curl_url_set(u, hidden[i], NULL, 0);
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++) curl_url_set(u, hidden[i], NULL, 0);
     curl_url_get(u, CURLUPART_URL, &shown, 0);
   }
   curl_url_cleanup(u);
@@ -475,7 +474,7 @@ static int download_complete(sora_transfer *t) {
 
 static void free_mime(sora_transfer *t) {
   if (t->mime == NULL) return;
-  curl_easy_setopt(t->handle->easy, CURLOPT_MIMEPOST, NULL);
+  curl_easy_setopt(t->handle->easy, CURLOPT_MIMEPOST, (void *)NULL);
   curl_mime_free(t->mime);
   t->mime = NULL;
 }
@@ -483,8 +482,8 @@ static void free_mime(sora_transfer *t) {
 static void finish(lua_State *L, sora_transfer *t) {
   sora_download_close(t, download_complete(t));
   free_mime(t);
-  curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, NULL);
-  curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, NULL); /* the body may be collected */
+  curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, (void *)NULL);
+  curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, (void *)NULL); /* the body may be collected */
   t->state = SORA_STATE_DONE;
   (void)L; /* the client lets go of it at the end of its drive (client.c) or right away */
 }
@@ -529,7 +528,7 @@ sora_transfer *sora_transfer_new(lua_State *L, sora_client *c, const sora_endpoi
   t->sink = SORA_SINK_STRING;
   t->max_retries = c->max_retries;
   t->timeout_ms = c->timeout_ms;
-  t->deadline_at = c->deadline_ms > 0 ? sora_now() + c->deadline_ms / 1000.0 : 0;
+  t->deadline_at = c->deadline_ms > 0 ? sora_now() + (double)c->deadline_ms / 1000.0 : 0;
   t->headers = SORA_HEADERS_PLAIN;
   luaL_getmetatable(L, SORA_TRANSFER);
   lua_setmetatable(L, -2);

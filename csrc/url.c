@@ -11,7 +11,7 @@
 void sora_url_append_escaped(lua_State *L, sora_buffer *b, const char *s, size_t n) {
   static const char hex[] = "0123456789ABCDEF";
   size_t i;
-  if (!sora_buffer_reserve(b, n * 3)) luaL_error(L, "sora: out of memory");
+  if (!sora_buffer_reserve(b, n * 3)) sora_raise(L, "sora: out of memory");
   for (i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)s[i];
     if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -26,7 +26,7 @@ void sora_url_append_escaped(lua_State *L, sora_buffer *b, const char *s, size_t
 }
 
 static void append(lua_State *L, sora_buffer *b, const char *s, size_t n) {
-  if (!sora_buffer_append(b, s, n)) luaL_error(L, "sora: out of memory");
+  if (!sora_buffer_append(b, s, n)) sora_raise(L, "sora: out of memory");
 }
 
 static void append_path(lua_State *L, sora_buffer *url, const char *path, const char *id,
@@ -47,12 +47,11 @@ static char append_query(lua_State *L, sora_buffer *url, const sora_endpoint *e,
   const sora_field *f;
   char separator = '?';
   for (f = e->query; f && f->name; f++) {
-    size_t len;
-    const char *text;
     lua_getfield(L, params, f->name); /* value */
     if (!lua_isnil(L, -1)) {
       sora_push_text(L, lua_gettop(L)); /* value, text */
-      text = lua_tolstring(L, -1, &len);
+      size_t len;
+      const char *text = lua_tolstring(L, -1, &len);
       append(L, url, &separator, 1);
       append(L, url, f->name, strlen(f->name));
       append(L, url, "=", 1);
@@ -158,12 +157,12 @@ void sora_base_url_parse(lua_State *L, const char *text, const char *origin, sor
   CURLU *u = curl_url();
   const char *why = NULL;
   int ok;
-  if (u == NULL) luaL_error(L, "sora: out of memory");
+  if (u == NULL) sora_raise(L, "sora: out of memory");
   if (curl_url_set(u, CURLUPART_URL, text, 0) != CURLUE_OK) why = "is not a valid URL";
   else why = unusable(u, text);
   ok = why == NULL && split(u, base);
   curl_url_cleanup(u);
   if (why) /* the text itself is never quoted: it may hold a password */
     sora_bad_argument(L, "new", 1, "%s %s", origin, why);
-  if (!ok) luaL_error(L, "sora: out of memory");
+  if (!ok) sora_raise(L, "sora: out of memory");
 }

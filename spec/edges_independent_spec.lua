@@ -85,7 +85,7 @@ describe("issue 7, independently", function()
     E:fault{ action = "stall", path = "^/v1/videos/video_stall", times = 40 }
     -- held while the transfers start (so that the precondition holds even when the collector
     -- runs all the time), then dropped; `seen` only watches them go
-    local held, seen = {}, setmetatable({}, { __mode = "v" })
+    local held, seen = {}, setmetatable({}, { __mode = "v" }) -- luacheck: ignore 241 (held only to keep them alive)
     for i = 1, 20 do
       local client = sora.new{ api_key = KEY, base_url = E.url, max_retries = 0 }
       client:spawn(function() return client:retrieve("video_stall") end)

@@ -116,7 +116,6 @@ local function raw_response(c)
   return status, headers, body
 end
 
-local function error_of(body) return body.error end
 
 describe("sora emulator", function()
   setup(function()

@@ -2,7 +2,6 @@
 -- the server (error fields, headers, Video / page / character fields, bodies that are not JSON)
 -- is redacted before it is cut, stored or shown; log lines show URLs without query or userinfo.
 local sora = require "sora"
-local cjson = require "cjson"
 local emulator = require "support.emulator"
 local H = require "support.client"
 

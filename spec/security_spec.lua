@@ -1,7 +1,6 @@
 -- The key never leaks (errors, tostring, logs, the emulator's log); ids and headers cannot
 -- inject; TLS verification is on unless turned off by name.
 local sora = require "sora"
-local cjson = require "cjson"
 local emulator = require "support.emulator"
 local H = require "support.client"
 local F = require "support.faults"

@@ -1,7 +1,6 @@
 -- Tasks: client:spawn, step, run, task:result/done/cancel, and every public call yielding
 -- inside a task, through the compiled module, libcurl, sockets and the emulator.
 local sora = require "sora"
-local socket = require "socket"
 local emulator = require "support.emulator"
 local H = require "support.client"
 local T = require "support.tasks"

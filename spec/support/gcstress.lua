@@ -40,7 +40,7 @@ end
 if every > 0 then
   debug.sethook(collect, "", every)
   -- Hooks are per thread: give every new coroutine the same one (the sora tasks, busted's).
-  local create, wrap = coroutine.create, coroutine.wrap
+  local create = coroutine.create
   coroutine.create = function(f)
     local co = create(f)
     debug.sethook(co, collect, "", every)

@@ -273,10 +273,9 @@ function http.write_response(conn, res, opts)
   if opts.head then limit = 0 end
   if opts.limit and opts.limit < limit then limit = opts.limit end
   -- The head goes out with the first piece of body, in one write.
-  local pos = 0
   local first = math.min(limit, CHUNK)
   if not conn:send(head .. src.read(0, first)) then return false end
-  pos = first
+  local pos = first
   while pos < limit do
     local piece = src.read(pos, math.min(CHUNK, limit - pos))
     if not conn:send(piece) then return false end

@@ -75,7 +75,7 @@ function emulator.new(opts)
   local listener = assert(socket.bind(opts.host or "127.0.0.1", opts.port or 0, 1024))
   self.host, self.port = listener:getsockname()
   self.loop = http.loop(listener, function(conn) self:serve(conn) end,
-    function(err) self:note("error: " .. tostring(err)) end, opts.max_connections)
+    function(problem) self:note("error: " .. tostring(problem)) end, opts.max_connections)
   self:reset()
   return self
 end

@@ -82,7 +82,7 @@ function process.spawn(opts)
   os.execute(command(lua, args) .. " >" .. out .. " 2>" .. shell_quote(err) .. " </dev/null & echo $! >" .. pidfile)
   local pid = read_file(pidfile):match("%d+")
   os.remove(pidfile)
-  local deadline, url = socket.gettime() + START_TIMEOUT, nil
+  local deadline, url = socket.gettime() + START_TIMEOUT
   repeat
     url = read_file(out):match("sora%-emulator listening on (http://%S+)")
     if url or not (pid and alive(pid)) then break end

@@ -1,0 +1,23 @@
+-- luacheck configuration: `make lint` checks lua/, bin/, bench/, examples/ and spec/.
+-- One standard for every Lua sora supports: what 5.1 through 5.4 and LuaJIT all define.
+std = "max"
+-- Long lines are a matter for review, not for the linter: only absurd ones are flagged.
+max_line_length = 160
+-- Callbacks and handlers share signatures: an argument left unused is not a mistake.
+unused_args = false
+
+files["spec"] = { std = "+busted" }
+-- Neovim's API, for the plugin, its health check and the headless test harness.
+files["lua/sora/health.lua"] = { read_globals = { "vim" } }
+files["lua/sora/nvim"] = { read_globals = { "vim" } }
+files["plugin"] = { read_globals = { "vim" } }
+files["examples/nvim"] = { read_globals = { "vim" } }
+files["spec/support/nvim_harness.lua"] = { read_globals = { "vim" } }
+-- LÖVE's callbacks are globals in love.* by design.
+files["examples/love"] = { globals = { "love" } }
+-- spec/support/gcstress.lua replaces coroutine.create/wrap on purpose (the collector runs at
+-- every resume).
+files["spec/support/gcstress.lua"] = { globals = { "coroutine" } }
+-- Specs assign results they only sometimes inspect, and read the first page with a loop that
+-- breaks at once: neither is a defect in a test.
+files["spec"].ignore = { "311", "312", "314", "331", "421", "431", "512" }
