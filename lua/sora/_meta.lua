@@ -1,0 +1,332 @@
+---@meta
+-- Type annotations for lua-language-server (LuaLS): the whole public API of sora, including
+-- what the C core defines (sora.Client, sora.Video, sora.Error, sora.Transfer) and every
+-- option table. Editors read this file; nothing requires it (running it defines nothing).
+-- spec/types_spec.lua compares these names with the live module, so they cannot drift.
+
+-- ---- the module -------------------------------------------------------------------------
+
+---@class sora
+---@field _VERSION string sora's version, e.g. "sora 0.1.0"
+local sora = {}
+
+--- Makes a client. Options not given come from the environment (OPENAI_API_KEY,
+--- OPENAI_BASE_URL, OPENAI_ORG_ID, OPENAI_PROJECT_ID, OPENAI_CUSTOM_HEADERS, OPENAI_LOG).
+--- Raises when there is no key or an option is wrong.
+---@param opts? sora.ClientOptions
+---@return sora.Client
+function sora.new(opts) end
+
+--- libcurl's version string, e.g. "7.88.1".
+---@return string
+function sora.curl_version() end
+
+--- Whether `value` is a sora.Error.
+---@param value any
+---@return boolean
+function sora.is_error(value) end
+
+--- Seconds on the monotonic clock sora measures its deadlines with.
+---@return number
+function sora.now() end
+
+-- ---- option tables ------------------------------------------------------------------------
+
+---@alias sora.LogLevel "info"|"debug"
+---@alias sora.Callable function|table|userdata a function, or anything with __call
+
+---@class sora.ClientOptions
+---@field api_key? string the key, sent as `Authorization: Bearer` (default OPENAI_API_KEY)
+---@field base_url? string the API's URL (default OPENAI_BASE_URL, else https://api.openai.com/v1)
+---@field organization? string `OpenAI-Organization` (default OPENAI_ORG_ID)
+---@field project? string `OpenAI-Project` (default OPENAI_PROJECT_ID)
+---@field headers? table<string, string> extra request headers
+---@field timeout? number seconds per attempt (600); downloads use stall_timeout instead
+---@field connect_timeout? number seconds to connect (10)
+---@field stall_timeout? number a download receiving nothing this long fails as timeout (60)
+---@field deadline? number seconds for a whole call, retries included (none)
+---@field max_retries? integer retries of a failed attempt (2)
+---@field log? sora.LogLevel|fun(line: string, level: sora.LogLevel) log to stderr, or to a function
+---@field tls_verify? boolean only `false` turns certificate checks off (true)
+---@field ca_file? string a CA bundle
+
+---@class sora.RequestOptions
+---@field max_retries? integer this call's retries
+---@field timeout? number this call's seconds per attempt
+---@field deadline? number this call's seconds in all, retries included
+
+---@alias sora.ImageReference string|{ path: string }|{ data: string, filename?: string, content_type?: string }|{ image_url: string }|{ file_id: string }
+---@alias sora.VideoReference string|{ id: string }|{ path: string }|{ data: string, filename?: string, content_type?: string }
+---@alias sora.VideoFile string|{ path: string }|{ data: string, filename?: string, content_type?: string }
+
+---@class sora.CreateParams: sora.RequestOptions
+---@field prompt string
+---@field model? string "sora-2" or "sora-2-pro"
+---@field seconds? string|integer "4", "8" or "12" (sent as a string)
+---@field size? string "720x1280", "1280x720", "1024x1792" or "1792x1024"
+---@field input_reference? sora.ImageReference a reference image
+
+---@class sora.ListParams: sora.RequestOptions
+---@field after? string the id to list after
+---@field limit? integer videos per page
+---@field order? "asc"|"desc"
+
+---@class sora.RemixParams: sora.RequestOptions
+---@field prompt string
+
+---@class sora.EditParams: sora.RequestOptions
+---@field video sora.VideoReference
+---@field prompt string
+
+---@class sora.ExtendParams: sora.RequestOptions
+---@field video sora.VideoReference
+---@field prompt string
+---@field seconds string|integer
+
+---@class sora.CharacterParams: sora.RequestOptions
+---@field video sora.VideoFile
+---@field name string
+
+---@alias sora.Variant "video"|"thumbnail"|"spritesheet"
+
+---@class sora.DownloadOptions: sora.RequestOptions
+---@field variant? sora.Variant what to download ("video")
+---@field path? string stream into this file, replaced only when the whole body arrived
+---@field sink? fun(chunk: string)|sora.Callable hand each chunk to this function
+---@field on_progress? fun(received: integer, total: integer?)|sora.Callable follows the bytes
+---@field durable? boolean sync the file and its directory around the rename (false)
+
+---@class sora.WaitOptions
+---@field timeout? number seconds in all (900)
+---@field interval? number seconds between polls (the server's hint, else 1, growing)
+---@field max_interval? number the longest pause between polls (8)
+---@field on_progress? fun(video: sora.Video)|sora.Callable called after every poll
+
+---@class sora.GenerateParams: sora.CreateParams
+---@field output? string the file to download the video to
+---@field variant? sora.Variant what to download ("video")
+---@field interval? number
+---@field max_interval? number
+---@field on_progress? fun(video: sora.Video)|sora.Callable
+
+---@class sora.BatchOptions
+---@field concurrency? integer jobs at once (4)
+---@field max_attempts? integer attempts of a job the server answers 429 (6)
+---@field on_result? fun(i: integer, video: sora.Video|false, err: sora.Error?)|sora.Callable
+
+-- ---- values --------------------------------------------------------------------------------
+
+---@alias sora.Status "queued"|"in_progress"|"completed"|"failed"
+
+--- A video: a read-only handle; fields the server adds are kept too.
+---@class sora.Video
+---@field id string
+---@field object string "video"
+---@field model string
+---@field status sora.Status
+---@field progress number 0 to 100
+---@field created_at integer
+---@field completed_at? integer
+---@field expires_at? integer
+---@field prompt? string
+---@field size string
+---@field seconds string
+---@field remixed_from_video_id? string
+---@field error? { code: string, message: string }
+local Video = {}
+
+--- Retrieves the video and updates this handle in place.
+---@return sora.Video|nil video, sora.Error? err
+function Video:refresh() end
+
+--- Polls until the video completes (returns it) or fails or times out (nil, err).
+---@param opts? sora.WaitOptions
+---@return sora.Video|nil video, sora.Error? err
+function Video:wait(opts) end
+
+--- download_content for this video.
+---@param opts? sora.DownloadOptions
+---@return string|boolean|nil content, sora.Error? err
+function Video:download(opts) end
+
+---@param params sora.RemixParams
+---@return sora.Video|nil video, sora.Error? err
+function Video:remix(params) end
+
+---@return sora.Deleted|nil deleted, sora.Error? err
+function Video:delete() end
+
+--- Every field of the video, unknown ones included, in a plain table.
+---@return table<string, any>
+function Video:to_table() end
+
+---@class sora.Page
+---@field object string "list"
+---@field data sora.Video[]
+---@field first_id? string
+---@field last_id? string
+---@field has_more boolean
+
+---@class sora.Deleted
+---@field id string
+---@field object string "video.deleted"
+---@field deleted boolean
+
+---@class sora.Character
+---@field id? string
+---@field name string
+---@field created_at integer
+
+---@alias sora.ErrorKind "bad_request"|"authentication"|"permission_denied"|"not_found"|"conflict"|"unprocessable_entity"|"rate_limit"|"internal_server"|"api_status"|"connection"|"timeout"|"invalid_response"|"failed"|"aborted"|"io"
+
+--- What a failed call returns as its second value; `tostring(err)` is one line.
+---@class sora.Error
+---@field kind sora.ErrorKind
+---@field message string
+---@field status? integer the HTTP status
+---@field code? string
+---@field type? string
+---@field param? string
+---@field request_id? string
+---@field attempts? integer
+---@field retry_after? number seconds the server asked to wait
+---@field curl_code? string libcurl's name for a connection or timeout error, e.g. "COULDNT_CONNECT"
+---@field video? sora.Video the video of a failed generation
+---@field last_error? sora.Error the last transient error of a wait that timed out
+
+--- A request in flight (what the endpoints start and then wait for).
+---@class sora.Transfer
+local Transfer = {}
+
+---@return boolean
+function Transfer:done() end
+
+--- The request's value, or nil, err.
+---@return any value, sora.Error? err
+function Transfer:result() end
+
+--- Drives the client until the request has finished; its value, or nil, err.
+---@return any value, sora.Error? err
+function Transfer:wait() end
+
+--- Aborts the request.
+function Transfer:cancel() end
+
+--- A coroutine run by the client's scheduler (client:spawn).
+---@class sora.Task
+local Task = {}
+
+---@return boolean
+function Task:done() end
+
+--- The function's results, or nil, err when it raised or was cancelled (kind "aborted").
+---@return any ...
+function Task:result() end
+
+--- Cancels the task and its descendants; their transfers are aborted.
+function Task:cancel() end
+
+-- ---- the client ----------------------------------------------------------------------------
+
+---@class sora.Client
+local Client = {}
+
+---@param params sora.CreateParams
+---@return sora.Video|nil video, sora.Error? err
+function Client:create(params) end
+
+---@param id string
+---@param opts? sora.RequestOptions
+---@return sora.Video|nil video, sora.Error? err
+function Client:retrieve(id, opts) end
+
+--- One page of the list.
+---@param params? sora.ListParams
+---@return sora.Page|nil page, sora.Error? err
+function Client:list_page(params) end
+
+---@param id string
+---@param opts? sora.RequestOptions
+---@return sora.Deleted|nil deleted, sora.Error? err
+function Client:delete(id, opts) end
+
+---@param id string
+---@param params sora.RemixParams
+---@return sora.Video|nil video, sora.Error? err
+function Client:remix(id, params) end
+
+--- The bytes as a string; with `path` or `sink`, true.
+---@param id string
+---@param opts? sora.DownloadOptions
+---@return string|boolean|nil content, sora.Error? err
+function Client:download_content(id, opts) end
+
+---@param params sora.EditParams
+---@return sora.Video|nil video, sora.Error? err
+function Client:edit(params) end
+
+---@param params sora.ExtendParams
+---@return sora.Video|nil video, sora.Error? err
+function Client:extend(params) end
+
+---@param params sora.CharacterParams
+---@return sora.Character|nil character, sora.Error? err
+function Client:create_character(params) end
+
+---@param id string
+---@param opts? sora.RequestOptions
+---@return sora.Character|nil character, sora.Error? err
+function Client:get_character(id, opts) end
+
+--- Every video, page after page; a page that fails raises its error.
+---@param params? sora.ListParams
+---@return fun(): sora.Video?
+function Client:list(params) end
+
+--- Page after page; a page that fails raises its error.
+---@param params? sora.ListParams
+---@return fun(): sora.Page?
+function Client:pages(params) end
+
+--- Creates, then waits; wait_opts.timeout bounds the whole call.
+---@param params sora.CreateParams
+---@param wait_opts? sora.WaitOptions
+---@return sora.Video|nil video, sora.Error? err
+function Client:create_and_wait(params, wait_opts) end
+
+--- Creates, waits and downloads to `output`; `timeout` bounds the whole call.
+---@param params sora.GenerateParams
+---@return sora.Video|nil video, sora.Error? err, sora.Video? video_on_failure
+function Client:generate(params) end
+
+--- Runs generate tables at most `concurrency` at a time; videos[i] is false for a failed job.
+---@param jobs sora.GenerateParams[]
+---@param opts? sora.BatchOptions
+---@return (sora.Video|false)[] videos, table<integer, sora.Error> errors
+function Client:generate_many(jobs, opts) end
+
+--- Runs fn(...) as a task: inside it, sora calls yield instead of blocking.
+---@param fn function|sora.Callable
+---@param ... any
+---@return sora.Task
+function Client:spawn(fn, ...) end
+
+--- Advances every transfer and task, waiting at most `timeout` seconds (0); the number of
+--- tasks still running.
+---@param timeout? number
+---@return integer
+function Client:step(timeout) end
+
+--- Steps until every task has finished.
+function Client:run() end
+
+--- Waits `seconds` while driving the transfers (yields inside a task).
+---@param seconds number
+function Client:sleep(seconds) end
+
+--- Aborts every transfer and cancels every task. Idempotent.
+function Client:close() end
+
+--- The base URL, without userinfo.
+---@return string
+function Client:base_url() end
