@@ -7,7 +7,7 @@
 -- ---- the module -------------------------------------------------------------------------
 
 ---@class sora
----@field _VERSION string sora's version, e.g. "sora 0.1.0"
+---@field _VERSION string the version, e.g. "0.1.0"
 local sora = {}
 
 --- Makes a client. Options not given come from the environment (OPENAI_API_KEY,
