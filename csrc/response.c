@@ -47,6 +47,9 @@ static void add_header(lua_State *L, const char *name, size_t name_len, const ch
                        size_t value_len, void *ud) {
   const char *key = ud;
   size_t len;
+  /* libcurl 7.88 gives an empty value as "\r": trimmed here, whichever path read it */
+  while (value_len > 0 && isspace((unsigned char)value[value_len - 1])) value_len--;
+  while (value_len > 0 && isspace((unsigned char)value[0])) value++, value_len--;
   name = sora_push_redacted(L, name, name_len, key); /* headers, redacted name */
   len = sora_rawlen(L, -1);
   push_lower(L, name, len);
