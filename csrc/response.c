@@ -69,6 +69,7 @@ static void add_header(lua_State *L, const char *name, size_t name_len, const ch
 }
 
 static void push_headers(lua_State *L, sora_transfer *t) {
+  luaL_checkstack(L, 8, "sora: no room on the stack for the headers");
   lua_newtable(L);
   sora_transfer_each_header(L, t, add_header, t->client ? t->client->api_key : NULL);
   set_headers_meta(L);
