@@ -146,6 +146,16 @@ test-gcstress: deps
 	SORA_GCSTRESS=generational:$(GCSTRESS_EVERY) $(BUSTED) --run=default \
 	  --helper=spec/support/gcstress.lua $(MEMORY_PASS_ARGS) $(BUSTED_ARGS)
 
+# The header path for libcurl older than 7.83 (no curl_easy_header: lines read as they come),
+# built on purpose and run on the specs that read headers (a few seconds).
+NOHEADER_BUILD = build/noheader-5.4
+NOHEADER_SPECS ?= spec/response_raw_spec.lua spec/response_endpoints_spec.lua \
+  spec/integrity_download_spec.lua spec/client_errors_spec.lua
+.PHONY: test-noheader
+test-noheader: deps
+	$(MAKE) LUA_VERSION=5.4 BUILD=$(NOHEADER_BUILD) CFLAGS="$(OPT) -DSORA_NO_HEADER_API"
+	$(BUSTED) --run=default --cpath="$(NOHEADER_BUILD)/?.so" $(NOHEADER_SPECS)
+
 # ---- embedding: a C host with a frame loop, benchmarks ----------------------------------
 # build/host embeds Lua 5.4 and runs examples/host.lua in a 60 Hz loop (see examples/host.c);
 # `make host-run` builds the module too and runs it against a local emulator.

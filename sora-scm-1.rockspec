@@ -32,6 +32,7 @@ build = {
         "csrc/args.c", "csrc/body.c", "csrc/buffer.c", "csrc/client.c", "csrc/compat.c", "csrc/core.c", "csrc/download.c",
         "csrc/endpoints.c", "csrc/error.c", "csrc/headers.c", "csrc/json.c",
         "csrc/marshal.c", "csrc/media.c", "csrc/multipart.c", "csrc/outcome.c", "csrc/retry.c",
+        "csrc/response.c",
         "csrc/transfer.c", "csrc/url.c", "csrc/video.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },

@@ -24,8 +24,10 @@ static const sora_field extend_body[] = {
 static const sora_field character_body[] = {F("video", VIDEO_FILE, 1), F("name", TEXT, 1), END};
 
 /* Options that stay on this side of the wire: every call may set its own retries and time
- * limits; download_content also says where the bytes go. */
-#define REQUEST_OPTIONS F("max_retries", INTEGER, 0), F("timeout", NUMBER, 0), F("deadline", NUMBER, 0)
+ * limits and ask for the HTTP response beside the value; download_content also says where
+ * the bytes go. */
+#define REQUEST_OPTIONS F("max_retries", INTEGER, 0), F("timeout", NUMBER, 0), F("deadline", NUMBER, 0), \
+                        F("with_response", BOOLEAN, 0)
 static const sora_field request_local[] = {REQUEST_OPTIONS, END};
 static const sora_field content_local[] = {
     F("path", TEXT, 0), F("sink", FUNCTION, 0), F("on_progress", FUNCTION, 0), F("durable", BOOLEAN, 0),
@@ -102,7 +104,7 @@ static int prepare_sink(lua_State *L, sora_transfer *t, int transfer, int opts) 
   return 0;
 }
 
-/* max_retries, timeout and deadline of this call, over the client's. */
+/* max_retries, timeout and deadline of this call, over the client's; with_response. */
 static void apply_request_options(lua_State *L, sora_transfer *t, int params) {
   lua_getfield(L, params, "max_retries");
   /* clamped before the conversions: out of range (math.huge, 2^40) is UB or wraps */
@@ -116,7 +118,9 @@ static void apply_request_options(lua_State *L, sora_transfer *t, int params) {
     if (!(deadline > 0)) sora_arg_error(L, t->endpoint, params, "field 'deadline' must be positive");
     t->deadline_at = sora_now() + fmin(deadline, 1e9);
   }
-  lua_pop(L, 3);
+  lua_getfield(L, params, "with_response"); /* ..., with_response */
+  t->with_response = lua_toboolean(L, -1);
+  lua_pop(L, 4);
   if (t->max_retries < 0) sora_arg_error(L, t->endpoint, params, "field 'max_retries' must not be negative");
   if (t->timeout_ms <= 0) sora_arg_error(L, t->endpoint, params, "field 'timeout' must be positive");
 }

@@ -29,17 +29,16 @@ static void push_failure(lua_State *L, sora_transfer *t, const char *kind, const
     lua_pushnumber(L, sora_transfer_server_delay(t));
     lua_setfield(L, -2, "retry_after");
   }
+  sora_add_response_fields(L, t, -1); /* elapsed; the headers of an HTTP answer */
 }
 
 static void push_transport_error(lua_State *L, sora_transfer *t) {
   const char *detail = t->curl_message[0] ? t->curl_message : curl_easy_strerror(t->code);
   int timed_out = t->code == CURLE_OPERATION_TIMEDOUT;
+  t->status = 0; /* whatever arrived, the call ended without an answer: no status, no headers */
   lua_pushfstring(L, "%s %s: %s", t->endpoint->method, t->endpoint->name, detail);
   push_failure(L, t, timed_out ? "timeout" : "connection", lua_tostring(L, -1));
   lua_remove(L, -2);
-  t->status = 0;
-  lua_pushnil(L);
-  lua_setfield(L, -2, "status");
   sora_push_curl_code(L, t->code); /* libcurl's own name, e.g. COULDNT_CONNECT */
   lua_setfield(L, -2, "curl_code");
 }
@@ -158,7 +157,8 @@ static void push_outcome(lua_State *L, sora_transfer *t, int transfer_idx) {
     lua_pushnil(L);
     push_invalid(L, t, "the body is shorter than its Content-Length");
   } else if (push_success(L, t, transfer_idx)) {
-    lua_pushnil(L);
+    if (t->with_response) sora_push_response(L, t); /* value, response */
+    else lua_pushnil(L);
   } else {
     lua_pushnil(L);
     lua_insert(L, -2);

@@ -207,6 +207,11 @@ struct sora_transfer {
   const char *invalid;             /* why the answer cannot be kept (static text), or NULL */
   int not_regular;                 /* the target exists and is not a regular file */
   int durable;                     /* fsync the file before the rename, the directory after */
+  /* the raw response (response.c), asked for by the per-call option with_response */
+  int with_response;
+  double called_at, finished_at;   /* monotonic: the first attempt's start, the call's end */
+  int keep_header_lines;           /* without curl_easy_header: this response's lines are kept */
+  sora_buffer header_lines;        /* then "name:value\n" each, for with_response or an error */
 };
 
 SORA_HIDDEN sora_transfer *sora_transfer_new(lua_State *L, sora_client *c,
@@ -223,6 +228,11 @@ SORA_HIDDEN void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcod
 SORA_HIDDEN void sora_transfer_abort(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_detach(lua_State *L, sora_transfer *t);
 SORA_HIDDEN int sora_transfer_result(lua_State *L, int transfer_idx);
+/* Calls fn for each header of the final response, in the order they came (no trailers, no
+ * 1xx, no proxy CONNECT, never the request's own); fn may raise. */
+typedef void (*sora_header_fn)(lua_State *L, const char *name, size_t name_len,
+                               const char *value, size_t value_len, void *ud);
+SORA_HIDDEN void sora_transfer_each_header(lua_State *L, sora_transfer *t, sora_header_fn fn, void *ud);
 SORA_HIDDEN int sora_open_transfer(lua_State *L);
 SORA_HIDDEN double sora_now(void);
 
@@ -302,6 +312,10 @@ SORA_HIDDEN int sora_open_endpoints(lua_State *L);
 SORA_EXPORT int luaopen_sora_core(lua_State *L);
 
 SORA_HIDDEN void sora_push_error(lua_State *L, const char *kind, long status, const char *message);
+/* The raw response (response.c): the table with_response returns beside a value, and the same
+ * fields (headers, elapsed) on the error object at err_idx. */
+SORA_HIDDEN void sora_push_response(lua_State *L, sora_transfer *t);
+SORA_HIDDEN void sora_add_response_fields(lua_State *L, sora_transfer *t, int err_idx);
 SORA_HIDDEN void sora_push_curl_code(lua_State *L, CURLcode code); /* "COULDNT_CONNECT" */
 
 /* The client's key, wherever a server echoes it: every string that came from the server is

@@ -122,6 +122,8 @@ static void reset_response(sora_transfer *t) {
   t->content_length = -1;
   t->range_start = t->range_end = t->range_total = -1;
   sora_buffer_clear(&t->handle->response);
+  t->keep_header_lines = 0;
+  sora_buffer_clear(&t->header_lines);
 }
 
 static void keep_content_range(sora_transfer *t, const char *value, size_t len) {
@@ -168,6 +170,41 @@ static void read_named_headers(sora_transfer *t) {
 }
 #endif
 
+/* ---- every header, for with_response and error objects (response.c) -------------------- */
+
+#ifdef HAVE_HEADER_API
+/* libcurl keeps the last response's headers on the easy handle until its next transfer: read
+ * only when asked, nothing is copied while the response arrives. */
+void sora_transfer_each_header(lua_State *L, sora_transfer *t, sora_header_fn fn, void *ud) {
+  struct curl_header *h = NULL;
+  if (t->handle == NULL) return;
+  while ((h = curl_easy_nextheader(t->handle->easy, CURLH_HEADER, -1, h)) != NULL)
+    fn(L, h->name, strlen(h->name), h->value, strlen(h->value), ud);
+}
+#else
+/* The lines on_header kept, when the response began with a status that asked for them. */
+static void keep_line(sora_transfer *t, const char *name, size_t name_len, const char *value,
+                      size_t len) {
+  sora_buffer *b = &t->header_lines;
+  if (!sora_buffer_append(b, name, name_len) || !sora_buffer_append(b, ":", 1) ||
+      !sora_buffer_append(b, value, len) || !sora_buffer_append(b, "\n", 1))
+    t->keep_header_lines = 0; /* out of memory: what was kept is given, no more */
+}
+
+void sora_transfer_each_header(lua_State *L, sora_transfer *t, sora_header_fn fn, void *ud) {
+  const char *line = t->header_lines.data, *end = line + t->header_lines.len;
+  while (line != NULL && line < end) {
+    const char *eol = memchr(line, '\n', (size_t)(end - line));
+    const char *name, *value;
+    size_t name_len, value_len;
+    if (eol == NULL) break;
+    if (sora_header_split(line, (size_t)(eol - line), &name, &name_len, &value, &value_len))
+      fn(L, name, name_len, value, value_len, ud);
+    line = eol + 1;
+  }
+}
+#endif
+
 /* The status and the body's length as libcurl framed them; read once the body begins (or the
  * response ends without one). */
 static void read_framing(sora_transfer *t) {
@@ -189,6 +226,9 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
   size_t len = size * n;
   if (is_status_line(line, len)) {
     reset_response(t);
+#ifndef HAVE_HEADER_API /* every line is kept for with_response, and for errors */
+    t->keep_header_lines = t->with_response || !is_success(sora_parse_status_line(line, len));
+#endif
   } else if (is_blank_line(line, len)) {
     curl_easy_getinfo(t->handle->easy, CURLINFO_RESPONSE_CODE, &t->status);
 #ifdef HAVE_HEADER_API
@@ -198,8 +238,10 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
 #ifndef HAVE_HEADER_API
     const char *name, *value;
     size_t name_len, value_len;
-    if (!t->headers_read && sora_header_split(line, len, &name, &name_len, &value, &value_len))
+    if (!t->headers_read && sora_header_split(line, len, &name, &name_len, &value, &value_len)) {
       keep_header(t, name, name_len, value, value_len); /* lines after the body are trailers */
+      if (t->keep_header_lines) keep_line(t, name, name_len, value, value_len);
+    }
 #endif
   }
   return len;
@@ -484,6 +526,7 @@ static void finish(lua_State *L, sora_transfer *t) {
   free_mime(t);
   curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, (void *)NULL);
   curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, (void *)NULL); /* the body may be collected */
+  t->finished_at = sora_now();
   t->state = SORA_STATE_DONE;
   (void)L; /* the client lets go of it at the end of its drive (client.c) or right away */
 }
@@ -550,6 +593,7 @@ void sora_transfer_begin(lua_State *L, int transfer_idx) {
   transfer_idx = sora_absindex(L, transfer_idx);
   anchor(L, t, transfer_idx);
   t->attempts = 1;
+  t->called_at = sora_now();
   sora_transfer_start(L, t);
   if (t->state == SORA_STATE_DONE) unanchor(L, t, transfer_idx); /* it could not start */
 }
@@ -597,6 +641,7 @@ static int transfer_gc(lua_State *L) {
   sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
   if (t->client) sora_transfer_detach(L, t);
   sora_buffer_free(&t->content);
+  sora_buffer_free(&t->header_lines);
   free(t->path);
   free(t->temp_path);
   t->path = t->temp_path = NULL;

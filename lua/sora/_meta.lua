@@ -54,6 +54,7 @@ function sora.now() end
 ---@field max_retries? integer this call's retries
 ---@field timeout? number this call's seconds per attempt
 ---@field deadline? number this call's seconds in all, retries included
+---@field with_response? boolean also return the HTTP response (a sora.Response) as the second value
 
 ---@alias sora.ImageReference string|{ path: string }|{ data: string, filename?: string, content_type?: string }|{ image_url: string }|{ file_id: string }
 ---@alias sora.VideoReference string|{ id: string }|{ path: string }|{ data: string, filename?: string, content_type?: string }
@@ -136,8 +137,9 @@ function sora.now() end
 local Video = {}
 
 --- Retrieves the video and updates this handle in place.
----@return sora.Video|nil video, sora.Error? err
-function Video:refresh() end
+---@param opts? { with_response?: boolean }
+---@return sora.Video|nil video, sora.Error|sora.Response|nil err_or_response
+function Video:refresh(opts) end
 
 --- Polls until the video completes (returns it) or fails or times out (nil, err).
 ---@param opts? sora.WaitOptions
@@ -146,19 +148,28 @@ function Video:wait(opts) end
 
 --- download_content for this video.
 ---@param opts? sora.DownloadOptions
----@return string|boolean|nil content, sora.Error? err
+---@return string|boolean|nil content, sora.Error|sora.Response|nil err_or_response
 function Video:download(opts) end
 
 ---@param params sora.RemixParams
----@return sora.Video|nil video, sora.Error? err
+---@return sora.Video|nil video, sora.Error|sora.Response|nil err_or_response
 function Video:remix(params) end
 
----@return sora.Deleted|nil deleted, sora.Error? err
-function Video:delete() end
+---@param opts? sora.RequestOptions
+---@return sora.Deleted|nil deleted, sora.Error|sora.Response|nil err_or_response
+function Video:delete(opts) end
 
 --- Every field of the video, unknown ones included, in a plain table.
 ---@return table<string, any>
 function Video:to_table() end
+
+--- The HTTP answer that ended a call, returned beside its value with `with_response = true`.
+---@class sora.Response
+---@field status integer
+---@field headers table<string, string> lower-case names; repeated headers joined with ", "
+---@field request_id? string x-request-id
+---@field elapsed number seconds from the first attempt's start to the last one's end
+---@field attempts integer
 
 ---@class sora.Page
 ---@field object string "list"
@@ -193,6 +204,8 @@ function Video:to_table() end
 ---@field curl_code? string libcurl's name for a connection or timeout error, e.g. "COULDNT_CONNECT"
 ---@field video? sora.Video the video of a failed generation
 ---@field last_error? sora.Error the last transient error of a wait that timed out
+---@field headers? table<string, string> the answer's headers, for every error that got an HTTP answer
+---@field elapsed? number seconds the call took
 
 --- A request in flight (what the endpoints start and then wait for).
 ---@class sora.Transfer
@@ -232,50 +245,50 @@ function Task:cancel() end
 local Client = {}
 
 ---@param params sora.CreateParams
----@return sora.Video|nil video, sora.Error? err
+---@return sora.Video|nil video, sora.Error|sora.Response|nil err_or_response
 function Client:create(params) end
 
 ---@param id string
 ---@param opts? sora.RequestOptions
----@return sora.Video|nil video, sora.Error? err
+---@return sora.Video|nil video, sora.Error|sora.Response|nil err_or_response
 function Client:retrieve(id, opts) end
 
 --- One page of the list.
 ---@param params? sora.ListParams
----@return sora.Page|nil page, sora.Error? err
+---@return sora.Page|nil page, sora.Error|sora.Response|nil err_or_response
 function Client:list_page(params) end
 
 ---@param id string
 ---@param opts? sora.RequestOptions
----@return sora.Deleted|nil deleted, sora.Error? err
+---@return sora.Deleted|nil deleted, sora.Error|sora.Response|nil err_or_response
 function Client:delete(id, opts) end
 
 ---@param id string
 ---@param params sora.RemixParams
----@return sora.Video|nil video, sora.Error? err
+---@return sora.Video|nil video, sora.Error|sora.Response|nil err_or_response
 function Client:remix(id, params) end
 
 --- The bytes as a string; with `path` or `sink`, true.
 ---@param id string
 ---@param opts? sora.DownloadOptions
----@return string|boolean|nil content, sora.Error? err
+---@return string|boolean|nil content, sora.Error|sora.Response|nil err_or_response
 function Client:download_content(id, opts) end
 
 ---@param params sora.EditParams
----@return sora.Video|nil video, sora.Error? err
+---@return sora.Video|nil video, sora.Error|sora.Response|nil err_or_response
 function Client:edit(params) end
 
 ---@param params sora.ExtendParams
----@return sora.Video|nil video, sora.Error? err
+---@return sora.Video|nil video, sora.Error|sora.Response|nil err_or_response
 function Client:extend(params) end
 
 ---@param params sora.CharacterParams
----@return sora.Character|nil character, sora.Error? err
+---@return sora.Character|nil character, sora.Error|sora.Response|nil err_or_response
 function Client:create_character(params) end
 
 ---@param id string
 ---@param opts? sora.RequestOptions
----@return sora.Character|nil character, sora.Error? err
+---@return sora.Character|nil character, sora.Error|sora.Response|nil err_or_response
 function Client:get_character(id, opts) end
 
 --- Every video, page after page; a page that fails raises its error.

@@ -43,8 +43,8 @@ function Video:remix(params)
   return self:_client():remix(self.id, params)
 end
 
-function Video:delete()
-  return self:_client():delete(self.id)
+function Video:delete(opts) -- opts: per-call options, e.g. { with_response = true }
+  return self:_client():delete(self.id, opts)
 end
 
 -- ---- tasks ------------------------------------------------------------------------------

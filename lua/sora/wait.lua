@@ -38,8 +38,23 @@ local function refresh(video, deadline)
   return video:_update(fresh)
 end
 
-function wait.refresh(video)
-  return refresh(video)
+--- video:refresh([{ with_response = true }]): the handle, updated in place (and the response
+-- of the retrieve that updated it), or nil, err.
+function wait.refresh(video, opts)
+  if opts == nil then return refresh(video) end
+  opts = args.options("refresh", 1, args.table("refresh", 1, opts), { with_response = "boolean" })
+  local fresh, response = video:_client():retrieve(video.id, { with_response = opts.with_response })
+  if not fresh then return nil, response end
+  return video:_update(fresh), response
+end
+
+-- Conveniences that make several requests have no one response to give: with_response is
+-- refused there by name, rather than passed to their create and its answer dropped.
+local function refuse_with_response(fname, n, params, prefix)
+  if params.with_response ~= nil then
+    args.fail(fname, n, "%soption 'with_response' is for single requests: %s makes several "
+              .. "(ask create, retrieve or download_content for theirs)", prefix or "", fname)
+  end
 end
 
 local function failure(video)
@@ -141,6 +156,7 @@ wait.create_params = create_params
 -- err. wait_opts.timeout (900 s) bounds the whole call, the create included.
 function wait.create_and_wait(client, params, wait_opts)
   args.table("create_and_wait", 1, params)
+  refuse_with_response("create_and_wait", 1, params)
   wait_opts = args.options("create_and_wait", 2, args.table("create_and_wait", 2, wait_opts, true),
                            wait.OPTIONS)
   local timeout = wait_opts.timeout or wait.DEFAULT_TIMEOUT
@@ -158,6 +174,7 @@ local GENERATE_LOCAL = { output = "string", variant = "string", timeout = "durat
 -- checking generate's own options (`prefix` names a batch's job in messages).
 function wait.split(fname, n, params, prefix)
   local create, opts, output, variant = {}, {}, nil, nil
+  refuse_with_response(fname, n, params, prefix)
   for name, value in pairs(params) do
     local kind = GENERATE_LOCAL[name]
     if kind then
