@@ -89,7 +89,8 @@ local function c_names(file, array)
   for name in body:gmatch('"([%w_]+)"') do set[name] = true end
   -- a macro of shared fields (REQUEST_OPTIONS) stands for the names of its definition
   for macro in body:gmatch("([%u_]+_OPTIONS)") do
-    local definition = assert(text:match("#define " .. macro .. " ([^\n]*)"), macro)
+    local from = assert(text:find("#define " .. macro .. " ", 1, true), macro)
+    local definition = text:sub(from):match("^(.-[^\\])\n") -- lines ending in \ continue it
     for name in definition:gmatch('"([%w_]+)"') do set[name] = true end
   end
   return set
