@@ -3,8 +3,9 @@
 -- Usage errors of the client (a reference that is not an image, a file that cannot be read)
 -- are raised by sora and turned into exit code 2 by main.
 local sora = require "sora"
+local core = require "sora.core"
 
-local now = sora.now
+local now, make_error = sora.now, core.error
 local format = string.format
 
 local commands = {}
@@ -40,23 +41,37 @@ end
 
 -- ---- waiting and downloading -------------------------------------------------------------------
 
--- A time budget: the seconds left of it, as a request's deadline.
+-- A time budget of `timeout` seconds: a function giving the seconds left of it, as a
+-- request's deadline, and the budget itself.
 local function budget(timeout)
-  local deadline = now() + (timeout or DEFAULT_TIMEOUT)
+  timeout = timeout or DEFAULT_TIMEOUT
+  local deadline = now() + timeout
   return function()
     local left = deadline - now()
     return left > MIN_DEADLINE and left or MIN_DEADLINE
-  end
+  end, timeout
+end
+
+-- A wait's timeout told against the whole command's --timeout, not the part of it that was
+-- left when the wait began.
+local function timed_out(err, timeout)
+  local video = err.video
+  return make_error{ kind = "timeout", video = video, last_error = err.last_error,
+    message = format("video %s did not finish within %g s (status %s, %s%%)", video.id, timeout,
+      tostring(video.status), tostring(video.progress)) }
 end
 
 -- Waits for `video` within the budget, drawing its progress; the completed video or nil, err.
-local function wait_for(ctx, video, args, left)
+local function wait_for(ctx, video, args, left, timeout)
   local reporter = ctx.reporter
   reporter:video(video)
   local done, err = video:wait{ timeout = left(), interval = args.interval,
     on_progress = function(v) reporter:video(v) end }
   if done then reporter:video(done) end
   reporter:finish()
+  if err and err.kind == "timeout" and err.video and not err.status then
+    err = timed_out(err, timeout)
+  end
   return done, err
 end
 
@@ -73,13 +88,13 @@ end
 
 -- After a create (or remix, edit, extend): print the video at once, or wait for it (--wait,
 -- -o) and download it (-o); `always` downloads whatever the flags (generate).
-local function finish(ctx, video, args, left, always)
+local function finish(ctx, video, args, left, timeout, always)
   if not (always or args.wait or args.output) then
     ctx.printer:video(video)
     return nil
   end
   ctx.printer:say(format("created %s (%s)", video.id, tostring(video.status)))
-  local done, err = wait_for(ctx, video, args, left)
+  local done, err = wait_for(ctx, video, args, left, timeout)
   if not done then return err end
   if not (always or args.output) then
     ctx.printer:video(done)
@@ -102,10 +117,10 @@ end
 
 -- A request that makes a video (create, remix, edit, extend), then finish.
 local function making(ctx, args, always, request)
-  local left = budget(args.timeout)
+  local left, timeout = budget(args.timeout)
   local video, err = request(left())
   if not video then return err end
-  return finish(ctx, video, args, left, always)
+  return finish(ctx, video, args, left, timeout, always)
 end
 
 -- ---- the commands -----------------------------------------------------------------------------
@@ -152,11 +167,11 @@ function commands.get(ctx, args)
 end
 
 function commands.wait(ctx, args)
-  local left = budget(args.timeout)
+  local left, timeout = budget(args.timeout)
   local video, err = ctx.client:retrieve(args.id, { deadline = left() })
   if not video then return err end
   return finish(ctx, video, { wait = true, output = args.output, variant = args.variant,
-                              interval = args.interval }, left)
+                              interval = args.interval }, left, timeout)
 end
 
 function commands.delete(ctx, args)
