@@ -19,10 +19,14 @@ function output.new(json, secrets)
     Printer)
 end
 
+-- Shorter secrets are left alone, as the module does: replacing every "abc" would garble
+-- every text they appear in (and a key that short is refused by any real server).
+local MIN_SECRET = 8
+
 -- Replaces every occurrence of each secret (a plain search, not a pattern).
 function Printer:redact(text)
   for _, secret in pairs(self.secrets) do
-    if #secret > 0 then
+    if #secret >= MIN_SECRET then
       local from = text:find(secret, 1, true)
       while from do
         text = text:sub(1, from - 1) .. "[redacted key]" .. text:sub(from + #secret)
