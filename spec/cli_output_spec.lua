@@ -127,6 +127,20 @@ describe("sora output", function()
     assert.are.equal(0, r.code, r.stderr)
   end)
 
+  it("examples/demo.lua --help prints help and writes no file named --help", function()
+    local lua, cpath = cli.interpreter()
+    local root = os.getenv("PWD")
+    local p = io.popen("cd " .. H.shell_quote(dir) .. " && LUA_PATH=" .. H.shell_quote(root
+      .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;") .. " LUA_CPATH=" .. H.shell_quote(cpath
+      .. ";;") .. " " .. lua .. " " .. H.shell_quote(root .. "/examples/demo.lua")
+      .. " --help 2>&1; echo \"exit=$?\"")
+    local out = p:read("*a")
+    p:close()
+    assert.matches("Usage: demo.lua", out)
+    assert.matches("exit=0", out)
+    assert.is_false(H.exists(dir .. "/--help"))
+  end)
+
   it("--json: every line of stdout is one JSON object, an error included", function()
     local r = sora({ "--json", "create", "one object" })
     local lines = cli.lines(r.stdout)
