@@ -212,6 +212,7 @@ describe("sora command", function()
     local v = json({ "wait", id, "--json" })
     assert.are.equal("completed", v.status)
     v = json({ "wait", id, "-o", "waited.mp4", "--json" })
+    assert.are.equal("waited.mp4", v.output)
     same_as_served(dir .. "/waited.mp4", id)
   end)
 

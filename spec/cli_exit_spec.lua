@@ -44,8 +44,8 @@ describe("sora exit codes", function()
           "docs/cli.md has no row for " .. name .. " = " .. code)
       end
     end
-    assert.are.equal(12, rows)
-    assert.are.same({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 }, (function()
+    assert.are.equal(13, rows)
+    assert.are.same({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 130 }, (function()
       local codes = {}
       for _, code in pairs(exit) do if type(code) == "number" then codes[#codes + 1] = code end end
       table.sort(codes)
@@ -72,9 +72,12 @@ describe("sora exit codes", function()
       { { "download", "v", "--variant", "poster" }, "--variant" },
       { { "extend", "video_1", "more" }, "missing option '--seconds'" },
       { { "generate", "x", "--image", "a.png", "--file-id", "f" }, "can not be used together" },
-      { { "generate", "x", "--image", "not-an-image.txt" }, "--image: 'not-an-image.txt' is not a JPEG, PNG or WebP image" },
+      { { "generate", "x", "--image", "not-an-image.txt" },
+        "--image: 'not-an-image.txt' is not a JPEG, PNG or WebP image" },
       { { "generate", "x", "--image", "missing.png" }, "--image: cannot open 'missing.png'" },
       { { "edit", "missing.mp4", "x" }, "<video>: cannot open 'missing.mp4'" },
+      { { "generate", "x", "-o", "-" }, "'-' (stdout) is for sora download" },
+      { { "wait", "video_1", "-o", "-" }, "'-' (stdout) is for sora download" },
       { { "--base-url", "ftp://example.com", "list" }, "base_url must start with http:// or https://" },
     } do
       it(table.concat(case[1], " "), function()
@@ -144,6 +147,23 @@ describe("sora exit codes", function()
     local err = cli.decode(cli.lines(r.stdout)[1]).error
     assert.are.same({ "failed", "moderation_blocked", "failed" },
       { err.kind, err.code, err.video.status })
+  end)
+
+  it("130 on Ctrl-C (one SIGINT), leaving no file", function()
+    E:config{ job_seconds = 60 }
+    local out, err = os.tmpname(), os.tmpname()
+    local p = io.popen("cd " .. H.shell_quote(dir) .. " && { " .. cli.command({ "generate", "x",
+      "-o", "interrupted.mp4", "--interval", "0.1" }, env, {}) .. " >" .. out .. " 2>" .. err
+      .. " & pid=$!; sleep 1; kill -INT $pid; wait $pid; echo $?; }")
+    local code = tonumber(p:read("*a"):match("(%d+)%s*$"))
+    p:close()
+    E:config{ job_seconds = 0.3 }
+    local stderr = H.read(err)
+    os.remove(out)
+    os.remove(err)
+    assert.are.equal(exit.INTERRUPTED, code, stderr)
+    assert.matches("sora generate: interrupted", stderr)
+    assert.is_false(H.exists(dir .. "/interrupted.mp4"))
   end)
 
   it("11 when a local file cannot be written", function()

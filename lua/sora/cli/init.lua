@@ -118,6 +118,11 @@ local function run(args, printer)
     printer:error(args.command, err)
     return exit.for_error(err)
   end
+  -- the interpreter's SIGINT handler raises "interrupted!" at the next Lua instruction
+  if type(err) == "string" and err:match("interrupted!$") then
+    printer:error(args.command, "interrupted")
+    return exit.INTERRUPTED
+  end
   local usage = argument_error(err)
   printer:error(args.command, usage or err)
   return usage and exit.USAGE or exit.OTHER

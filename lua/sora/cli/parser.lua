@@ -22,6 +22,13 @@ local function integer(text)
   return nil, "a non-negative integer expected, got '" .. text .. "'"
 end
 
+-- A file to download to after a wait: stdout would mix the video's bytes with the lines
+-- that tell how the wait went, so `-o -` belongs to `sora download` alone.
+local function file_path(text)
+  if text == "-" then return nil, "'-' (stdout) is for sora download; give a file name" end
+  return text
+end
+
 local GLOBAL_EPILOG = [[
 Global options (before or after the command): --api-key, --base-url, --organization,
 --project, --json, --progress, --max-retries, -v. See `sora --help`.]]
@@ -44,7 +51,7 @@ local function finish_flags(cmd, always)
     cmd:flag("-w --wait", "Wait until the video completes (or fails).")
   end
   cmd:option("-o --output", always and "Where to write the video (default: <id>.mp4)."
-    or "Wait, then download the video to this file."):argname("<path>")
+    or "Wait, then download the video to this file."):argname("<path>"):convert(file_path)
   cmd:option("--variant", "What to download."):choices(VARIANTS):default("video")
   cmd:option("--timeout", "Seconds the whole command may take (default 900)."):convert(number)
   cmd:option("--interval", "Seconds between polls (default: the server's hint, growing)."):convert(number)
@@ -82,12 +89,13 @@ local function add_commands(p)
 
   local download = command(p, "download", "Download a video's content (GET /videos/{id}/content).")
   download:argument("id", "The video's id.")
-  download:option("-o --output", "Where to write it (default: <id>.mp4, .webp or .jpg; - for stdout)."):argname("<path>")
+  download:option("-o --output", "Where to write it (default: <id>.mp4, .webp or .jpg; - for stdout).")
+    :argname("<path>")
   download:option("--variant", "What to download."):choices(VARIANTS):default("video")
 
   local wait = command(p, "wait", "Wait until a video completes or fails.")
   wait:argument("id", "The video's id.")
-  wait:option("-o --output", "Then download it to this file."):argname("<path>")
+  wait:option("-o --output", "Then download it to this file."):argname("<path>"):convert(file_path)
   wait:option("--variant", "What to download."):choices(VARIANTS):default("video")
   wait:option("--timeout", "Seconds to wait (default 900)."):convert(number)
   wait:option("--interval", "Seconds between polls (default: the server's hint, growing)."):convert(number)
