@@ -150,6 +150,8 @@ describe("sora exit codes", function()
   end)
 
   it("130 on Ctrl-C (one SIGINT), leaving no file", function()
+    -- the SIGINT handler is lua.c's; a sanitized test interpreter (tools/sanlua.c) has none
+    if os.getenv("SORA_TEST_LUA") then return pending("needs lua.c's SIGINT handler") end
     E:config{ job_seconds = 60 }
     local out, err = os.tmpname(), os.tmpname()
     local p = io.popen("cd " .. H.shell_quote(dir) .. " && { " .. cli.command({ "generate", "x",

@@ -121,6 +121,17 @@ describe("sora output", function()
     end)
   end)
 
+  it("sends --organization and --project, over OPENAI_ORG_ID and OPENAI_PROJECT_ID", function()
+    local env = { OPENAI_API_KEY = ENV_KEY, OPENAI_BASE_URL = E.url, OPENAI_ORG_ID = "org_env",
+                  OPENAI_PROJECT_ID = "proj_env" }
+    assert.are.equal(0, sora({ "list" }, env).code)
+    local h = E:last_request().headers
+    assert.are.same({ "org_env", "proj_env" }, { h["openai-organization"], h["openai-project"] })
+    assert.are.equal(0, sora({ "list", "--organization", "org_flag", "--project", "proj_flag" }, env).code)
+    h = E:last_request().headers
+    assert.are.same({ "org_flag", "proj_flag" }, { h["openai-organization"], h["openai-project"] })
+  end)
+
   it("--base-url wins over OPENAI_BASE_URL", function()
     local r = sora({ "list", "--base-url", E.url },
       { OPENAI_API_KEY = ENV_KEY, OPENAI_BASE_URL = "http://127.0.0.1:1/v1" })

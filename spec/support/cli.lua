@@ -18,6 +18,7 @@ function M.interpreter(name)
   if name then return name, ROOT .. "/build/" .. name:match("%d%.%d") .. "/?.so" end
   local lua, cpath = H.interpreter()
   if not cpath:match("^/") then cpath = ROOT .. "/" .. cpath end
+  if lua:match("/") and not lua:match("^/") then lua = ROOT .. "/" .. lua end -- sanlua
   return lua, cpath
 end
 

@@ -197,6 +197,7 @@ function commands.list(ctx, args)
   local page, err = ctx.client:list_page(query)
   if not page then return err end
   for _, video in ipairs(page.data) do ctx.printer:video_row(video) end
+  if #page.data == 0 then ctx.printer:note("no videos") end
   if page.has_more and page.last_id then
     ctx.printer:note(format("more: sora list --after %s", page.last_id))
   end
