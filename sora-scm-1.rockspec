@@ -18,6 +18,7 @@ dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson",
   "luasocket", -- for the emulator only
+  -- "argparse", -- for the sora command (bin/sora, lua/sora/cli/): add with bin = { sora = "bin/sora" }
 }
 -- Debian keeps curl/curl.h in /usr/include/<triplet>, where LuaRocks does not look, so
 -- only the library is checked.

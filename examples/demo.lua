@@ -1,12 +1,22 @@
 -- Generates a video and writes it to an MP4 file, showing progress while it waits.
 --
---   lua5.4 examples/demo.lua [out.mp4] [reference-image]
+--   lua5.4 examples/demo.lua [out.mp4] [reference-image]     (--help for the options)
 --
 -- With OPENAI_API_KEY and OPENAI_BASE_URL both set, it talks to that server; otherwise it
--- starts the local emulator for the run (make demo sets up the paths).
+-- starts the local emulator for the run (make demo sets up the paths). The same in one line
+-- with the command line tool: `sora generate "a paper boat" -o demo.mp4` (docs/cli.md).
 local sora = require "sora"
+local argparse = require "argparse"
 
-local output, image = arg[1] or "demo.mp4", arg[2]
+-- argparse, as the `sora` command does: `--help` prints help, a stray option is refused,
+-- never taken for a file name.
+local parser = argparse("demo.lua", "Generates a video and writes it to an MP4 file.")
+  :epilog("Uses OPENAI_API_KEY and OPENAI_BASE_URL when both are set, else a local emulator.")
+parser:argument("output", "The MP4 file to write."):args("?"):default("demo.mp4")
+parser:argument("image", "A reference image (JPEG, PNG or WebP) of the video's size, 1280x720.")
+  :args("?")
+local options = parser:parse(arg)
+local output, image = options.output, options.image
 
 local key, base_url = os.getenv("OPENAI_API_KEY"), os.getenv("OPENAI_BASE_URL")
 local emulator

@@ -1,0 +1,148 @@
+--- The `sora` command: make videos with the OpenAI Videos API from the shell.
+--
+--   local code = require("sora.cli").main(arg)   -- bin/sora does this, then os.exit(code)
+--
+-- One file per concern: parser.lua (argparse: commands and flags), commands.lua (what each
+-- command does with the client), output.lua (text and JSON), progress.lua (the bar and the
+-- plain lines), exit.lua (the exit codes). docs/cli.md documents the whole command.
+local parser = require "sora.cli.parser"
+local exit = require "sora.cli.exit"
+local output = require "sora.cli.output"
+
+local format = string.format
+
+local cli = {}
+
+-- Flags named by the client's fields and options in its argument errors.
+local FLAG_OF = {
+  input_reference = "--image", prompt = "<prompt>", model = "--model", seconds = "--seconds",
+  size = "--size", video = "<video>", name = "--name", limit = "--limit", order = "--order",
+  after = "--after", variant = "--variant", path = "--output", timeout = "--timeout",
+  interval = "--interval", max_retries = "--max-retries", base_url = "--base-url",
+  organization = "--organization", project = "--project", api_key = "--api-key",
+}
+
+-- A raised "bad argument #1 to 'create' (field 'input_reference': ...)" as the command line
+-- knows it ("--image: ..."); nil for any other error.
+local function argument_error(err)
+  if type(err) ~= "string" then return nil end
+  local detail = err:match("bad argument #%d+ to '[^']+' %((.*)%)$")
+  if not detail then return nil end
+  return (detail:gsub("^(%a+) '([%w_]+)'", function(what, name)
+    if what ~= "field" and what ~= "option" then return nil end
+    return FLAG_OF[name] or ("'" .. name .. "'")
+  end))
+end
+
+-- The values of --api-key in argv, to be redacted even from usage errors.
+local function secrets_of(argv)
+  local secrets = { os.getenv("OPENAI_API_KEY") }
+  for i = 1, #argv do
+    local inline = argv[i]:match("^%-%-api%-key=(.+)$")
+    if inline then secrets[#secrets + 1] = inline end
+    if argv[i] == "--api-key" and argv[i + 1] then secrets[#secrets + 1] = argv[i + 1] end
+  end
+  return secrets
+end
+
+local function parse(argv, printer)
+  local p = parser.new()
+  local ok, args = pcall(p.parse, p, argv)
+  if ok then return args, p end
+  if type(args) ~= "table" or not args.usage then error(args, 0) end
+  printer.err:write(printer:redact(format("%s\n\nsora: %s (try --help)\n", args.usage, args.message)))
+  return nil
+end
+
+local function version()
+  local sora = require "sora"
+  print(format("sora %s (libcurl %s, %s)", sora._VERSION, sora.curl_version,
+    type(jit) == "table" and jit.version or _VERSION))
+  return exit.OK
+end
+
+-- `sora emulator ...`: the emulator's own command line, when its module is installed.
+local function emulator(args, printer)
+  local ok, emulator_cli = pcall(require, "sora.emulator.cli")
+  if not ok then
+    local missing = tostring(emulator_cli):match("module '([^']+)' not found")
+    if missing == "sora.emulator.cli" then
+      printer.err:write("sora emulator: the module sora.emulator is not installed; it comes "
+        .. "with the sora-emulator rock (luarocks install sora-emulator)\n")
+    elseif missing then
+      printer.err:write(format("sora emulator: it needs the module '%s' (LuaSocket: luarocks "
+        .. "install luasocket, or apt-get install lua-socket)\n", missing))
+    else
+      printer.err:write("sora emulator: ", tostring(emulator_cli), "\n")
+    end
+    return exit.OTHER
+  end
+  emulator_cli.main(args.arguments)
+  return exit.OK
+end
+
+local LOG_LEVELS = { "info", "debug" }
+
+-- The client, from the flags and the environment; nil and an exit code when it cannot be.
+local function client_for(args, printer)
+  local key = args.api_key or os.getenv("OPENAI_API_KEY")
+  if not key or key == "" then
+    printer:error(args.command, "no API key: set OPENAI_API_KEY or pass --api-key")
+    return nil, exit.AUTH
+  end
+  local sora = require "sora"
+  local ok, client = pcall(sora.new, {
+    api_key = key, base_url = args.base_url, organization = args.organization,
+    project = args.project, max_retries = args.max_retries,
+    log = LOG_LEVELS[math.min(args.verbose or 0, 2)],
+  })
+  if ok then return client end
+  printer:error(args.command, argument_error(client) or tostring(client))
+  return nil, exit.USAGE
+end
+
+-- Runs the command; returns its exit code.
+local function run(args, printer)
+  local client, code = client_for(args, printer)
+  if not client then return code end
+  local progress = require "sora.cli.progress"
+  local data_on_stdout = printer.json or (args.command == "download" and args.output == "-")
+  local mode = progress.mode(args.progress, not data_on_stdout)
+  local ctx = { client = client, printer = printer,
+                reporter = progress.new(mode, data_on_stdout and io.stderr or io.stdout) }
+  local commands = require "sora.cli.commands"
+  local ok, err = pcall(commands[args.command], ctx, args)
+  client:close()
+  if ok and err == nil then return exit.OK end
+  if ok or require("sora").is_error(err) then
+    printer:error(args.command, err)
+    return exit.for_error(err)
+  end
+  -- the interpreter's SIGINT handler raises "interrupted!" at the next Lua instruction
+  if type(err) == "string" and err:match("interrupted!$") then
+    printer:error(args.command, "interrupted")
+    return exit.INTERRUPTED
+  end
+  local usage = argument_error(err)
+  printer:error(args.command, usage or err)
+  return usage and exit.USAGE or exit.OTHER
+end
+
+--- Runs the command line `argv` (a list of strings, as `arg`); returns the exit code.
+function cli.main(argv)
+  local args = {}
+  for i = 1, #argv do args[i] = argv[i] end
+  local printer = output.new(false, secrets_of(args))
+  local parsed, p = parse(args, printer)
+  if not parsed then return exit.USAGE end
+  printer.json = parsed.json
+  if parsed.version then return version() end
+  if not parsed.command then
+    io.stderr:write(p:get_usage(), "\n\nsora: a command is required (try --help)\n")
+    return exit.USAGE
+  end
+  if parsed.command == "emulator" then return emulator(parsed, printer) end
+  return run(parsed, printer)
+end
+
+return cli
