@@ -233,3 +233,17 @@ soak-asan: deps $(ASAN_BUILD)/sanlua
 	  LDFLAGS="-fsanitize=address,undefined"
 	$(ASAN_ENV) LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(ASAN_BUILD)/?.so;;" \
 	  $(ASAN_BUILD)/sanlua bench/soak.lua $(SOAK_ARGS)
+
+# ---- the Neovim plugin --------------------------------------------------------------------
+# `make nvim` (a plugin manager's build step) builds the LuaJIT-ABI core and puts it at
+# lua/sora/core.so: with this directory on Neovim's runtimepath, `require "sora.core"` finds it
+# there through Neovim's own loader (lua/?.so under every runtimepath entry), so no
+# package.cpath needs touching. Installed through a rename, so that a Neovim that has the old
+# module mapped keeps a valid file. :help sora's tags (doc/tags) are generated when nvim is
+# on the PATH, as a plugin manager's build step expects. See docs/neovim.md.
+.PHONY: nvim
+nvim:
+	$(MAKE) LUA_VERSION=5.1
+	install -m 755 build/5.1/sora/core.so lua/sora/core.so.new
+	mv -f lua/sora/core.so.new lua/sora/core.so
+	if command -v nvim >/dev/null 2>&1; then nvim --headless --clean -c 'helptags $(CURDIR)/doc' -c 'qa!'; fi
