@@ -21,3 +21,9 @@ command("SoraDownload", "download", { nargs = "*", complete = "file", desc = "so
 command("SoraList", "list", { nargs = "?", desc = "sora: list the latest videos" })
 command("SoraCancel", "cancel", { nargs = 0, desc = "sora: cancel the running jobs" })
 command("SoraStatus", "status", { nargs = 0, desc = "sora: what is running" })
+
+-- Leaving Neovim aborts what still runs, so that no download is left half-written.
+vim.api.nvim_create_autocmd("VimLeavePre", { callback = function()
+  local nvim = package.loaded["sora.nvim"]
+  if nvim then pcall(nvim.shutdown) end
+end })

@@ -5,6 +5,7 @@
 -- reported, not asserted: the machines that run this are shared and noisy.
 local emulator = require "support.emulator"
 local H = require "support.client"
+local synthetic = require "support.synthetic"
 
 local q = H.shell_quote
 
@@ -26,28 +27,6 @@ local function env(vars)
   local parts = { "env", "-u", "OPENAI_API_KEY", "-u", "OPENAI_BASE_URL" }
   for name, value in pairs(vars) do parts[#parts + 1] = name .. "=" .. q(value) end
   return table.concat(parts, " ")
-end
-
--- True when the file at path is the emulator's synthetic body of n bytes: byte i is
--- (i + k) % 251, k being the video's own offset (its first byte). Compared a block of 251
--- cycles at a time, so that 16 MB take no time.
-local function is_synthetic_body(path, n)
-  local f = assert(io.open(path, "rb"))
-  local first = f:read(1)
-  if not first then f:close() return n == 0 end
-  local cycle = {}
-  for i = 0, 250 do cycle[#cycle + 1] = string.char((first:byte() + i) % 251) end
-  local block = table.concat(cycle):rep(4096)
-  f:seek("set", 0)
-  local total = 0
-  while true do
-    local chunk = f:read(#block)
-    if not chunk then break end
-    total = total + #chunk
-    if chunk ~= block:sub(1, #chunk) then f:close() return false end
-  end
-  f:close()
-  return total == n
 end
 
 -- The game's report: "name value" lines.
@@ -104,7 +83,7 @@ describe("examples/love, a LÖVE game under xvfb", function()
     assert.are.equal("completed", r.status)
     assert.are.equal(output, r.path)
     -- every byte arrived, in order: the file is the body the emulator served
-    assert.is_true(is_synthetic_body(output, VIDEO_BYTES))
+    assert.is_true(synthetic.matches(output, VIDEO_BYTES))
     -- the game kept drawing while the job ran (about a second and a half at 60 Hz)
     assert.is_true(r.frames > 10, "the animation stopped: " .. tostring(r.frames) .. " frames")
     assert.is_true(r.longest_work_ms >= r.longest_step_ms)

@@ -6,7 +6,7 @@
 --
 -- Environment:
 --   SORA_SESSION_RESULT   where the result goes (JSON)
---   SORA_SESSION_COMMAND  the Ex command to run once the editor has started
+--   SORA_SESSION_COMMAND  the Ex commands to run once the editor has started, one a line
 --   SORA_SESSION_SETUP    optional: a Lua table constructor given to sora.nvim.setup()
 --   SORA_SESSION_UNTIL    optional: a Lua pattern; the session ends at the first notification
 --                         that matches it, or at the first ERROR notification. Unset: it ends
@@ -85,8 +85,14 @@ local function main()
     finish()
   end)
   started = uv.hrtime()
-  local ok, err = pcall(vim.cmd, assert(os.getenv("SORA_SESSION_COMMAND")))
-  if not ok then result.command_error = tostring(err) end
+  local ok, err = true, nil
+  for command in assert(os.getenv("SORA_SESSION_COMMAND")):gmatch("[^\n]+") do
+    ok, err = pcall(vim.cmd, command)
+    if not ok then
+      result.command_error = command .. ": " .. tostring(err)
+      break
+    end
+  end
   result.command_ms = (uv.hrtime() - started) / 1e6
   if not stop_at or not ok then finish() end
 end

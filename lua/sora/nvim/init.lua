@@ -122,7 +122,7 @@ local function start(c, job, fn)
     notify_error(task)
     return nil
   end
-  job.task = task
+  job.task, job.client = task, c
   jobs[#jobs + 1] = job
   driver.drive(c, on_tick)
   return task
@@ -255,6 +255,7 @@ function M.cancel()
     if not job.task:done() and job.task:cancel() then count = count + 1 end
   end
   notify(count == 0 and "nothing to cancel" or string.format("cancelled %d job(s)", count))
+  report_finished() -- each cancelled job ends now, as "aborted"
   return count
 end
 
@@ -267,6 +268,21 @@ function M.status()
     else parts[#parts + 1] = job.what end
   end
   return string.format("sora: %d job%s, %s", #jobs, #jobs == 1 and "" or "s", table.concat(parts, ", "))
+end
+
+--- Closes the clients of the jobs still running (their transfers are aborted, so no
+-- download is left half-written) and forgets them. plugin/sora.lua calls it on VimLeavePre.
+function M.shutdown()
+  local closing = {}
+  if client then closing[client] = true end
+  for _, job in ipairs(jobs) do
+    if job.client then closing[job.client] = true end
+  end
+  for c in pairs(closing) do
+    driver.stop(c)
+    pcall(c.close, c)
+  end
+  jobs, client = {}, nil
 end
 
 --- The jobs not yet reported, oldest first: { what, task, id, status, progress } each.
