@@ -75,9 +75,9 @@ describe("examples/love, a LÖVE game under xvfb", function()
     local r, status, out, output = play("boat", E.url)
     io.stderr:write(string.format("\n  [love] %s frames while generating and downloading %d MB:"
       .. " longest frame %s ms (target < 20), %s frames over 20 ms, longest frame's work %s ms,"
-      .. " longest step(0) %s ms\n", tostring(r.frames), VIDEO_BYTES / 2^20,
+      .. " longest step(0) %s ms, %s status lines drawn\n", tostring(r.frames), VIDEO_BYTES / 2^20,
       tostring(r.longest_frame_ms), tostring(r.slow_frames), tostring(r.longest_work_ms),
-      tostring(r.longest_step_ms)))
+      tostring(r.longest_step_ms), tostring(r.statuses_drawn)))
     assert.are.equal(0, status, out)
     assert.is_nil(r.error)
     assert.are.equal("completed", r.status)
@@ -87,6 +87,8 @@ describe("examples/love, a LÖVE game under xvfb", function()
     -- the game kept drawing while the job ran (about a second and a half at 60 Hz)
     assert.is_true(r.frames > 10, "the animation stopped: " .. tostring(r.frames) .. " frames")
     assert.is_true(r.longest_work_ms >= r.longest_step_ms)
+    -- the progress reached the screen: creating, queued, the polls, the download's chunks
+    assert.is_true(r.statuses_drawn >= 4, "status lines drawn: " .. tostring(r.statuses_drawn))
   end)
 
   it("shows a failure and exits non-zero when the server is unreachable", function()

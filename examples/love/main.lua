@@ -37,7 +37,9 @@ local game = {
   client = nil, task = nil,
   generating = false, -- from the spawn to the end of the download
   auto = false,      -- SORA_LOVE_AUTO=1: generate, report, quit
-  stats = { frames = 0, slow_frames = 0, longest_frame = 0, longest_work = 0, longest_step = 0 },
+  stats = { frames = 0, slow_frames = 0, longest_frame = 0, longest_work = 0, longest_step = 0,
+            statuses_drawn = 0 }, -- distinct status lines that reached the screen
+  drawn_status = nil,
 }
 
 local function set_status(text, progress)
@@ -86,8 +88,8 @@ local function write_report(video, detail)
   local s = game.stats
   local f = assert(io.open(path, "w"))
   f:write(string.format("frames %d\nslow_frames %d\nlongest_frame_ms %.3f\nlongest_work_ms %.3f\n"
-    .. "longest_step_ms %.3f\n", s.frames, s.slow_frames, s.longest_frame * 1000,
-    s.longest_work * 1000, s.longest_step * 1000))
+    .. "longest_step_ms %.3f\nstatuses_drawn %d\n", s.frames, s.slow_frames, s.longest_frame * 1000,
+    s.longest_work * 1000, s.longest_step * 1000, s.statuses_drawn))
   if video then
     f:write("video ", video.id, "\nstatus ", video.status, "\npath ", detail, "\n")
   else
@@ -158,6 +160,10 @@ end
 local function draw_hud(w)
   love.graphics.setColor(1, 1, 1)
   love.graphics.print(game.status, 16, 16)
+  if game.generating and game.status ~= game.drawn_status then
+    game.drawn_status = game.status
+    game.stats.statuses_drawn = game.stats.statuses_drawn + 1
+  end
   if game.progress then
     love.graphics.rectangle("line", 16, 40, w - 32, 14)
     love.graphics.rectangle("fill", 16, 40, (w - 32) * math.min(1, game.progress), 14)

@@ -85,8 +85,9 @@ local function main()
     finish()
   end)
   started = uv.hrtime()
-  local ok, err = true, nil
+  local ok = true
   for command in assert(os.getenv("SORA_SESSION_COMMAND")):gmatch("[^\n]+") do
+    local err
     ok, err = pcall(vim.cmd, command)
     if not ok then
       result.command_error = command .. ": " .. tostring(err)
