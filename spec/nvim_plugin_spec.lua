@@ -137,6 +137,31 @@ describe("the Neovim plugin", function()
     end)
   end)
 
+  it("without make nvim, says what is missing: in :checkhealth and as a notification", function()
+    -- the same package, never built: its own XDG_DATA_HOME
+    local data = dir .. "/unbuilt"
+    local unbuilt = data .. "/nvim/site/pack/sora/start"
+    assert(os.execute("mkdir -p " .. q(unbuilt) .. " && cp -R " .. q(plugin) .. " " .. q(unbuilt)
+      .. " && rm " .. q(unbuilt .. "/sora/lua/sora/core.so")))
+    for _, elsewhere in ipairs{ "/usr/local/lib/lua/5.1/sora/core.so",
+                                "/usr/lib/x86_64-linux-gnu/lua/5.1/sora/core.so" } do
+      if H.exists(elsewhere) then
+        pending("a sora core for Lua 5.1 is installed at " .. elsewhere .. ": Neovim would load it")
+        return
+      end
+    end
+    local vars = served()
+    vars.XDG_DATA_HOME = data
+    local health = session{ command = "checkhealth sora", env = vars }
+    local text = table.concat(health.lines, "\n")
+    assert.matches("ERROR: sora.core (the C module) was not found", text, 1, true)
+    assert.matches("make nvim", text, 1, true)
+    local r = session{ command = "SoraGenerate a boat", ["until"] = "saved to", env = vars }
+    local errors = errors_of(r)
+    assert.are.equal(1, #errors)
+    assert.matches("^sora: cannot load the sora module: .*module 'sora.core' not found.*make nvim", errors[1])
+  end)
+
   it(":help sora opens doc/sora.txt", function()
     local r = session{ command = "help sora" }
     assert.are.equal("help", r.filetype)
