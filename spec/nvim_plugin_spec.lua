@@ -267,6 +267,22 @@ describe("the Neovim plugin", function()
     assert.are.same({ messages[3] }, errors_of(r))
   end)
 
+  it("sora.nvim.download: a thumbnail named by its type; a raising on_done is a notification", function()
+    local c = require("sora").new{ api_key = H.KEY, base_url = E.url }
+    finally(function() c:close() end)
+    local video = H.completed_video(c, E, { prompt = "a thumbnail" })
+    local out_dir = dir .. "/thumbs"
+    assert(os.execute("mkdir -p " .. q(out_dir)))
+    local r = session{ setup = string.format("{ output_dir = %q }", out_dir), ["until"] = "on_done",
+      command = string.format("lua require('sora.nvim').download(%q, nil, { variant = 'thumbnail',"
+        .. " on_done = function() error('boom') end })", video.id), env = served() }
+    local messages = {}
+    for _, n in ipairs(r.notifications) do messages[#messages + 1] = n.message end
+    assert.are.equal(string.format("sora: %s saved to %s/%s.webp", video.id, out_dir, video.id), messages[1])
+    assert.matches("^sora: on_done: .*boom$", messages[2])
+    assert.are.equal(H.media("thumbnail.webp"), H.read(out_dir .. "/" .. video.id .. ".webp"))
+  end)
+
   it(":SoraDownload of an unknown video is a notification", function()
     local r = session{ command = "SoraDownload video_nope", ["until"] = "saved to", env = served() }
     assert.matches("^sora: not_found %(404%): ", errors_of(r)[1])

@@ -82,25 +82,33 @@ end
 
 -- ---- reporting -----------------------------------------------------------------------------
 
--- Reports every job that ended since the last advance, to the user and to its on_done.
-local function report_finished()
-  for i = #jobs, 1, -1 do
-    local job = jobs[i]
-    if job.task:done() then
-      table.remove(jobs, i)
-      local ok, value, detail = pcall(job.task.result, job.task)
-      if not ok then value, detail = nil, value end
-      if value then
-        if job.on_success then job.on_success(value, detail) end
-      else
-        notify_error(detail)
-      end
-      if job.on_done then
-        local fine, err = pcall(job.on_done, value, detail)
-        if not fine then notify_error("on_done: " .. tostring(err)) end
-      end
-    end
+-- Tells the user and the caller's on_done how one job ended. Callbacks run protected: a
+-- raising on_done is one more notification, never an error in the driver's tick.
+local function report(job)
+  local ok, value, detail = pcall(job.task.result, job.task)
+  if not ok then value, detail = nil, value end
+  if value then
+    local shown, err = pcall(job.on_success, value, detail)
+    if not shown then notify_error(err) end
+  else
+    notify_error(detail)
   end
+  if job.on_done then
+    local fine, err = pcall(job.on_done, value, detail)
+    if not fine then notify_error("on_done: " .. tostring(err)) end
+  end
+end
+
+-- Reports, oldest first, every job that ended since the last advance. The list is replaced
+-- before any report, so a callback that starts a new job adds it to the new list.
+local function report_finished()
+  local ended, running = {}, {}
+  for _, job in ipairs(jobs) do
+    if job.task:done() then ended[#ended + 1] = job else running[#running + 1] = job end
+  end
+  if #ended == 0 then return end
+  jobs = running
+  for _, job in ipairs(ended) do report(job) end
 end
 
 -- After a step raised (a bug, not an API failure): the tasks of that client cannot go on, so
@@ -147,9 +155,13 @@ local function progress_echo(job)
   end
 end
 
-local function output_path(opts, id)
+-- What each variant of a video's content is (the API's media types).
+local EXTENSIONS = { video = "mp4", thumbnail = "webp", spritesheet = "jpg" }
+
+local function output_path(opts, id, variant)
   if opts.output and opts.output ~= "" then return vim.fn.expand(opts.output) end
-  return vim.fn.expand(config.output_dir or ".") .. "/" .. id .. ".mp4"
+  return string.format("%s/%s.%s", vim.fn.expand(config.output_dir or "."), id,
+    EXTENSIONS[variant or "video"] or "bin")
 end
 
 -- The task of a generation: create, wait, download; nil, err at the first failure. `job`
@@ -184,7 +196,7 @@ function M.generate(opts)
   end
   local c = client_for(opts.on_done)
   if not c then return nil end
-  local job = { what = "generate", status = "queued", progress = 0, on_done = opts.on_done,
+  local job = { what = "generate", status = "creating", progress = 0, on_done = opts.on_done,
     on_success = function(video, path) notify(string.format("%s saved to %s", video.id, path)) end }
   return start(c, job, generation(c, opts, job))
 end
@@ -192,7 +204,7 @@ end
 -- ---- download, list, cancel, status -------------------------------------------------------
 
 --- Downloads a video's content (variant: "video", "thumbnail" or "spritesheet") to `path`
--- (default <output_dir>/<id>.mp4) without blocking; returns the task.
+-- (default <output_dir>/<id>.mp4, .webp or .jpg) without blocking; returns the task.
 function M.download(id, path, opts)
   opts = opts or {}
   if type(id) ~= "string" or id == "" then
@@ -201,7 +213,7 @@ function M.download(id, path, opts)
   end
   local c = client_for(opts.on_done)
   if not c then return nil end
-  local target = output_path({ output = path }, id)
+  local target = output_path({ output = path }, id, opts.variant)
   local job = { what = "download " .. id, on_done = opts.on_done,
     on_success = function() notify(string.format("%s saved to %s", id, target)) end }
   return start(c, job, function()
