@@ -60,9 +60,9 @@ describe("examples/love, a LÖVE game under xvfb", function()
   end)
 
   -- Runs the game unattended; returns its report and output.
-  local function play(name, base_url)
+  local function play(name, base_url, key)
     local output, report = dir .. "/" .. name .. ".mp4", dir .. "/" .. name .. ".txt"
-    local out, status = sh(env{ OPENAI_BASE_URL = base_url, OPENAI_API_KEY = H.KEY,
+    local out, status = sh(env{ OPENAI_BASE_URL = base_url, OPENAI_API_KEY = key or H.KEY,
       SORA_LUA_PATH = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua",
       SORA_LUA_CPATH = root .. "/build/5.1/?.so", SORA_LOVE_AUTO = "1",
       SORA_LOVE_OUTPUT = output, SORA_LOVE_REPORT = report, XDG_DATA_HOME = dir }
@@ -89,6 +89,12 @@ describe("examples/love, a LÖVE game under xvfb", function()
     assert.is_true(r.longest_work_ms >= r.longest_step_ms)
     -- the progress reached the screen: creating, queued, the polls, the download's chunks
     assert.is_true(r.statuses_drawn >= 4, "status lines drawn: " .. tostring(r.statuses_drawn))
+  end)
+
+  it("shows a failure and exits non-zero without a key", function()
+    local r, status, out = play("no-key", E.url, "")
+    assert.are.equal(1, status, out)
+    assert.matches("no API key", r.error)
   end)
 
   it("shows a failure and exits non-zero when the server is unreachable", function()

@@ -37,6 +37,7 @@ local game = {
   client = nil, task = nil,
   generating = false, -- from the spawn to the end of the download
   auto = false,      -- SORA_LOVE_AUTO=1: generate, report, quit
+  auto_started = false,
   stats = { frames = 0, slow_frames = 0, longest_frame = 0, longest_work = 0, longest_step = 0,
             statuses_drawn = 0 }, -- distinct status lines that reached the screen
   drawn_status = nil,
@@ -66,20 +67,6 @@ local function generation(client, prompt, output)
   end
 end
 
-local function start_generation()
-  if game.generating then return end
-  local ok, sora = pcall(require, "sora")
-  if not ok then return set_status("cannot load sora: " .. tostring(sora)) end
-  local made, client = pcall(sora.new, {})
-  if not made then return set_status(tostring(client)) end
-  game.client = client
-  game.task = client:spawn(generation(client,
-    os.getenv("SORA_LOVE_PROMPT") or "a paper boat on a stormy sea, seen from a lighthouse",
-    os.getenv("SORA_LOVE_OUTPUT") or "sora-love.mp4"))
-  game.generating = true
-  set_status("creating...", 0)
-end
-
 -- ---- the report (SORA_LOVE_REPORT) ------------------------------------------------------
 
 local function write_report(video, detail)
@@ -98,15 +85,33 @@ local function write_report(video, detail)
   f:close()
 end
 
--- The job ended: say so on screen, report, and quit when running unattended.
-local function finished()
-  local video, detail = game.task:result()
+-- A generation ended, or could not start: say so on screen, report, and quit when unattended.
+local function ended(video, detail)
   game.generating = false
-  game.client:close()
   if video then set_status(video.id .. " saved to " .. detail, 1)
   else set_status(tostring(detail)) end
   write_report(video, detail)
   if game.auto then love.event.quit(video and 0 or 1) end
+end
+
+local function finished()
+  local video, detail = game.task:result()
+  game.client:close()
+  ended(video, detail)
+end
+
+local function start_generation()
+  if game.generating then return end
+  local ok, sora = pcall(require, "sora")
+  if not ok then return ended(nil, "cannot load sora: " .. tostring(sora)) end
+  local made, client = pcall(sora.new, {}) -- OPENAI_API_KEY, OPENAI_BASE_URL
+  if not made then return ended(nil, client) end
+  game.client = client
+  game.task = client:spawn(generation(client,
+    os.getenv("SORA_LOVE_PROMPT") or "a paper boat on a stormy sea, seen from a lighthouse",
+    os.getenv("SORA_LOVE_OUTPUT") or "sora-love.mp4"))
+  game.generating = true
+  set_status("creating...", 0)
 end
 
 -- ---- LÖVE callbacks --------------------------------------------------------------------------
@@ -124,7 +129,10 @@ end
 
 function love.update(dt)
   game.time = game.time + dt
-  if game.auto and not game.task and game.time >= AUTO_START then start_generation() end
+  if game.auto and not game.auto_started and game.time >= AUTO_START then
+    game.auto_started = true
+    start_generation()
+  end
   if not game.generating then return end
   local started = love.timer.getTime()
   game.client:step(0) -- never waits: the frame goes on whatever the network does
