@@ -241,9 +241,12 @@ soak-asan: deps $(ASAN_BUILD)/sanlua
 # package.cpath needs touching. Installed through a rename, so that a Neovim that has the old
 # module mapped keeps a valid file. :help sora's tags (doc/tags) are generated when nvim is
 # on the PATH, as a plugin manager's build step expects. See docs/neovim.md.
+# The headers: Lua 5.1's, else LuaJIT's (the same ABI; some systems have only one of them).
+NVIM_LUA_PKG = $(shell pkg-config --exists lua5.1 2>/dev/null && echo lua5.1 || \
+  { pkg-config --exists luajit 2>/dev/null && echo luajit; } || echo lua5.1)
 .PHONY: nvim
 nvim:
-	$(MAKE) LUA_VERSION=5.1
+	$(MAKE) LUA_VERSION=5.1 LUA_PKG=$(NVIM_LUA_PKG)
 	install -m 755 build/5.1/sora/core.so lua/sora/core.so.new
 	mv -f lua/sora/core.so.new lua/sora/core.so
 	if command -v nvim >/dev/null 2>&1; then nvim --headless --clean -c 'helptags $(CURDIR)/doc' -c 'qa!'; fi
