@@ -186,12 +186,29 @@ describe("the Neovim plugin", function()
       assert.matches("^sora: video_%w+ saved to " .. output:gsub("%p", "%%%0") .. "$", last)
       assert.is_true(synthetic.matches(output, VIDEO_BYTES))
       assert.is_true(r.ticks > 5, "the editor stopped ticking: " .. r.ticks)
+      assert.is_false(r.driving, "the driver's timer outlived its last task")
       -- what was asked is what the emulator got
       local created = H.matching(big, "POST", "^/v1/videos$")
       local request = created[#created]
       local sent = cjson.decode(request.body)
       assert.are.equal("a paper boat", sent.prompt)
       assert.are.equal("4", sent.seconds)
+    end)
+
+    it("uploads an image= reference with the options before the prompt", function()
+      local image = root .. "/" .. H.FIXTURES .. "ref-1280x720.png"
+      local output = dir .. "/from-image.mp4"
+      local r = session{ command = "SoraGenerate size=1280x720 model=sora-2-pro image=" .. image
+        .. " output=" .. output .. " a boat from a picture", ["until"] = "saved to", env = served() }
+      assert.are.same({}, errors_of(r))
+      assert.are.equal(H.media("video.mp4"), H.read(output))
+      local created = H.matching(E, "POST", "^/v1/videos$")
+      local request = created[#created]
+      assert.are.equal("ref-1280x720.png", H.part(request, "input_reference").filename)
+      assert.are.equal("image/png", H.part(request, "input_reference").content_type)
+      assert.are.equal("a boat from a picture", H.part(request, "prompt").data)
+      assert.are.equal("sora-2-pro", H.part(request, "model").data)
+      assert.are.equal("1280x720", H.part(request, "size").data)
     end)
 
     it("reports a missing key as a notification", function()

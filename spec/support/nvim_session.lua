@@ -39,6 +39,9 @@ local function finish()
   result.filetype = vim.bo.filetype
   result.lines = vim.api.nvim_buf_get_lines(0, 0, -1, false)
   result.errmsg = vim.v.errmsg
+  -- the plugin's driver must stop its timer when its last task ends
+  local driver = package.loaded["sora.nvim.driver"]
+  result.driving = driver and driver.driving() or false
   if started then result.elapsed_ms = (uv.hrtime() - started) / 1e6 end
   pcall(write_result)
   vim.cmd("qa!")

@@ -51,8 +51,9 @@ function driver.drive(client, on_tick)
   timer:start(0, driver.STEP_MS, vim.schedule_wrap(function() tick(client, on_tick) end))
 end
 
---- True while `client` is being driven.
+--- True while `client` is being driven; without a client, while any is.
 function driver.driving(client)
+  if client == nil then return next(timers) ~= nil end
   return timers[client] ~= nil
 end
 
