@@ -39,7 +39,8 @@ local game = {
   auto = false,      -- SORA_LOVE_AUTO=1: generate, report, quit
   auto_started = false,
   stats = { frames = 0, slow_frames = 0, longest_frame = 0, longest_work = 0, longest_step = 0,
-            statuses_drawn = 0 }, -- distinct status lines that reached the screen
+            statuses_drawn = 0, -- distinct status lines that reached the screen
+            lengths = {} },     -- every frame's length while generating, for the median
   drawn_status = nil,
 }
 
@@ -69,14 +70,22 @@ end
 
 -- ---- the report (SORA_LOVE_REPORT) ------------------------------------------------------
 
+local function median(list)
+  if #list == 0 then return 0 end
+  local sorted = { unpack(list) }
+  table.sort(sorted)
+  return sorted[math.floor((#sorted + 1) / 2)]
+end
+
 local function write_report(video, detail)
   local path = os.getenv("SORA_LOVE_REPORT")
   if not path then return end
   local s = game.stats
   local f = assert(io.open(path, "w"))
-  f:write(string.format("frames %d\nslow_frames %d\nlongest_frame_ms %.3f\nlongest_work_ms %.3f\n"
-    .. "longest_step_ms %.3f\nstatuses_drawn %d\n", s.frames, s.slow_frames, s.longest_frame * 1000,
-    s.longest_work * 1000, s.longest_step * 1000, s.statuses_drawn))
+  f:write(string.format("frames %d\nslow_frames %d\nmedian_frame_ms %.3f\nlongest_frame_ms %.3f\n"
+    .. "longest_work_ms %.3f\nlongest_step_ms %.3f\nstatuses_drawn %d\n", s.frames, s.slow_frames,
+    median(s.lengths) * 1000, s.longest_frame * 1000, s.longest_work * 1000,
+    s.longest_step * 1000, s.statuses_drawn))
   if video then
     f:write("video ", video.id, "\nstatus ", video.status, "\npath ", detail, "\n")
   else
@@ -198,6 +207,7 @@ local function measure(frame_start, previous_start, work)
   if previous_start then
     local length = frame_start - previous_start
     s.longest_frame = math.max(s.longest_frame, length)
+    s.lengths[#s.lengths + 1] = length
     if length > SLOW_FRAME then s.slow_frames = s.slow_frames + 1 end
   end
   s.longest_work = math.max(s.longest_work, work)
