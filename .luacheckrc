@@ -8,11 +8,11 @@ unused_args = false
 
 files["spec"] = { std = "+busted" }
 -- Neovim's API, for the plugin, its health check and the headless test harness.
-files["lua/sora/health.lua"] = { read_globals = { "vim" } }
-files["lua/sora/nvim"] = { read_globals = { "vim" } }
-files["plugin"] = { read_globals = { "vim" } }
-files["examples/nvim"] = { read_globals = { "vim" } }
-files["spec/support/nvim_harness.lua"] = { read_globals = { "vim" } }
+-- (`globals`: options such as vim.o.statusline and vim.notify are assigned to.)
+for _, path in ipairs{ "lua/sora/health.lua", "lua/sora/nvim", "plugin", "examples/nvim",
+                       "spec/support/nvim_harness.lua", "spec/support/nvim_session.lua" } do
+  files[path] = { globals = { "vim" } }
+end
 -- LÖVE's callbacks are globals in love.* by design.
 files["examples/love"] = { globals = { "love" } }
 -- spec/support/gcstress.lua replaces coroutine.create/wrap on purpose (the collector runs at

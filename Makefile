@@ -264,3 +264,20 @@ lint:
 	out=$$(clang-tidy --quiet csrc/*.c -- -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) \
 	  $(CURL_CFLAGS) -I/usr/include/$(shell gcc -dumpmachine) 2>&1); status=$$?; \
 	printf '%s\n' "$$out" | grep -v ' warnings generated\.$$'; exit $$status
+
+# ---- the Neovim plugin --------------------------------------------------------------------
+# `make nvim` (a plugin manager's build step) builds the LuaJIT-ABI core and puts it at
+# lua/sora/core.so: with this directory on Neovim's runtimepath, `require "sora.core"` finds it
+# there through Neovim's own loader (lua/?.so under every runtimepath entry), so no
+# package.cpath needs touching. Installed through a rename, so that a Neovim that has the old
+# module mapped keeps a valid file. :help sora's tags (doc/tags) are generated when nvim is
+# on the PATH, as a plugin manager's build step expects. See docs/neovim.md.
+# The headers: Lua 5.1's, else LuaJIT's (the same ABI; some systems have only one of them).
+NVIM_LUA_PKG = $(shell pkg-config --exists lua5.1 2>/dev/null && echo lua5.1 || \
+  { pkg-config --exists luajit 2>/dev/null && echo luajit; } || echo lua5.1)
+.PHONY: nvim
+nvim:
+	$(MAKE) LUA_VERSION=5.1 LUA_PKG=$(NVIM_LUA_PKG)
+	install -m 755 build/5.1/sora/core.so lua/sora/core.so.new
+	mv -f lua/sora/core.so.new lua/sora/core.so
+	if command -v nvim >/dev/null 2>&1; then nvim --headless --clean -c 'helptags $(CURDIR)/doc' -c 'qa!'; fi

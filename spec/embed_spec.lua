@@ -1,5 +1,5 @@
 -- The non-blocking model where users live: a C program with a 60 Hz frame loop
--- (examples/host.c) and Neovim (examples/nvim/sora-generate.lua), each run against the
+-- (examples/host.c) and Neovim (the plugin's lua/sora/nvim), each run against the
 -- emulator. Timing figures are printed, never asserted: the machines are shared and noisy.
 local emulator = require "support.emulator"
 local H = require "support.client"
@@ -103,7 +103,7 @@ describe("embedding", function()
     end)
   end)
 
-  describe("examples/nvim/sora-generate.lua in nvim --headless", function()
+  describe("the Neovim plugin's generate in nvim --headless", function()
     it("gets the video while the editor keeps answering", function()
       if not available("nvim") then
         pending("nvim is not installed (tools/deps.sh installs it)")

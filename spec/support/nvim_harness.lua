@@ -1,4 +1,5 @@
--- Runs examples/nvim/sora-generate.lua inside `nvim --headless -u NONE` for embed_spec.lua:
+-- Runs the Neovim plugin's generate (lua/sora/nvim) inside `nvim --headless -u NONE` for
+-- embed_spec.lua:
 --
 --   nvim --headless -u NONE -i NONE -n -c "luafile spec/support/nvim_harness.lua"
 --
@@ -14,7 +15,7 @@ local root = os.getenv("SORA_ROOT") or vim.fn.getcwd()
 -- Neovim's LuaJIT looks in none of these: the checkout, its 5.1-ABI core, Debian's 5.1
 -- modules (lua-cjson, which sora.core requires).
 package.path = table.concat({ root .. "/lua/?.lua", root .. "/lua/?/init.lua",
-  root .. "/examples/nvim/?.lua", "/usr/share/lua/5.1/?.lua", "/usr/share/lua/5.1/?/init.lua",
+  "/usr/share/lua/5.1/?.lua", "/usr/share/lua/5.1/?/init.lua",
   package.path }, ";")
 package.cpath = table.concat({ root .. "/build/5.1/?.so", "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so",
   package.cpath }, ";")
@@ -63,7 +64,7 @@ local function main()
     finish()
   end)
   local started = uv.hrtime()
-  require("sora-generate").generate{
+  require("sora.nvim").generate{
     prompt = "a paper boat, generated inside Neovim",
     output = assert(os.getenv("SORA_NVIM_OUTPUT"), "SORA_NVIM_OUTPUT unset"),
     on_done = function(video, path_or_err)

@@ -1,0 +1,66 @@
+--- The user commands' argument parsing: what plugin/sora.lua hands to sora.nvim.
+--
+--   :SoraGenerate [model=... seconds=... size=... output=... image=...] {prompt}
+--   :SoraDownload {id} [path]
+--   :SoraList [limit]
+--   :SoraCancel
+--   :SoraStatus
+-- A mistake in the arguments is a notification, like every other failure.
+local nvim = require "sora.nvim"
+
+local commands = {}
+
+local GENERATE_OPTIONS = { model = true, seconds = true, size = true, output = true, image = true }
+
+local function usage(text)
+  vim.notify("sora: " .. text, vim.log.levels.ERROR)
+end
+
+--- Splits leading key=value words (known options only) from the prompt that follows.
+function commands.parse_generate(text)
+  local opts, rest = {}, text or ""
+  while true do
+    local key, value, after = rest:match("^%s*(%a+)=(%S+)%s*(.*)$")
+    if not (key and GENERATE_OPTIONS[key]) then break end
+    opts[key], rest = value, after
+  end
+  opts.prompt = vim.trim(rest)
+  return opts
+end
+
+function commands.generate(cmd)
+  local opts = commands.parse_generate(cmd.args)
+  if opts.prompt == "" then return usage("a prompt is needed: :SoraGenerate [option=value ...] {prompt}") end
+  nvim.generate(opts)
+end
+
+function commands.download(cmd)
+  local id, path = cmd.fargs[1], cmd.fargs[2]
+  if not id or #cmd.fargs > 2 then return usage("usage: :SoraDownload {id} [path]") end
+  nvim.download(id, path)
+end
+
+function commands.list(cmd)
+  local limit = cmd.fargs[1] and tonumber(cmd.fargs[1])
+  if cmd.fargs[1] and not (limit and limit >= 1 and limit % 1 == 0) then
+    return usage("usage: :SoraList [limit], a whole number of videos")
+  end
+  nvim.list{ limit = limit }
+end
+
+function commands.cancel()
+  nvim.cancel()
+end
+
+function commands.status()
+  local line = nvim.status()
+  vim.notify(line ~= "" and line or "sora: nothing running", vim.log.levels.INFO)
+end
+
+--- Runs a command's handler; a Lua error (a bug) becomes a notification too.
+function commands.run(name, cmd)
+  local ok, err = pcall(commands[name], cmd)
+  if not ok then usage("internal error in :" .. name .. ": " .. tostring(err)) end
+end
+
+return commands

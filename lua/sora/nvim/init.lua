@@ -1,0 +1,310 @@
+--- sora inside Neovim: generations, downloads and listings that never block the editor and
+-- never raise at the user.
+--
+-- Every piece of sora work runs as a sora task (client:spawn) that lua/sora/nvim/driver.lua
+-- advances from Neovim's event loop; when a task ends, its outcome becomes one vim.notify
+-- call. Every failure, whether the plugin's core is missing, the key is absent, the base URL
+-- is invalid, the API refuses, or the video fails, is a notification at ERROR level, never a
+-- Lua error. The commands (plugin/sora.lua) and :help sora (doc/sora.txt) sit on top of this.
+local driver = require "sora.nvim.driver"
+
+local M = {}
+
+local levels = vim.log.levels
+
+-- What the plugin itself takes; every other setup() key goes to sora.new (api_key, base_url,
+-- organization, project, timeout, max_retries, headers, and whatever sora.new accepts).
+local PLUGIN_OPTIONS = { output_dir = true, model = true, seconds = true, size = true,
+                         progress = true }
+
+local defaults = { output_dir = ".", progress = true }
+
+local config = vim.deepcopy(defaults)
+local client_options = {}
+local client -- created on first use, after setup()
+local jobs = {} -- the work whose end has not been reported yet, oldest first
+
+local function notify(message, level)
+  vim.notify("sora: " .. message, level or levels.INFO)
+end
+
+-- A sora error prints as "sora: kind: ..." already; anything else gets the prefix.
+local function notify_error(err)
+  local text = tostring(err)
+  if text:sub(1, 6) ~= "sora: " then text = "sora: " .. text end
+  vim.notify(text, levels.ERROR)
+end
+
+-- "file:12: bad argument #1 to 'new' (no API key: ...)" -> "no API key: ...": the user
+-- configured something, they did not call a function.
+local function configuration_message(message)
+  message = tostring(message)
+  return message:match("^.-bad argument #%d+ to '[^']*' %((.*)%)$") or message:gsub("^.-:%d+: ", "")
+end
+
+--- The plugin's settings and the options given to sora.new. Safe to call again: later
+-- generations use the new settings, running ones finish with the client they started on.
+function M.setup(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    notify_error("setup expects a table of options, got " .. type(opts))
+    return
+  end
+  config, client_options = vim.deepcopy(defaults), {}
+  for key, value in pairs(opts or {}) do
+    if PLUGIN_OPTIONS[key] then config[key] = value else client_options[key] = value end
+  end
+  client = nil
+end
+
+--- A copy of the options setup() keeps for sora.new (:checkhealth sora reads them).
+function M.client_options()
+  return vim.deepcopy(client_options)
+end
+
+-- The shared client: its connections and its one libcurl multi handle serve every job.
+-- Returns nil after notifying when sora cannot be loaded or rejects the configuration.
+local function get_client()
+  if client then return client end
+  local loaded, sora = pcall(require, "sora")
+  if not loaded then
+    notify("cannot load the sora module: " .. tostring(sora)
+      .. " (build it with `make nvim` in the plugin directory; see :checkhealth sora)", levels.ERROR)
+    return nil
+  end
+  local ok, made = pcall(sora.new, vim.deepcopy(client_options))
+  if not ok then
+    notify(configuration_message(made), levels.ERROR)
+    return nil
+  end
+  client = made
+  return client
+end
+
+-- ---- reporting -----------------------------------------------------------------------------
+
+-- Tells the user and the caller's on_done how one job ended. Callbacks run protected: a
+-- raising on_done is one more notification, never an error in the driver's tick.
+local function report(job)
+  local ok, value, detail = pcall(job.task.result, job.task)
+  if not ok then value, detail = nil, value end
+  if value then
+    local shown, err = pcall(job.on_success, value, detail)
+    if not shown then notify_error(err) end
+  else
+    notify_error(detail)
+  end
+  if job.on_done then
+    local fine, err = pcall(job.on_done, value, detail)
+    if not fine then notify_error("on_done: " .. tostring(err)) end
+  end
+end
+
+-- Reports, oldest first, every job that ended since the last advance. The list is replaced
+-- before any report, so a callback that starts a new job adds it to the new list.
+local function report_finished()
+  local ended, running = {}, {}
+  for _, job in ipairs(jobs) do
+    if job.task:done() then ended[#ended + 1] = job else running[#running + 1] = job end
+  end
+  if #ended == 0 then return end
+  jobs = running
+  for _, job in ipairs(ended) do report(job) end
+end
+
+-- After a step raised (a bug, not an API failure): the tasks of that client cannot go on, so
+-- they are cancelled and reported like any failure.
+local function on_tick(running, step_error)
+  if step_error then
+    notify_error("the driver stopped: " .. step_error)
+    for _, job in ipairs(jobs) do pcall(job.task.cancel, job.task) end
+  end
+  report_finished()
+  if running == 0 then vim.cmd("redrawstatus") end
+end
+
+-- Starts fn as a task of client c and remembers how to report its end. job: what (a short
+-- description), on_success(value, detail), on_done (the caller's), and any progress fields.
+local function start(c, job, fn)
+  local ok, task = pcall(c.spawn, c, fn)
+  if not ok then
+    notify_error(task)
+    return nil
+  end
+  job.task, job.client = task, c
+  jobs[#jobs + 1] = job
+  driver.drive(c, on_tick)
+  return task
+end
+
+-- The client, or nil after telling the user and the caller's on_done why there is none.
+local function client_for(on_done)
+  local c = get_client()
+  if not c and on_done then pcall(on_done, nil, "sora: no client (see the notification)") end
+  return c
+end
+
+-- ---- generate ------------------------------------------------------------------------------
+
+local function progress_echo(job)
+  return function(video)
+    job.status, job.progress = video.status, video.progress or 0
+    if config.progress then
+      vim.api.nvim_echo({ { string.format("sora: %s %s %d%%", video.id, video.status,
+        video.progress or 0) } }, false, {})
+    end
+  end
+end
+
+-- What each variant of a video's content is (the API's media types).
+local EXTENSIONS = { video = "mp4", thumbnail = "webp", spritesheet = "jpg" }
+
+local function output_path(opts, id, variant)
+  if opts.output and opts.output ~= "" then return vim.fn.expand(opts.output) end
+  return string.format("%s/%s.%s", vim.fn.expand(config.output_dir or "."), id,
+    EXTENSIONS[variant or "video"] or "bin")
+end
+
+-- The task of a generation: create, wait, download; nil, err at the first failure. `job`
+-- carries its id, status and progress for M.status().
+local function generation(c, opts, job)
+  return function()
+    local video, err = c:create{ prompt = opts.prompt, model = opts.model or config.model,
+      seconds = opts.seconds or config.seconds, size = opts.size or config.size,
+      input_reference = opts.image and vim.fn.expand(opts.image) }
+    if not video then return nil, err end
+    job.id = video.id
+    notify(string.format("%s %s: %q", video.id, video.status, opts.prompt))
+    video, err = video:wait{ on_progress = progress_echo(job) }
+    if not video then return nil, err end
+    local path = output_path(opts, video.id)
+    job.status = "downloading"
+    local ok, derr = video:download{ path = path }
+    if not ok then return nil, derr end
+    return video, path
+  end
+end
+
+--- Starts a generation and returns its sora task at once (nil after notifying, when it
+-- cannot start). opts: prompt (required), output (default <output_dir>/<video id>.mp4),
+-- model, seconds, size, image (an input reference), on_done(video, path) or on_done(nil, err).
+function M.generate(opts)
+  opts = opts or {}
+  if type(opts.prompt) ~= "string" or not opts.prompt:find("%S") then
+    notify("a prompt is needed: :SoraGenerate {prompt}", levels.ERROR)
+    if opts.on_done then pcall(opts.on_done, nil, "sora: a prompt is needed") end
+    return nil
+  end
+  local c = client_for(opts.on_done)
+  if not c then return nil end
+  local job = { what = "generate", status = "creating", progress = 0, on_done = opts.on_done,
+    on_success = function(video, path) notify(string.format("%s saved to %s", video.id, path)) end }
+  return start(c, job, generation(c, opts, job))
+end
+
+-- ---- download, list, cancel, status -------------------------------------------------------
+
+--- Downloads a video's content (variant: "video", "thumbnail" or "spritesheet") to `path`
+-- (default <output_dir>/<id>.mp4, .webp or .jpg) without blocking; returns the task.
+function M.download(id, path, opts)
+  opts = opts or {}
+  if type(id) ~= "string" or id == "" then
+    notify("a video id is needed: :SoraDownload {id} [path]", levels.ERROR)
+    return nil
+  end
+  local c = client_for(opts.on_done)
+  if not c then return nil end
+  local target = output_path({ output = path }, id, opts.variant)
+  local job = { what = "download " .. id, on_done = opts.on_done,
+    on_success = function() notify(string.format("%s saved to %s", id, target)) end }
+  return start(c, job, function()
+    local ok, err = c:download_content(id, { path = target, variant = opts.variant })
+    if not ok then return nil, err end
+    return id, target
+  end)
+end
+
+local function video_line(v)
+  return string.format("%-40s %-12s %3d%%  %-8s %-10s %s", v.id, tostring(v.status),
+    v.progress or 0, tostring(v.model), tostring(v.size), v.prompt or "")
+end
+
+-- Shows lines in a scratch buffer named sora://videos, reusing it.
+local function show_videos(lines)
+  local buf = vim.fn.bufnr("sora://videos")
+  if buf == -1 then
+    buf = vim.api.nvim_create_buf(true, true)
+    vim.api.nvim_buf_set_name(buf, "sora://videos")
+  end
+  vim.api.nvim_buf_set_option(buf, "modifiable", true)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.api.nvim_buf_set_option(buf, "modifiable", false)
+  vim.api.nvim_set_current_buf(buf)
+end
+
+--- Lists the latest videos (default 20) in a scratch buffer, without blocking; returns the task.
+function M.list(opts)
+  opts = opts or {}
+  local c = client_for(opts.on_done)
+  if not c then return nil end
+  local job = { what = "list", on_done = opts.on_done, on_success = function(page)
+    local lines = {}
+    for _, v in ipairs(page.data) do lines[#lines + 1] = video_line(v) end
+    if #lines == 0 then lines[1] = "(no videos)" end
+    show_videos(lines)
+    notify(string.format("listed %d video%s", #page.data, #page.data == 1 and "" or "s"))
+  end }
+  return start(c, job, function()
+    local page, err = c:list_page{ limit = opts.limit or 20, order = "desc" }
+    if not page then return nil, err end
+    return page
+  end)
+end
+
+--- Cancels every running job; returns how many were cancelled.
+function M.cancel()
+  local count = 0
+  for _, job in ipairs(jobs) do
+    if not job.task:done() and job.task:cancel() then count = count + 1 end
+  end
+  notify(count == 0 and "nothing to cancel" or string.format("cancelled %d job(s)", count))
+  report_finished() -- each cancelled job ends now, as "aborted"
+  return count
+end
+
+--- One line for a statusline: "sora: 2 jobs, video_ab12 45%", or "" when idle.
+function M.status()
+  if #jobs == 0 then return "" end
+  local parts = {}
+  for _, job in ipairs(jobs) do
+    if job.id then parts[#parts + 1] = string.format("%s %s %d%%", job.id, job.status, job.progress)
+    else parts[#parts + 1] = job.what end
+  end
+  return string.format("sora: %d job%s, %s", #jobs, #jobs == 1 and "" or "s", table.concat(parts, ", "))
+end
+
+--- Closes the clients of the jobs still running (their transfers are aborted, so no
+-- download is left half-written) and forgets them. plugin/sora.lua calls it on VimLeavePre.
+function M.shutdown()
+  local closing = {}
+  if client then closing[client] = true end
+  for _, job in ipairs(jobs) do
+    if job.client then closing[job.client] = true end
+  end
+  for c in pairs(closing) do
+    driver.stop(c)
+    pcall(c.close, c)
+  end
+  jobs, client = {}, nil
+end
+
+--- The jobs not yet reported, oldest first: { what, task, id, status, progress } each.
+function M.jobs()
+  local list = {}
+  for i, job in ipairs(jobs) do
+    list[i] = { what = job.what, task = job.task, id = job.id, status = job.status,
+                progress = job.progress }
+  end
+  return list
+end
+
+return M
