@@ -15,7 +15,8 @@ local FLAGS = { job_seconds = "--job-seconds", api_key = "--api-key", asset_ttl 
                 poll_after_ms = "--poll-after-ms", video_bytes = "--video-bytes",
                 fault_rate = "--fault-rate", fault_seed = "--fault-seed",
                 fault_kinds = "--fault-kinds", record_limit = "--record-limit",
-                max_connections = "--max-connections" }
+                max_connections = "--max-connections",
+                webhook_url = "--webhook-url", webhook_secret = "--webhook-secret" }
 
 -- A flag's value: lists (fault_kinds) are comma-separated.
 local function flag_value(value)
