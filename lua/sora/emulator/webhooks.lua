@@ -132,9 +132,14 @@ function Sender:track(v)
   self.server.loop:spawn(function() self:watch(v, watch, generation) end)
 end
 
---- Watches every live video (webhooks were just configured).
+--- Watches every live video still running (webhooks were just configured): those that
+-- settled before get no event.
 function Sender:track_all()
-  for _, v in pairs(self.server.store.byid) do self:track(v) end
+  local store = self.server.store
+  for _, v in pairs(store.byid) do
+    local status = store:render(v).status
+    if status ~= "completed" and status ~= "failed" then self:track(v) end
+  end
 end
 
 function Sender:watch(v, watch, generation)
