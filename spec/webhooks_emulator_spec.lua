@@ -190,6 +190,8 @@ describe("emulator webhooks", function()
     refused({ webhook_url = "http://127.0.0.1:9/hook" }, "needs a webhook_secret")
     refused({ webhook_url = "http://127.0.0.1:9/hook", webhook_secret = "whsec_%%%" }, "base64")
     refused({ webhook_url = "http://127.0.0.1:99999/", webhook_secret = SECRET }, "port")
+    refused({ webhook_url = "http://127.0.0.1:8000.0/hook", webhook_secret = SECRET }, "http:// URL")
+    refused({ webhook_url = "http://user@host/hook", webhook_secret = SECRET }, "http:// URL")
   end)
 
   it("takes --webhook-url and --webhook-secret on the command line, and checks them", function()

@@ -43,6 +43,9 @@ function webhooks.parse_url(url)
   if not host then
     return nil, "webhook_url must be an http:// URL with a host (no TLS, no fragment): " .. url
   end
+  if target ~= "" and not target:find("^[/?]") then
+    return nil, "webhook_url must be an http:// URL with a host (no TLS, no fragment): " .. url
+  end
   port = port == "" and 80 or tonumber(port)
   if port < 1 or port > 65535 then return nil, "webhook_url's port must be 1..65535" end
   if target:find("[%s%c]") then return nil, "webhook_url must not hold spaces or controls" end
