@@ -194,6 +194,47 @@ describe("emulator webhooks", function()
     refused({ webhook_url = "http://user@host/hook", webhook_secret = SECRET }, "http:// URL")
   end)
 
+  it("drives examples/webhook_receiver.lua: it downloads the video when video.completed arrives", function()
+    local H = require "support.client"
+    local sha256 = require "sora.emulator.sha256"
+    E, client = start{ job_seconds = 0.3 }
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    local lua, cpath = H.interpreter()
+    local out, pidfile = os.tmpname(), os.tmpname()
+    os.execute(string.format("env LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s;;' "
+      .. "OPENAI_API_KEY=%s OPENAI_BASE_URL=%s OPENAI_WEBHOOK_SECRET=%s %s "
+      .. "examples/webhook_receiver.lua 0 %s >%s 2>&1 </dev/null & echo $! >%s",
+      cpath, API_KEY, E.url, SECRET, lua, dir, out, pidfile))
+    local pid = io.open(pidfile):read("*a"):match("%d+")
+    os.remove(pidfile)
+    local function output(pattern)
+      local deadline = socket.gettime() + 10
+      repeat
+        local text = io.open(out):read("*a")
+        if text:match(pattern) then return text end
+        socket.sleep(0.05)
+      until socket.gettime() > deadline
+      return io.open(out):read("*a")
+    end
+    local ok, err = pcall(function()
+      local port = assert(output("listening on"):match("127%.0%.0%.1:(%d+)/webhooks"))
+      E:config{ webhook_url = "http://127.0.0.1:" .. port .. "/webhooks", webhook_secret = SECRET }
+      local video = assert(client:create{ prompt = "a paper boat" })
+      local failed = assert(client:create{ prompt = "a storm #fail" })
+      local path = dir .. "/" .. video.id .. ".mp4"
+      assert.matches("saved " .. path:gsub("%p", "%%%0"), output("saved "))
+      assert.matches("video " .. failed.id .. " failed: moderation_blocked", output("failed: "))
+      local bytes = io.open(path, "rb"):read("*a")
+      assert.are.equal(E:digest(video.id).sha256, sha256.hex(bytes))
+    end)
+    os.execute("kill " .. pid)
+    os.execute("rm -rf " .. dir)
+    os.remove(out)
+    assert(ok, err)
+  end)
+
   it("takes --webhook-url and --webhook-secret on the command line, and checks them", function()
     local lua = os.getenv("SORA_EMULATOR_LUA") or "lua5.4"
     local out = os.tmpname()
