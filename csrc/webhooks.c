@@ -8,6 +8,7 @@
  *   core.webhooks.equal(a, b)                -> true when a == b, in time independent of
  *                                               where they differ
  *   core.webhooks.random(n)                  -> n bytes from the CSPRNG (message ids) */
+#include <limits.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -19,11 +20,17 @@
 
 #define MAX_RANDOM_BYTES 256
 
+/* libcrypto's base64 and HMAC key lengths are ints: longer strings are refused, not cut */
+#define MAX_BYTES (INT_MAX / 4 * 3 - 3)
+
 /* The bytes of argument `arg`, a string; anything else is a programming mistake. */
 static const char *check_bytes(lua_State *L, int arg, const char *fname, size_t *len) {
+  const char *bytes;
   if (lua_type(L, arg) != LUA_TSTRING)
     sora_bad_argument(L, fname, arg, "string expected, got %s", luaL_typename(L, arg));
-  return lua_tolstring(L, arg, len);
+  bytes = lua_tolstring(L, arg, len);
+  if (*len > (size_t)MAX_BYTES) sora_bad_argument(L, fname, arg, "string too long");
+  return bytes;
 }
 
 static int webhooks_hmac_sha256(lua_State *L) {
