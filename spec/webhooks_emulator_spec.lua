@@ -47,7 +47,8 @@ end
 local function start(opts)
   opts.api_key = API_KEY
   local E = emulator.start(opts)
-  return E, sora.new{ api_key = API_KEY, base_url = E.url, max_retries = 0 }
+  -- a short timeout: an emulator held up by a webhook fails the spec instead of hanging it
+  return E, sora.new{ api_key = API_KEY, base_url = E.url, max_retries = 0, timeout = 5 }
 end
 
 -- The request is a signed event of `kind` about video `id`.
