@@ -69,7 +69,7 @@ end
 -- The emulator's log of attempts (GET /__emulator/webhooks) once it holds n of them: an
 -- attempt is logged when its answer has been read, a moment after the receiver sent it.
 local function attempts(E, n)
-  local deadline, log = socket.gettime() + 10, nil
+  local deadline, log = socket.gettime() + 10
   repeat
     log = E:control("GET", "/webhooks")
     if #log >= n then return log end

@@ -208,7 +208,7 @@ describe("webhooks cross-checked in Node.js", function()
 
     -- The receiver's JSON lines once there are n of them (10 s at most).
     local function lines(n)
-      local deadline, found = socket.gettime() + 10, {}
+      local deadline, found = socket.gettime() + 10
       repeat
         found = {}
         for line in (read_file(out) or ""):gmatch("[^\n]+") do found[#found + 1] = cjson.decode(line) end
@@ -247,7 +247,7 @@ describe("webhooks cross-checked in Node.js", function()
       end
       assert.are.same({ [done.id] = "video.completed", [failed.id] = "video.failed" }, by_video)
       -- answered 200: each delivered at the first attempt
-      local deadline, log = socket.gettime() + 5, nil
+      local deadline, log = socket.gettime() + 5
       repeat
         log = E:control("GET", "/webhooks")
         if #log < 2 then socket.sleep(0.05) end

@@ -144,13 +144,13 @@ describe("sora.webhooks.verify", function()
 
   it("raises for a wrong argument type, an unknown option or a secret that is no key", function()
     local h = webhooks.sign(BODY, SECRET)
+    local unpack = table.unpack or unpack
     local function raises(pattern, ...)
       local args = { n = select("#", ...), ... }
       local ok, err = pcall(function() return webhooks.verify(unpack(args, 1, args.n)) end)
       assert.is_false(ok)
       assert.matches("webhooks_verify_spec.lua:%d+: " .. pattern, err)
     end
-    unpack = unpack or table.unpack
     raises("bad argument #1 to 'verify' %(string expected, got nil%)", nil, h, SECRET)
     raises("bad argument #2 to 'verify' %(table expected, got string%)", BODY, "h", SECRET)
     raises("bad argument #3 to 'verify' %(string expected, got number", BODY, h, 42)
@@ -187,10 +187,13 @@ describe("sora.webhooks.sign", function()
     assert.is_false(ok)
     assert.matches("bad argument #1 to 'sign' %(string expected, got nil%)", err)
     ok, err = pcall(webhooks.sign, BODY, SECRET, { id = "a\r\nb" })
+    assert.is_false(ok)
     assert.matches("bad argument #3 to 'sign' %(option 'id' must not hold CR, LF or NUL%)", err)
     ok, err = pcall(webhooks.sign, BODY, SECRET, { timestamp = 1.5 })
+    assert.is_false(ok)
     assert.matches("bad argument #3 to 'sign' %(option 'timestamp' must be an integer, got 1.5%)", err)
     ok, err = pcall(webhooks.sign, BODY, "whsec_")
+    assert.is_false(ok)
     assert.matches("bad argument #2 to 'sign'", err)
   end)
 end)
