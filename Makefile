@@ -11,6 +11,8 @@ LUA_INCDIR ?= $(patsubst -I%,%,$(firstword $(shell pkg-config --cflags-only-I $(
 LUA_INCDIR := $(or $(LUA_INCDIR),/usr/include/lua$(LUA_VERSION))
 CURL_CFLAGS ?= $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS ?= $(or $(shell pkg-config --libs libcurl 2>/dev/null),-lcurl)
+# webhooks.c: HMAC-SHA256 and base64 from OpenSSL's libcrypto
+CRYPTO_LIBS ?= $(or $(shell pkg-config --libs libcrypto 2>/dev/null),-lcrypto)
 
 CC ?= cc
 OPT ?= -O2 -g
@@ -43,7 +45,7 @@ $(BUILD)/obj/%.o: csrc/%.c csrc/*.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(MODULE): $(OBJS) | $(BUILD)/sora
-	$(CC) $(LDFLAGS_SHARED) $(LDFLAGS) -o $@ $(OBJS) $(CURL_LIBS) -lm
+	$(CC) $(LDFLAGS_SHARED) $(LDFLAGS) -o $@ $(OBJS) $(CURL_LIBS) $(CRYPTO_LIBS) -lm
 
 $(BUILD)/obj $(BUILD)/sora:
 	mkdir -p $@
@@ -204,7 +206,7 @@ $(FUZZ_BUILD)/fuzz_headers: fuzz/fuzz_headers.c $(FUZZ_BUILD)/obj/headers.o $(FU
 
 $(FUZZ_BUILD)/fuzz_marshal: fuzz/fuzz_marshal.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -I$(LUA_INCDIR) $(CURL_CFLAGS) -o $@ $^ \
-	  -llua5.4 $(CURL_LIBS) -lm
+	  -llua5.4 $(CURL_LIBS) $(CRYPTO_LIBS) -lm
 
 $(FUZZ_BUILD)/obj $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal:
 	mkdir -p $@

@@ -24,6 +24,7 @@ dependencies = {
 -- only the library is checked.
 external_dependencies = {
   CURL = { library = "curl" },
+  OPENSSL = { library = "crypto" }, -- libcrypto: the HMAC of sora.webhooks
 }
 build = {
   type = "builtin",
@@ -34,11 +35,11 @@ build = {
         "csrc/endpoints.c", "csrc/error.c", "csrc/headers.c", "csrc/json.c",
         "csrc/marshal.c", "csrc/media.c", "csrc/multipart.c", "csrc/outcome.c", "csrc/retry.c",
         "csrc/response.c",
-        "csrc/transfer.c", "csrc/url.c", "csrc/video.c",
+        "csrc/transfer.c", "csrc/url.c", "csrc/video.c", "csrc/webhooks.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "m" },
-      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "crypto", "m" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
     },
   },
   -- everything under lua/ (the Lua modules and the emulator's media) is copied by builtin

@@ -778,10 +778,17 @@ static void push_shown_url(lua_State *L, const sora_client *c) {
   else lua_pushstring(L, c->base.prefix);
 }
 
-static int client_tostring(lua_State *L) {
-  sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
-  if (c->multi == NULL || c->base.prefix == NULL) {
-    lua_pushstring(L, "sora.Client (closed)");
+static int is_closed(const sora_client *c) {
+  return c->multi == NULL || c->close_pending || c->base.prefix == NULL;
+}
+
+/* tostring and base_url read the client's URL while pushing strings, and a push may run the
+ * collector and a finalizer that closes the client: they run pinned (its close waits), and
+ * look at the client only once pinned. */
+static int tostring_pinned(lua_State *L) {
+  sora_client *c = lua_touserdata(L, 1);
+  if (is_closed(c)) {
+    lua_pushliteral(L, "sora.Client (closed)");
     return 1;
   }
   lua_pushliteral(L, "sora.Client (");
@@ -791,6 +798,16 @@ static int client_tostring(lua_State *L) {
   return 1;
 }
 
+static int client_tostring(lua_State *L) {
+  sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
+  if (is_closed(c)) {
+    lua_pushliteral(L, "sora.Client (closed)");
+    return 1;
+  }
+  lua_settop(L, 1);
+  return sora_client_pinned_call(L, 1, tostring_pinned);
+}
+
 /* client:_state(): a table the Lua layer keeps per client (its tasks). */
 static int client_state(lua_State *L) {
   luaL_checkudata(L, 1, SORA_CLIENT);
@@ -798,9 +815,17 @@ static int client_state(lua_State *L) {
   return 1;
 }
 
-static int client_base_url(lua_State *L) {
-  push_shown_url(L, check_open(L, "base_url"));
+static int base_url_pinned(lua_State *L) {
+  sora_client *c = lua_touserdata(L, 1);
+  if (is_closed(c)) sora_raise(L, "calling 'base_url' on a closed sora.Client");
+  push_shown_url(L, c);
   return 1;
+}
+
+static int client_base_url(lua_State *L) {
+  check_open(L, "base_url");
+  lua_settop(L, 1);
+  return sora_client_pinned_call(L, 1, base_url_pinned);
 }
 
 /* client:_jitter(): the next number in [0, 1) of the client's retry jitter, for the specs. */

@@ -54,6 +54,8 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
   lua_setfield(L, -4, "endpoints");
   lua_setfield(L, -3, "Client");   /* M, Video */
   lua_setfield(L, -2, "Video");    /* M */
+  sora_open_webhooks(L);           /* M, webhooks */
+  lua_setfield(L, -2, "webhooks");
   lua_pushcfunction(L, core_retry_delay);
   lua_setfield(L, -2, "_retry_delay");
   lua_pushcfunction(L, core_now);

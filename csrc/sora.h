@@ -308,6 +308,8 @@ SORA_HIDDEN void sora_normalize_video(lua_State *L, int fields_idx);
 SORA_HIDDEN void sora_push_video(lua_State *L, int fields_idx, int client_idx, long poll_after_ms);
 SORA_HIDDEN int sora_open_video(lua_State *L);
 SORA_HIDDEN int sora_open_endpoints(lua_State *L);
+/* webhooks (webhooks.c): HMAC-SHA256, base64, constant-time equality from libcrypto */
+SORA_HIDDEN int sora_open_webhooks(lua_State *L);
 
 SORA_EXPORT int luaopen_sora_core(lua_State *L);
 

@@ -118,6 +118,19 @@ describe("LuaLS annotations", function()
       union(annotated("sora", "functions"), annotated("sora", "fields")))
   end)
 
+  it("annotate every function and field of the module's submodules", function()
+    local seen = 0
+    for name, value in pairs(sora) do
+      if type(value) == "table" then
+        local class = "sora." .. name
+        same_names(class, public(value),
+          union(annotated(class, "functions"), annotated(class, "fields")))
+        seen = seen + 1
+      end
+    end
+    assert.is_true(seen > 0, "sora has no submodule (sora.webhooks?)")
+  end)
+
   it("annotate every method of sora.Client", function()
     same_names("sora.Client", public(core.Client), annotated("sora.Client", "functions"))
   end)
@@ -166,6 +179,7 @@ describe("LuaLS annotations", function()
       method = "GET", path = "^/v1/videos/video_busy$" }
     errors[#errors + 1] = select(2, c:retrieve("video_busy"))
     E:clear_faults()
+    errors[#errors + 1] = select(2, sora.webhooks.verify("{}", {}, "whsec_" .. ("A"):rep(32)))
     local fields, kinds = {}, {}
     for _, err in ipairs(errors) do
       assert.is_true(sora.is_error(err), tostring(err))
@@ -174,7 +188,8 @@ describe("LuaLS annotations", function()
     end
     subset("sora.Error fields", fields, annotated("sora.Error", "fields"))
     subset("sora.ErrorKind", kinds, aliases["sora.ErrorKind"])
-    assert.is_truthy(fields.last_error and fields.video and fields.curl_code and fields.retry_after,
+    assert.is_truthy(fields.last_error and fields.video and fields.curl_code and fields.retry_after
+      and fields.check and fields.headers,
       "the probe did not reach every kind of error: " .. sorted(fields))
   end)
 

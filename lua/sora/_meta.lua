@@ -8,6 +8,7 @@
 
 ---@class sora
 ---@field _VERSION string the version, e.g. "0.1.0"
+---@field webhooks sora.webhooks verifying (and signing) the webhooks OpenAI sends
 local sora = {}
 
 --- Makes a client. Options not given come from the environment (OPENAI_API_KEY,
@@ -29,6 +30,36 @@ function sora.is_error(value) end
 --- Seconds on the monotonic clock sora measures its deadlines with.
 ---@return number
 function sora.now() end
+
+-- ---- webhooks ------------------------------------------------------------------------------
+
+---@class sora.webhooks
+---@field DEFAULT_TOLERANCE number seconds a timestamp may lie from now, either way (300)
+local webhooks = {}
+
+--- Verifies a webhook: the raw body, its headers (names in any case) and the secret
+--- (`whsec_...`; nil reads OPENAI_WEBHOOK_SECRET). The event, or nil, err (kind "webhook",
+--- err.check one of "headers", "timestamp", "signature", "body").
+---@param body string
+---@param headers table<string, string>
+---@param secret? string
+---@param opts? { tolerance?: number }
+---@return sora.WebhookEvent|nil event, sora.Error? err
+function webhooks.verify(body, headers, secret, opts) end
+
+--- The three headers a sender attaches to `body`, signed with `secret`.
+---@param body string
+---@param secret string
+---@param opts? { id?: string, timestamp?: integer }
+---@return { ["webhook-id"]: string, ["webhook-timestamp"]: string, ["webhook-signature"]: string }
+function webhooks.sign(body, secret, opts) end
+
+---@class sora.WebhookEvent
+---@field id string "evt_..."
+---@field object string "event"
+---@field created_at integer
+---@field type "video.completed"|"video.failed"
+---@field data { id: string }
 
 -- ---- option tables ------------------------------------------------------------------------
 
@@ -188,7 +219,7 @@ function Video:to_table() end
 ---@field name string
 ---@field created_at integer
 
----@alias sora.ErrorKind "bad_request"|"authentication"|"permission_denied"|"not_found"|"conflict"|"unprocessable_entity"|"rate_limit"|"internal_server"|"api_status"|"connection"|"timeout"|"invalid_response"|"failed"|"aborted"|"io"
+---@alias sora.ErrorKind "bad_request"|"authentication"|"permission_denied"|"not_found"|"conflict"|"unprocessable_entity"|"rate_limit"|"internal_server"|"api_status"|"connection"|"timeout"|"invalid_response"|"failed"|"aborted"|"io"|"webhook"
 
 --- What a failed call returns as its second value; `tostring(err)` is one line.
 ---@class sora.Error
@@ -206,6 +237,7 @@ function Video:to_table() end
 ---@field last_error? sora.Error the last transient error of a wait that timed out
 ---@field headers? table<string, string> the answer's headers, for every error that got an HTTP answer
 ---@field elapsed? number seconds the call took
+---@field check? "headers"|"timestamp"|"signature"|"body" the check a webhook failed
 
 --- A request in flight (what the endpoints start and then wait for).
 ---@class sora.Transfer

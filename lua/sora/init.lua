@@ -91,4 +91,8 @@ Client.create_and_wait, Client.generate = wait.create_and_wait, wait.generate
 Client.pages, Client.list = lists.pages, lists.list
 Client.generate_many = batch.generate_many
 
+-- ---- webhooks: sora.webhooks.verify, sora.webhooks.sign (sora/webhooks.lua) ----------------
+
+sora.webhooks = require "sora.webhooks"
+
 return sora

@@ -16,6 +16,8 @@ usage: sora-emulator [options]
   --fault-kinds LIST  comma-separated kinds the schedule may draw (default: all)
   --record-limit N    recorded requests kept for the control API (default 1000; 0 = none)
   --max-connections N connections served at once; more wait to be accepted (default 1008)
+  --webhook-url URL   POST a signed video.completed / video.failed event here (http://)
+  --webhook-secret S  the whsec_... secret that signs them (needed with --webhook-url)
   --quiet             do not log requests to stderr
   --help              show this help
 Prompts containing "#fail" end as failed (moderation_blocked).
@@ -34,6 +36,7 @@ local OPTIONS = {
   ["--fault-rate"] = { "fault_rate", "number" }, ["--fault-seed"] = { "fault_seed", "integer" },
   ["--fault-kinds"] = { "fault_kinds", "list" }, ["--record-limit"] = { "record_limit", "integer" },
   ["--max-connections"] = { "max_connections", "integer" },
+  ["--webhook-url"] = { "webhook_url", "string" }, ["--webhook-secret"] = { "webhook_secret", "string" },
 }
 
 local function split_list(value)

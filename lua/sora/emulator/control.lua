@@ -13,7 +13,8 @@ local control = {}
 
 local CONFIG_KEYS = { job_seconds = "number", poll_after_ms = "number",
   video_bytes = "number", asset_ttl = "number", api_key = "string", record_limit = "number",
-  fault_rate = "number", fault_seed = "number", fault_kinds = "table" }
+  fault_rate = "number", fault_seed = "number", fault_kinds = "table",
+  webhook_url = "string", webhook_secret = "string" }
 
 local INTEGER_KEYS = { poll_after_ms = true, video_bytes = true, record_limit = true,
   fault_seed = true }
@@ -81,6 +82,7 @@ local function set_config(server, fields)
   server.config = proposed
   server:trim_recorded()
   if reschedule then server:schedule_faults() end
+  if fields.webhook_url ~= nil then server.webhooks:track_all() end
   return ok(config_view(server.config))
 end
 
@@ -149,6 +151,10 @@ function control.handle(server, req)
     local id = http.unescape(path:match("([^/]+)$"))
     if not server.store:delete(id) then return errors.not_found_video(id) end
     return ok({ id = id, forgotten = true })
+  elseif path == "/__emulator/webhooks" then
+    -- every attempt to deliver a webhook, oldest first (see sora.emulator.webhooks)
+    if m == "GET" then return ok(server.webhooks:list()) end
+    if m == "DELETE" then server.webhooks:clear(); return ok({ cleared = true }) end
   elseif path == "/__emulator/config" then
     if m == "GET" then return ok(config_view(server.config)) end
     if m == "POST" then return set_config(server, fields) end

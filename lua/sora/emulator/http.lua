@@ -120,6 +120,9 @@ function Conn:close(reset)
   self.sock:close()
 end
 
+-- A connection over a socket the emulator opened itself (webhooks.lua's outgoing posts).
+http.connection = new_conn
+
 ---------------------------------------------------------------------------
 -- Requests.
 
@@ -424,6 +427,21 @@ function Loop:step(timeout)
       end
     end
   until self.stopped or socket.gettime() >= deadline
+end
+
+-- Runs fn in a coroutine of the loop that serves no connection (webhook deliveries): it
+-- yields as a connection's coroutine does.
+local NO_CONNECTION = { close = function() end }
+function Loop:spawn(fn)
+  self:resume(coroutine.create(fn), NO_CONNECTION)
+end
+
+-- Ends the wait of whatever coroutine waits for sock to be readable or writable: it resumes
+-- at once and finds its connection closed. A deadline ends a wait so (select has none).
+function Loop:interrupt(sock)
+  local waiter = self.readers[sock] or self.writers[sock]
+  self.readers[sock], self.writers[sock] = nil, nil
+  if waiter then self:resume(waiter.co, waiter.conn) end
 end
 
 -- Closes the listener and every open connection.

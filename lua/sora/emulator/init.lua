@@ -20,6 +20,7 @@ local multipart = require "sora.emulator.multipart"
 local random_faults = require "sora.emulator.random_faults"
 local options = require "sora.emulator.options"
 local sha256 = require "sora.emulator.sha256"
+local webhooks = require "sora.emulator.webhooks"
 
 local emulator = { _VERSION = "sora.emulator 0.1" }
 
@@ -67,6 +68,7 @@ function emulator.new(opts)
     video_bytes = opts.video_bytes, record_limit = opts.record_limit or RECORD_LIMIT,
     fault_rate = opts.fault_rate or 0, fault_seed = opts.fault_seed,
     fault_kinds = opts.fault_kinds,
+    webhook_url = opts.webhook_url, webhook_secret = opts.webhook_secret,
   }
   local ok, err = options.check(self.initial)
   if ok then ok, err = options.check{ max_connections = opts.max_connections } end
@@ -86,6 +88,10 @@ function Server:reset()
   self.config = copy(self.initial)
   local server = self
   self.store = videos.new(function() return server.config end)
+  -- webhooks: the store tells the sender of each video created or forced
+  self.webhooks = self.webhooks or webhooks.new(self)
+  self.webhooks:reset()
+  self.store.on_change = function(v) server.webhooks:track(v) end
   self.faults = faults.new()
   self.digests = {}
   self:clear_recorded()
@@ -151,6 +157,7 @@ end
 function Server:close()
   if not self.closed then
     self.closed = true
+    self.webhooks:reset()
     self.loop:close()
   end
 end

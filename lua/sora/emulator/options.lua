@@ -35,6 +35,8 @@ function options.check(o)
       end
     end
   end
+  local ok, err = require("sora.emulator.webhooks").check(o)
+  if not ok then return nil, err end
   return true
 end
 

@@ -60,6 +60,7 @@ function Store:create(fields)
   self.live = self.live + 1
   -- Sequence numbers outlive deletion, so a deleted id still works as a cursor.
   self.seq[id] = v.seq
+  if self.on_change then self.on_change(v) end
   return v
 end
 
@@ -86,6 +87,7 @@ function Store:force(id, fields)
   local v = self.byid[id]
   if not v then return nil end
   for k, value in pairs(fields) do v.forced[k] = value end
+  if self.on_change then self.on_change(v) end
   return v
 end
 
@@ -106,6 +108,14 @@ end
 local function null(x)
   if x == nil then return json.null end
   return x
+end
+
+-- When the clock settles video v (completed, or failed for a failing job), or nil when a
+-- forced status holds it where it is. The webhook sender sleeps until then.
+function videos.settles_at(v)
+  if v.forced.status ~= nil then return nil end
+  if v.fail_error then return v.started + v.job_seconds * FAIL_SHARE end
+  return v.started + v.job_seconds
 end
 
 -- Returns the Video object (a table ready for json.encode) as of now.
