@@ -164,6 +164,11 @@ describe("create's reference image check", function()
                                            input_reference = H.FIXTURES .. "ref-1280x720.jpg" }, { timeout = 5 })
     assert.is_nil(video)
     assert.are.equal("input_reference", err.param)
+    video, err = c:generate{ prompt = "generate", size = "1280x720", output = dir .. "/out.mp4",
+                             input_reference = H.FIXTURES .. "ref-720x1280.png" }
+    assert.is_nil(video)
+    assert.are.equal(message(720, 1280, "1280x720"), err.message)
+    assert.is_false(H.exists(dir .. "/out.mp4"))
     local seen
     c:spawn(function()
       local v, e = c:create{ prompt = "task", size = "720x1280", input_reference = H.FIXTURES .. "ref-1280x720.webp" }
@@ -173,6 +178,19 @@ describe("create's reference image check", function()
     assert.is_nil(seen[1])
     assert.are.equal(message(1280, 720, "720x1280"), seen[2].message)
     assert.are.equal(0, #E:requests())
+  end)
+
+  it("ends only its own job in a batch", function()
+    local videos, errors = c:generate_many{
+      { prompt = "fits", size = "1280x720", input_reference = H.FIXTURES .. "ref-1280x720.png",
+        output = dir .. "/batch-1.mp4" },
+      { prompt = "does not fit", size = "1280x720", input_reference = H.FIXTURES .. "ref-720x1280.png",
+        output = dir .. "/batch-2.mp4" },
+    }
+    assert.is_truthy(videos[1], tostring(errors[1]))
+    assert.is_false(videos[2])
+    assert.are.equal(message(720, 1280, "1280x720"), errors[2].message)
+    assert.are.equal(1, #H.matching(E, "POST", "^/v1/videos$"))
   end)
 
   it("an unopenable path is still the upload's argument error", function()
