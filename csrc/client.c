@@ -456,7 +456,7 @@ static void configure(lua_State *L, sora_client *c, int opts, int client_idx) {
   read_options(L, opts);
   key = key_option(L, opts);
   if (key == NULL || *key == '\0')
-    sora_bad_argument(L, "new", 1, "no API key: pass api_key or api_key_cmd, or set OPENAI_API_KEY");
+    sora_bad_argument(L, "new", 1, "no API key: pass api_key or set OPENAI_API_KEY");
   check_header_text(L, "the API key", key, strlen(key));
   c->api_key = dup_string(L, key);
   configure_base_url(L, c, opts);

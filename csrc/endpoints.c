@@ -169,11 +169,11 @@ static int start_request(lua_State *L, const sora_endpoint *e, int dry_run) {
   transfer = lua_gettop(L);
   apply_request_options(L, t, params);
   sora_url_build(L, t, id, id_len, params);
+  sora_encode_body(L, t, transfer, params); /* raises first for a bad file or field */
   if (image_reference(e) && !sora_reference_fits(L, image_reference(e), params)) {
-    sora_transfer_detach(L, t); /* nothing was sent: nil, err is the answer */
+    sora_transfer_detach(L, t); /* the body freed, never sent: nil, err is the answer */
     return 0;
   }
-  sora_encode_body(L, t, transfer, params);
   if (e->result == SORA_RESULT_CONTENT) {
     t->headers = SORA_HEADERS_BINARY; /* as the official SDKs ask for content */
     if (!prepare_sink(L, t, transfer, params)) return 0;

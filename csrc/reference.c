@@ -93,14 +93,15 @@ static int requested_size(const char *text, sora_image_size *size) {
   return *end == '\0';
 }
 
-/* Pushes nil and the error the API answers, without a status: no request was made. */
+/* Pushes nil and the error the API answers, status 400 included (its kind says so, and a
+ * program tells it from the server's by nothing but the missing request id: none was made). */
 static void push_mismatch(lua_State *L, const sora_image_size *image, const char *size_text) {
   char dims[48];
   snprintf(dims, sizeof dims, "%lux%lu", image->width, image->height);
   lua_pushnil(L);
   lua_pushfstring(L, "Inpaint image must match the requested width and height: input_reference "
                      "is %s, but size is %s.", dims, size_text);
-  sora_push_error(L, "bad_request", 0, lua_tostring(L, -1)); /* nil, message, err */
+  sora_push_error(L, "bad_request", 400, lua_tostring(L, -1)); /* nil, message, err */
   lua_remove(L, -2);
   lua_pushliteral(L, "input_reference");
   lua_setfield(L, -2, "param");

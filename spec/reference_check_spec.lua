@@ -89,8 +89,8 @@ describe("create's reference image check", function()
       assert.are.equal("invalid_value", err.code)
       assert.are.equal("invalid_request_error", err.type)
       assert.are.equal(message(1280, 720, "720x1280"), err.message, case[1])
-      assert.is_nil(err.status) -- no request was made: no status, no request id
-      assert.is_nil(err.request_id)
+      assert.are.equal(400, err.status) -- as the API answers it
+      assert.is_nil(err.request_id) -- but no request was made
       assert.is_true(sora.is_error == nil or sora.is_error(err))
     end
     assert.are.equal(0, #E:requests())
@@ -119,6 +119,8 @@ describe("create's reference image check", function()
       local _, there = c:create{ prompt = "mismatch", size = "720x1280", input_reference = case[2],
                                  check_reference = false }
       assert.are.equal(400, there.status, case[1])
+      assert.matches("^req_", there.request_id)
+      assert.are.equal(there.status, here.status, case[1])
       assert.are.equal(there.message, here.message, case[1])
       assert.are.equal(there.kind, here.kind)
       assert.are.equal(there.param, here.param)
