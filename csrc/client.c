@@ -337,9 +337,7 @@ static void push_key_from_command(lua_State *L, const char *cmd) {
   char line[KEY_LINE_MAX], why[64];
   const char *start = line, *failure;
   long len;
-  FILE *out;
-  fflush(NULL); /* what the host buffered is not written twice by the child */
-  out = popen(cmd, "r");
+  FILE *out = popen(cmd, "r");
   if (out == NULL)
     sora_bad_argument(L, "new", 1, "option 'api_key_cmd': cannot run the command: %s", strerror(errno));
   fcntl(fileno(out), F_SETFD, FD_CLOEXEC); /* no later child inherits the key's pipe */
@@ -402,6 +400,10 @@ static const char *split_proxy(CURLU *u, sora_client *c) {
   c->proxy = url ? strdup(url) : NULL;
   c->proxy_user = user ? strdup(user) : NULL;
   c->proxy_password = password ? strdup(password) : NULL;
+  if ((user && !c->proxy_user) || (password && !c->proxy_password)) { /* out of memory */
+    free(c->proxy);
+    c->proxy = NULL;
+  }
   if (password) memset(password, 0, strlen(password));
   curl_free(user);
   curl_free(password);
