@@ -183,13 +183,15 @@ bench: all
 # ---- fuzzing ------------------------------------------------------------------------------
 #   make fuzz                     builds both libFuzzer harnesses, runs each FUZZ_SECONDS
 #   make fuzz FUZZ_SECONDS=180    a longer run
-#   make fuzz-build               builds them only (build/fuzz/fuzz_headers, fuzz_marshal)
+#   make fuzz-build               builds them only (build/fuzz/fuzz_headers, fuzz_marshal, fuzz_image)
 # fuzz_headers: csrc/headers.c and csrc/retry.c. fuzz_marshal: a response body through the
 # module's JSON decoder and sora_marshal for every result kind, then read as a program would.
+# fuzz_image: csrc/image.c, the header reader of create's reference check; its own target,
+# `make fuzz-image` (same FUZZ_SECONDS), so that `make fuzz` stays two harnesses for CI's count.
 # The seeds in fuzz/corpus/<target>/ are only read; what libFuzzer finds goes to
 # build/fuzz/corpus/<target>/. A crash leaves crash-* in build/fuzz/ and fails the target;
 # fuzz/driver.c replays an input without libFuzzer (see its comment).
-.PHONY: fuzz fuzz-build
+.PHONY: fuzz fuzz-build fuzz-image
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_BUILD = build/fuzz
@@ -208,16 +210,23 @@ $(FUZZ_BUILD)/fuzz_marshal: fuzz/fuzz_marshal.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -I$(LUA_INCDIR) $(CURL_CFLAGS) -o $@ $^ \
 	  -llua5.4 $(CURL_LIBS) $(CRYPTO_LIBS) -lm
 
-$(FUZZ_BUILD)/obj $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal:
+$(FUZZ_BUILD)/fuzz_image: fuzz/fuzz_image.c $(FUZZ_BUILD)/obj/image.o
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -I$(LUA_INCDIR) -o $@ $^
+
+$(FUZZ_BUILD)/obj $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal $(FUZZ_BUILD)/corpus/image:
 	mkdir -p $@
 
-fuzz-build: $(FUZZ_BUILD)/fuzz_headers $(FUZZ_BUILD)/fuzz_marshal
+fuzz-build: $(FUZZ_BUILD)/fuzz_headers $(FUZZ_BUILD)/fuzz_marshal $(FUZZ_BUILD)/fuzz_image
 
 fuzz: fuzz-build | $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal
 	cd $(FUZZ_BUILD) && $(FUZZ_ENV) ./fuzz_headers -max_total_time=$(FUZZ_SECONDS) -max_len=512 \
 	  -timeout=10 -print_final_stats=1 corpus/headers $(CURDIR)/fuzz/corpus/headers
 	cd $(FUZZ_BUILD) && $(FUZZ_ENV) ./fuzz_marshal -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
 	  -timeout=10 -print_final_stats=1 corpus/marshal $(CURDIR)/fuzz/corpus/marshal
+
+fuzz-image: $(FUZZ_BUILD)/fuzz_image | $(FUZZ_BUILD)/corpus/image
+	cd $(FUZZ_BUILD) && $(FUZZ_ENV) ./fuzz_image -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  -timeout=10 -print_final_stats=1 corpus/image $(CURDIR)/fuzz/corpus/image
 
 # ---- soak: thousands of jobs under random faults, 1,000 connections, kill -9 mid-download --
 #   make soak                 2,000 jobs, 1,000 held connections, 50 kills (docs/reliability.md)

@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sora.h"
@@ -37,7 +39,8 @@ static char *dup_string(lua_State *L, const char *s) {
 
 static const char *const option_names[] = {
     "api_key", "base_url", "organization", "project", "timeout", "connect_timeout",
-    "stall_timeout", "deadline", "max_retries", "headers", "log", "tls_verify", "ca_file", NULL};
+    "stall_timeout", "deadline", "max_retries", "headers", "log", "tls_verify", "ca_file",
+    "proxy", "no_proxy", "proxy_tunnel", "api_key_cmd", "api_key_header", "api_version", NULL};
 
 /* Replaces the options at opts with a plain copy of the known ones, each read once (through
  * __index too): every string read later is anchored by the copy until new returns. */
@@ -183,20 +186,58 @@ static void add_option_headers(lua_State *L, int opts, struct curl_slist **list)
   lua_pop(L, 1);
 }
 
-/* Four prebuilt header lists, so no request builds one. */
+/* Whether the list has a header of this name: a user's header replaces sora's own. */
+static int has_header(const struct curl_slist *list, const char *name) {
+  size_t len = strlen(name);
+  for (; list != NULL; list = list->next) {
+    if (strncasecmp(list->data, name, len) == 0 && list->data[len] == ':') return 1;
+  }
+  return 0;
+}
+
+/* The User-Agent and the credential, as entries of the prebuilt lists: libcurl formats
+ * CURLOPT_USERAGENT and CURLOPT_XOAUTH2_BEARER again for every request. The key goes as
+ * "Authorization: Bearer KEY", or raw in the header api_key_header names (Azure's api-key). */
+static void append_identity(lua_State *L, const sora_client *c, struct curl_slist **list,
+                            const char *key_header) {
+  if (!has_header(*list, "User-Agent")) append_header(L, list, "User-Agent", c->user_agent);
+  if (key_header != NULL) {
+    if (!has_header(*list, key_header)) append_header(L, list, key_header, c->api_key);
+    return;
+  }
+  if (has_header(*list, "Authorization")) return;
+  lua_pushfstring(L, "Bearer %s", c->api_key);
+  append_header(L, list, "Authorization", lua_tostring(L, -1));
+  lua_pop(L, 1);
+}
+
+/* api_key_header: a header name, else NULL for Authorization: Bearer. */
+static const char *key_header_option(lua_State *L, int opts) {
+  const char *name = string_option(L, opts, "api_key_header", NULL, NULL);
+  if (name && !is_token(name, strlen(name)))
+    sora_bad_argument(L, "new", 1, "option 'api_key_header' must be a header name");
+  return name;
+}
+
+/* Five prebuilt header lists, so no request builds one. A redirect to another origin gets
+ * Accept and User-Agent only. */
 static void build_headers(lua_State *L, sora_client *c, int opts) {
   static const char *const accepted[SORA_HEADERS_KINDS] = {
       "application/json", "application/json", "application/json", "application/binary",
       "application/binary"};
   const char *org = string_option(L, opts, "organization", "OPENAI_ORG_ID", NULL);
   const char *project = string_option(L, opts, "project", "OPENAI_PROJECT_ID", NULL);
+  const char *key_header = key_header_option(L, opts);
   int kind;
   if (org) check_header_text(L, "option 'organization'", org, strlen(org));
   if (project) check_header_text(L, "option 'project'", project, strlen(project));
   for (kind = 0; kind < SORA_HEADERS_KINDS; kind++) {
     struct curl_slist **list = &c->headers[kind];
     append_header(L, list, "Accept", accepted[kind]);
-    if (kind == SORA_HEADERS_FOREIGN) continue;
+    if (kind == SORA_HEADERS_FOREIGN) {
+      append_header(L, list, "User-Agent", c->user_agent);
+      continue;
+    }
     if (kind == SORA_HEADERS_JSON) append_header(L, list, "Content-Type", "application/json");
     /* curl waits up to a second for "100 Continue" before a body over 1 MB (JSON or
      * multipart); servers answer without it */
@@ -205,6 +246,7 @@ static void build_headers(lua_State *L, sora_client *c, int opts) {
     if (project) append_header(L, list, "OpenAI-Project", project);
     add_env_headers(L, list);
     add_option_headers(L, opts, list);
+    append_identity(L, c, list, key_header);
   }
 }
 
@@ -260,15 +302,167 @@ static void configure_base_url(lua_State *L, sora_client *c, int opts) {
   sora_base_url_parse(L, base, origin, &c->base);
 }
 
+/* ---- api_key_cmd ---------------------------------------------------------------------- */
+
+#define KEY_LINE_MAX 4096 /* keys are far shorter: a longer first line is not a key */
+
+/* Reads the first line of the command's output into line (NUL-terminated) and drains the rest,
+ * so the command never dies of SIGPIPE; returns the line's length, or -1 when it is too long. */
+static long read_first_line(FILE *out, char *line) {
+  char scratch[512];
+  size_t len = 0;
+  int ch, ended = 0;
+  while ((ch = getc(out)) != EOF && ch != '\n') {
+    if (len + 1 >= KEY_LINE_MAX) ended = -1;
+    else line[len++] = (char)ch;
+  }
+  line[len] = '\0';
+  while (fread(scratch, 1, sizeof scratch, out) > 0) {
+  }
+  return ended < 0 ? -1 : (long)len;
+}
+
+/* Why the command's exit (pclose's status) is a failure, or NULL when it succeeded. */
+static const char *command_failure(int status, char *why, size_t size) {
+  if (status == -1) snprintf(why, size, "could not be waited for");
+  else if (WIFSIGNALED(status)) snprintf(why, size, "was killed by signal %d", WTERMSIG(status));
+  else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    snprintf(why, size, "failed (exit status %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  else return NULL;
+  return why;
+}
+
+/* Pushes the first line of the command's output, trimmed: run once, through the shell, here.
+ * Messages name the option, never the command (it may hold a secret) nor its output. */
+static void push_key_from_command(lua_State *L, const char *cmd) {
+  char line[KEY_LINE_MAX], why[64];
+  const char *start = line, *failure;
+  long len;
+  FILE *out = popen(cmd, "r");
+  if (out == NULL)
+    sora_bad_argument(L, "new", 1, "option 'api_key_cmd': cannot run the command: %s", strerror(errno));
+  fcntl(fileno(out), F_SETFD, FD_CLOEXEC); /* no later child inherits the key's pipe */
+  len = read_first_line(out, line);
+  failure = command_failure(pclose(out), why, sizeof why);
+  while (len > 0 && strchr(" \t\r", line[len - 1])) line[--len] = '\0';
+  while (*start == ' ' || *start == '\t') start++;
+  if (failure == NULL && len < 0) failure = "printed a first line too long to be a key";
+  if (failure == NULL && *start == '\0') failure = "printed no key";
+  lua_pushstring(L, start);
+  memset(line, 0, sizeof line);
+  if (failure) sora_bad_argument(L, "new", 1, "option 'api_key_cmd': the command %s", failure);
+}
+
+/* The key: api_key, else api_key_cmd's output, else OPENAI_API_KEY. The command's key is kept
+ * in the options' copy as api_key, which anchors it until new returns. */
+static const char *key_option(lua_State *L, int opts) {
+  const char *cmd;
+  lua_getfield(L, opts, "api_key");
+  if (lua_isnil(L, -1) && (cmd = string_option(L, opts, "api_key_cmd", NULL, NULL)) != NULL) {
+    push_key_from_command(L, cmd);
+    lua_setfield(L, opts, "api_key");
+  }
+  lua_pop(L, 1);
+  return string_option(L, opts, "api_key", "OPENAI_API_KEY", NULL);
+}
+
+/* ---- proxies ----------------------------------------------------------------------------- */
+
+static const char *const proxy_schemes[] = {"http", "https", "socks4", "socks4a", "socks5",
+                                            "socks5h", NULL};
+
+/* Why the parsed proxy URL cannot be used, or NULL when it can. */
+static const char *proxy_unusable(CURLU *u) {
+  char *scheme = NULL, *host = NULL;
+  const char *why = "must start with http://, https://, socks4://, socks4a://, socks5:// or socks5h://";
+  if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK) {
+    for (int i = 0; proxy_schemes[i]; i++) {
+      if (strcmp(scheme, proxy_schemes[i]) == 0) why = NULL;
+    }
+  }
+  if (why == NULL && (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || *host == '\0'))
+    why = "has no host";
+  curl_free(scheme);
+  curl_free(host);
+  return why;
+}
+
+/* Takes the proxy URL apart: its userinfo goes to libcurl as options, so no string libcurl
+ * could print (its own messages, a log) ever holds the password. */
+static const char *split_proxy(CURLU *u, sora_client *c) {
+  char *user = NULL, *password = NULL, *url = NULL;
+  const char *why = NULL;
+  curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE);
+  curl_url_get(u, CURLUPART_PASSWORD, &password, CURLU_URLDECODE);
+  curl_url_set(u, CURLUPART_USER, NULL, 0);
+  curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+  if (curl_url_get(u, CURLUPART_URL, &url, 0) != CURLUE_OK) why = "is not a valid URL";
+  c->proxy = url ? strdup(url) : NULL;
+  c->proxy_user = user ? strdup(user) : NULL;
+  c->proxy_password = password ? strdup(password) : NULL;
+  if ((user && !c->proxy_user) || (password && !c->proxy_password)) { /* out of memory */
+    free(c->proxy);
+    c->proxy = NULL;
+  }
+  if (password) memset(password, 0, strlen(password));
+  curl_free(user);
+  curl_free(password);
+  curl_free(url);
+  return why;
+}
+
+/* proxy = "scheme://[user:password@]host[:port]" (a URL without a scheme is http), or false
+ * for none at all: the environment's http_proxy, https_proxy, ALL_PROXY are then ignored. */
+static void set_proxy_url(lua_State *L, sora_client *c, const char *text) {
+  CURLU *u = curl_url();
+  const char *why;
+  if (u == NULL) luaL_error(L, "sora: out of memory");
+  if (curl_url_set(u, CURLUPART_URL, text, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
+    why = "is not a valid URL";
+  else why = proxy_unusable(u);
+  if (why == NULL) why = split_proxy(u, c);
+  curl_url_cleanup(u);
+  if (why) sora_bad_argument(L, "new", 1, "option 'proxy' %s", why); /* never the text: a password */
+  if (c->proxy == NULL) luaL_error(L, "sora: out of memory");
+}
+
+static void configure_proxy(lua_State *L, sora_client *c, int opts) {
+  const char *no_proxy;
+  lua_getfield(L, opts, "proxy");
+  if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) c->proxy = dup_string(L, "");
+  else if (!lua_isnil(L, -1)) set_proxy_url(L, c, string_option(L, opts, "proxy", NULL, NULL));
+  lua_pop(L, 1);
+  no_proxy = string_option(L, opts, "no_proxy", NULL, NULL);
+  if (no_proxy) c->no_proxy = dup_string(L, no_proxy);
+  lua_getfield(L, opts, "proxy_tunnel");
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    sora_bad_argument(L, "new", 1, "option 'proxy_tunnel' must be a boolean, got %s", luaL_typename(L, -1));
+  c->proxy_tunnel = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+}
+
+/* api_version, else OPENAI_API_VERSION when the base URL has none: the api-version query
+ * parameter every request ends with (Azure OpenAI). */
+static void configure_api_version(lua_State *L, sora_client *c, int opts) {
+  const char *version;
+  int explicit;
+  lua_getfield(L, opts, "api_version");
+  explicit = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  version = string_option(L, opts, "api_version", "OPENAI_API_VERSION", NULL);
+  if (version) sora_base_url_set_param(L, &c->base, "api-version", version, explicit);
+}
+
 static void configure(lua_State *L, sora_client *c, int opts, int client_idx) {
   const char *key;
   read_options(L, opts);
-  key = string_option(L, opts, "api_key", "OPENAI_API_KEY", NULL);
+  key = key_option(L, opts);
   if (key == NULL || *key == '\0')
     sora_bad_argument(L, "new", 1, "no API key: pass api_key or set OPENAI_API_KEY");
   check_header_text(L, "the API key", key, strlen(key));
   c->api_key = dup_string(L, key);
   configure_base_url(L, c, opts);
+  configure_api_version(L, c, opts);
   c->timeout_ms = (long)(number_option(L, opts, "timeout", DEFAULT_TIMEOUT_S, 0.001) * 1000);
   c->connect_timeout_ms =
       (long)(number_option(L, opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, 0.001) * 1000);
@@ -277,13 +471,14 @@ static void configure(lua_State *L, sora_client *c, int opts, int client_idx) {
   c->deadline_ms = (long)(number_option(L, opts, "deadline", 0, 0) * 1000);
   c->max_retries = (int)number_option(L, opts, "max_retries", DEFAULT_MAX_RETRIES, 0);
   configure_tls(L, c, opts);
+  configure_proxy(L, c, opts);
   configure_log(L, c, opts, client_idx);
-  build_headers(L, c, opts);
   /* curl_version() would list every library and initialise libldap: the number suffices */
   lua_pushfstring(L, "sora-lua/%s libcurl/%s %s", SORA_VERSION,
                   curl_version_info(CURLVERSION_NOW)->version, LUA_VERSION);
   c->user_agent = dup_string(L, lua_tostring(L, -1));
   lua_pop(L, 1);
+  build_headers(L, c, opts);
 }
 
 /* ---- the handle pool ----------------------------------------------------------------- */
@@ -349,6 +544,23 @@ static CURLcode set_security(CURL *easy, const sora_client *c, const char **what
   return curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 }
 
+/* The proxy options, when given (else libcurl reads the environment). */
+static CURLcode set_proxy(CURL *easy, const sora_client *c, const char **what) {
+  CURLcode rc = CURLE_OK;
+  *what = "the proxy";
+  if (c->proxy && (rc = curl_easy_setopt(easy, CURLOPT_PROXY, c->proxy)) != CURLE_OK) return rc;
+  if (c->proxy_user && (rc = curl_easy_setopt(easy, CURLOPT_PROXYUSERNAME, c->proxy_user)) != CURLE_OK)
+    return rc;
+  if (c->proxy_password &&
+      (rc = curl_easy_setopt(easy, CURLOPT_PROXYPASSWORD, c->proxy_password)) != CURLE_OK)
+    return rc;
+  *what = "no_proxy";
+  if (c->no_proxy && (rc = curl_easy_setopt(easy, CURLOPT_NOPROXY, c->no_proxy)) != CURLE_OK) return rc;
+  *what = "proxy_tunnel";
+  if (c->proxy_tunnel) rc = curl_easy_setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
+  return rc;
+}
+
 /* Options that never change between requests are set once, when the handle is made. Returns
  * NULL, with *why saying what failed, when a security option does not take. */
 static CURL *new_easy(sora_client *c, sora_handle *h, const char **why) {
@@ -359,11 +571,11 @@ static CURL *new_easy(sora_client *c, sora_handle *h, const char **why) {
   if (easy == NULL) return NULL;
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->errbuf);
-  curl_easy_setopt(easy, CURLOPT_USERAGENT, c->user_agent);
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ignore_body);
   rc = set_security(easy, c, &what);
+  if (rc == CURLE_OK) rc = set_proxy(easy, c, &what);
   if (rc != CURLE_OK) {
     snprintf(h->errbuf, sizeof h->errbuf, "libcurl refused %s: %s", what, curl_easy_strerror(rc));
     *why = h->errbuf;
@@ -695,6 +907,12 @@ static void close_client(lua_State *L, sora_client *c, int client_idx) {
   sora_base_url_free(&c->base);
   free(c->user_agent);
   free(c->ca_file);
+  if (c->proxy_password) memset(c->proxy_password, 0, strlen(c->proxy_password));
+  free(c->proxy);
+  free(c->proxy_user);
+  free(c->proxy_password);
+  free(c->no_proxy);
+  c->proxy = c->proxy_user = c->proxy_password = c->no_proxy = NULL;
   if (c->api_key) memset(c->api_key, 0, strlen(c->api_key));
   free(c->api_key);
   c->user_agent = c->ca_file = c->api_key = NULL;

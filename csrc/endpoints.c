@@ -32,6 +32,8 @@ static const sora_field request_local[] = {REQUEST_OPTIONS, END};
 static const sora_field content_local[] = {
     F("path", TEXT, 0), F("sink", FUNCTION, 0), F("on_progress", FUNCTION, 0), F("durable", BOOLEAN, 0),
     REQUEST_OPTIONS, END};
+/* create checks a file input_reference's size before sending it (reference.c) unless told not */
+static const sora_field reference_local[] = {F("check_reference", BOOLEAN, 0), REQUEST_OPTIONS, END};
 
 static const sora_endpoint endpoints[] = {
     {"create", "POST", "/videos", create_body, NULL, SORA_RESULT_VIDEO},
@@ -55,6 +57,21 @@ static const sora_endpoint *find_endpoint(const char *name) {
 }
 
 static int has_id(const sora_endpoint *e) { return strstr(e->path, "%s") != NULL; }
+
+/* The endpoint's image reference field (create's input_reference), or NULL. */
+static const sora_field *image_reference(const sora_endpoint *e) {
+  const sora_field *f;
+  for (f = e->body; f && f->name; f++) {
+    if (f->kind == SORA_FIELD_IMAGE_REF) return f;
+  }
+  return NULL;
+}
+
+/* The options of endpoint e that stay on this side of the wire. */
+static const sora_field *local_options(const sora_endpoint *e) {
+  if (e->result == SORA_RESULT_CONTENT) return content_local;
+  return image_reference(e) ? reference_local : request_local;
+}
 
 /* Ids are checked before any request: a string, not empty, no CR, LF or NUL. */
 static const char *check_id(lua_State *L, const sora_endpoint *e, int i, size_t *len) {
@@ -150,13 +167,17 @@ static int start_request(lua_State *L, const sora_endpoint *e, int dry_run) {
     sora_arg_error(L, e, params, "table expected, got %s", luaL_typename(L, params));
   lua_settop(L, params); /* self, [id,] options */
   /* from here on, params is a plain copy that anchors every value until the call returns */
-  sora_read_options(L, e, e->result == SORA_RESULT_CONTENT ? content_local : request_local, params);
+  sora_read_options(L, e, local_options(e), params);
   sora_check_usable(L, c, e->name); /* an __index of the options may have closed the client */
   t = sora_transfer_new(L, c, e, 1);
   transfer = lua_gettop(L);
   apply_request_options(L, t, params);
   sora_url_build(L, t, id, id_len, params);
-  sora_encode_body(L, t, transfer, params);
+  sora_encode_body(L, t, transfer, params); /* raises first for a bad file or field */
+  if (image_reference(e) && !sora_reference_fits(L, image_reference(e), params)) {
+    sora_transfer_detach(L, t); /* the body freed, never sent: nil, err is the answer */
+    return 0;
+  }
   if (e->result == SORA_RESULT_CONTENT) {
     t->headers = SORA_HEADERS_BINARY; /* as the official SDKs ask for content */
     if (!prepare_sink(L, t, transfer, params)) return 0;

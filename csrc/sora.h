@@ -96,6 +96,9 @@ typedef struct sora_client {
   char *api_key;
   char *user_agent;
   char *ca_file;                  /* NULL for the system's bundle */
+  /* the proxy options; NULL: libcurl reads the environment ("" for proxy = false: none) */
+  char *proxy, *proxy_user, *proxy_password, *no_proxy;
+  int proxy_tunnel;               /* CONNECT even to http:// targets */
   int tls_verify;
   long timeout_ms, connect_timeout_ms, stall_timeout_ms, deadline_ms;
   int max_retries;
@@ -282,6 +285,10 @@ SORA_HIDDEN int sora_is_file_value(lua_State *L, int i, sora_field_kind kind);
 SORA_HIDDEN void sora_base_url_parse(lua_State *L, const char *text, const char *origin,
                                      sora_base_url *base);
 SORA_HIDDEN void sora_base_url_free(sora_base_url *base);
+/* Adds name=value (escaped) to the query every request ends with; an existing parameter of
+ * that name is replaced when `replace`, else kept (and value ignored). */
+SORA_HIDDEN void sora_base_url_set_param(lua_State *L, sora_base_url *base, const char *name,
+                                         const char *value, int replace);
 SORA_HIDDEN void sora_url_build(lua_State *L, sora_transfer *t, const char *id, size_t id_len,
                                 int params);
 SORA_HIDDEN void sora_url_append_escaped(lua_State *L, sora_buffer *b, const char *s, size_t n);
@@ -293,6 +300,10 @@ SORA_HIDDEN void sora_push_text(lua_State *L, int value);
 SORA_HIDDEN void sora_mime_add_file(lua_State *L, sora_transfer *t, const sora_field *f, int value_idx);
 SORA_HIDDEN const char *sora_sniff_type(const unsigned char *bytes, size_t n); /* media.c */
 SORA_HIDDEN const char *sora_media_extension(const char *type);
+/* create's local check (reference.c): 1 when the file reference f in the options at params
+ * fits the requested size or cannot be judged (or check_reference = false); else 0 with nil
+ * and the API's bad_request error pushed. */
+SORA_HIDDEN int sora_reference_fits(lua_State *L, const sora_field *f, int params);
 
 /* ---- values (marshal.c, video.c, error.c, json.c) ---------------------------------------- */
 

@@ -316,11 +316,11 @@ static void set_limits(CURL *easy, sora_transfer *t) {
 }
 
 /* The key goes only to the API's own origin: a redirect to storage elsewhere gets neither the
- * bearer token nor the client's headers (a custom header may be a credential too). */
+ * key nor the client's headers (a custom header may be a credential too). The key is an entry
+ * of the prebuilt header lists (client.c), which the foreign list leaves out. */
 static void set_credentials(CURL *easy, sora_transfer *t) {
   sora_client *c = t->client;
   curl_easy_setopt(easy, CURLOPT_HTTPAUTH, t->foreign_origin ? CURLAUTH_NONE : CURLAUTH_BEARER);
-  curl_easy_setopt(easy, CURLOPT_XOAUTH2_BEARER, t->foreign_origin ? NULL : c->api_key);
   /* the base URL's userinfo, as libcurl uses it; never part of a URL string */
   curl_easy_setopt(easy, CURLOPT_USERNAME, t->foreign_origin ? NULL : c->base.user);
   curl_easy_setopt(easy, CURLOPT_PASSWORD, t->foreign_origin ? NULL : c->base.password);

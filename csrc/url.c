@@ -64,6 +64,62 @@ static char append_query(lua_State *L, sora_buffer *url, const sora_endpoint *e,
   return separator;
 }
 
+/* ---- a parameter of the base URL's query --------------------------------------------- */
+
+/* Adds the query's parameters but `name`'s to b; returns whether `name` was among them. */
+static int add_others(luaL_Buffer *b, const char *query, const char *name) {
+  size_t name_len = strlen(name);
+  int found = 0;
+  while (query && *query) {
+    const char *end = strchr(query, '&');
+    size_t len = end ? (size_t)(end - query) : strlen(query);
+    if (strncmp(query, name, name_len) == 0 && (len == name_len || query[name_len] == '=')) {
+      found = 1;
+    } else if (len > 0) {
+      luaL_addlstring(b, query, len);
+      luaL_addchar(b, '&');
+    }
+    query = end ? end + 1 : NULL;
+  }
+  return found;
+}
+
+static void add_escaped(luaL_Buffer *b, const char *s) {
+  static const char hex[] = "0123456789ABCDEF";
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+        ch == '-' || ch == '_' || ch == '~' || ch == '.') {
+      luaL_addchar(b, (char)ch);
+    } else {
+      luaL_addchar(b, '%');
+      luaL_addchar(b, hex[ch >> 4]);
+      luaL_addchar(b, hex[ch & 15]);
+    }
+  }
+}
+
+void sora_base_url_set_param(lua_State *L, sora_base_url *base, const char *name,
+                             const char *value, int replace) {
+  luaL_Buffer b;
+  char *query;
+  luaL_buffinit(L, &b);
+  if (add_others(&b, base->query, name) && !replace) {
+    luaL_pushresult(&b);
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_addstring(&b, name);
+  luaL_addchar(&b, '=');
+  add_escaped(&b, value);
+  luaL_pushresult(&b);
+  query = strdup(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  if (query == NULL) luaL_error(L, "sora: out of memory");
+  free(base->query);
+  base->query = query;
+}
+
 void sora_url_build(lua_State *L, sora_transfer *t, const char *id, size_t id_len, int params) {
   const sora_base_url *base = &t->client->base;
   sora_buffer *url = &t->handle->url;

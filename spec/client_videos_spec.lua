@@ -131,7 +131,7 @@ describe("client endpoints", function()
     end)
 
     it("returns nil, err with the server's message when the image size differs", function()
-      local v, err = c:create{ prompt = "mismatch", size = "1280x720",
+      local v, err = c:create{ prompt = "mismatch", size = "1280x720", check_reference = false,
                                input_reference = H.FIXTURES .. "ref-720x1280.png" }
       assert.is_nil(v)
       assert.is_true(sora.is_error(err))

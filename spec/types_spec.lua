@@ -214,7 +214,7 @@ describe("LuaLS annotations", function()
     same_names("sora.RequestOptions", request, shared)
     local function params(class) return union(shared, annotated(class, "fields")) end
     local cases = {
-      { "sora.CreateParams", { "create_body" } },
+      { "sora.CreateParams", { "create_body", "reference_local" } },
       { "sora.ListParams", { "list_query" } },
       { "sora.RemixParams", { "remix_body" } },
       { "sora.EditParams", { "edit_body" } },

@@ -7,6 +7,7 @@ luajit libluajit-5.1-dev lua-cjson lua-socket lua-busted luarocks neovim"
 packages="$packages lua-argparse" # the sora command's parser (bin/sora, examples/demo.lua)
 packages="$packages love xvfb xauth" # examples/love under a virtual display (spec/love_game_spec.lua)
 packages="$packages libssl-dev" # sora.webhooks: HMAC-SHA256 from libcrypto
+packages="$packages tinyproxy" # spec/options_proxy_spec.lua: a real proxy on loopback
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

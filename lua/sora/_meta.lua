@@ -80,6 +80,12 @@ function webhooks.sign(body, secret, opts) end
 ---@field log? sora.LogLevel|fun(line: string, level: sora.LogLevel) log to stderr, or to a function
 ---@field tls_verify? boolean only `false` turns certificate checks off (true)
 ---@field ca_file? string a CA bundle
+---@field proxy? string|false a proxy URL (http, https, socks4, socks4a, socks5, socks5h); false: none, whatever the environment says
+---@field no_proxy? string hosts that bypass the proxy, comma-separated
+---@field proxy_tunnel? boolean tunnel through the proxy with CONNECT even to an http:// API
+---@field api_key_cmd? string a shell command whose first line of output is the key (run once, never logged)
+---@field api_key_header? string send the raw key in this header instead of Authorization: Bearer (Azure: "api-key")
+---@field api_version? string the api-version query parameter of every request (default OPENAI_API_VERSION)
 
 ---@class sora.RequestOptions
 ---@field max_retries? integer this call's retries
@@ -97,6 +103,7 @@ function webhooks.sign(body, secret, opts) end
 ---@field seconds? string|integer "4", "8" or "12" (sent as a string)
 ---@field size? string "720x1280", "1280x720", "1024x1792" or "1792x1024"
 ---@field input_reference? sora.ImageReference a reference image
+---@field check_reference? boolean compare a file reference's dimensions with size before uploading (true)
 
 ---@class sora.ListParams: sora.RequestOptions
 ---@field after? string the id to list after

@@ -200,6 +200,7 @@ local function recorded_headers(headers)
   if copy_of["authorization"] then
     copy_of["authorization"] = emulator.fingerprint(copy_of["authorization"])
   end
+  if copy_of["api-key"] then copy_of["api-key"] = emulator.fingerprint(copy_of["api-key"]) end
   return copy_of
 end
 
@@ -231,10 +232,14 @@ end
 ---------------------------------------------------------------------------
 -- Dispatch.
 
--- Checks the bearer key; returns an error response or nil.
+-- Checks the bearer key (or Azure's api-key header); returns an error response or nil.
 local function authorize(self, req)
   local auth = req.headers["authorization"] or ""
   local key = auth:match("^%s*[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$")
+  -- Azure OpenAI's form: the raw key in an api-key header
+  if not key and req.headers["authorization"] == nil then
+    key = (req.headers["api-key"] or ""):match("^%s*(%S+)%s*$")
+  end
   if not key then return errors.response(401, NO_KEY, nil, nil) end
   if self.config.api_key and key ~= self.config.api_key then
     return errors.response(401, BAD_KEY, nil, "invalid_api_key")
