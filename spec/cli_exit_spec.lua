@@ -103,6 +103,28 @@ describe("sora exit codes", function()
     exits(exit.AUTH, { "list" })
   end)
 
+  it("4 when --api-key-cmd fails or prints nothing; its key is used when it works", function()
+    local no_key = { OPENAI_BASE_URL = E.url }
+    local r = exits(exit.AUTH, { "list", "--api-key-cmd", "exit 3" }, no_key)
+    assert.matches("%-%-api%-key%-cmd", r.stderr)
+    exits(exit.AUTH, { "list", "--api-key-cmd", "true" }, no_key)
+    exits(exit.OK, { "list", "--api-key-cmd", "echo " .. H.KEY }, no_key)
+    -- the command wins over the environment, --api-key over the command
+    exits(exit.AUTH, { "list", "--api-key-cmd", "echo sk-wrong-key-1234" })
+    exits(exit.OK, { "list", "--api-key", H.KEY, "--api-key-cmd", "exit 3" }, no_key)
+  end)
+
+  it("3 for a reference image of another size, sent only with --no-check-reference", function()
+    os.execute("cp " .. H.shell_quote(H.FIXTURES .. "ref-720x1280.png") .. " " .. H.shell_quote(dir))
+    local r = exits(exit.BAD_REQUEST, { "create", "x", "--size", "1280x720", "--image", "ref-720x1280.png" })
+    assert.matches("must match the requested width and height", r.stderr)
+    assert.are.equal(0, #E:requests())
+    r = exits(exit.BAD_REQUEST, { "create", "x", "--size", "1280x720", "--image", "ref-720x1280.png",
+      "--no-check-reference" })
+    assert.matches("must match the requested width and height", r.stderr)
+    assert.are.equal(1, #E:requests())
+  end)
+
   it("5 for what does not exist", function()
     exits(exit.NOT_FOUND, { "get", "video_none" })
     exits(exit.NOT_FOUND, { "character", "get", "char_none" })

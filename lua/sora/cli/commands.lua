@@ -23,8 +23,10 @@ local function input_reference(args)
 end
 
 local function create_params(args)
-  return { prompt = args.prompt, model = args.model, seconds = args.seconds, size = args.size,
-           input_reference = input_reference(args) }
+  local params = { prompt = args.prompt, model = args.model, seconds = args.seconds,
+                   size = args.size, input_reference = input_reference(args) }
+  if args.no_check_reference then params.check_reference = false end
+  return params
 end
 
 local function size_of(path)

@@ -20,6 +20,7 @@ local FLAG_OF = {
   after = "--after", variant = "--variant", path = "--output", timeout = "--timeout",
   interval = "--interval", max_retries = "--max-retries", base_url = "--base-url",
   organization = "--organization", project = "--project", api_key = "--api-key",
+  api_key_cmd = "--api-key-cmd", proxy = "--proxy",
 }
 
 -- A raised "bad argument #1 to 'create' (field 'input_reference': ...)" as the command line
@@ -85,20 +86,24 @@ local LOG_LEVELS = { "info", "debug" }
 
 -- The client, from the flags and the environment; nil and an exit code when it cannot be.
 local function client_for(args, printer)
-  local key = args.api_key or os.getenv("OPENAI_API_KEY")
-  if not key or key == "" then
-    printer:error(args.command, "no API key: set OPENAI_API_KEY or pass --api-key")
+  -- the key: --api-key, else --api-key-cmd's output, else the environment (sora.new's order)
+  local key = args.api_key or (not args.api_key_cmd and os.getenv("OPENAI_API_KEY")) or nil
+  if (not key or key == "") and not args.api_key_cmd then
+    printer:error(args.command, "no API key: set OPENAI_API_KEY or pass --api-key or --api-key-cmd")
     return nil, exit.AUTH
   end
   local sora = require "sora"
   local ok, client = pcall(sora.new, {
-    api_key = key, base_url = args.base_url, organization = args.organization,
+    api_key = key, api_key_cmd = not args.api_key and args.api_key_cmd or nil,
+    base_url = args.base_url, proxy = args.proxy, organization = args.organization,
     project = args.project, max_retries = args.max_retries,
     log = LOG_LEVELS[math.min(args.verbose or 0, 2)],
   })
   if ok then return client end
-  printer:error(args.command, argument_error(client) or tostring(client))
-  return nil, exit.USAGE
+  local message = argument_error(client) or tostring(client)
+  printer:error(args.command, message)
+  -- a key command that fails or prints nothing leaves no key: as without one
+  return nil, message:find("--api-key-cmd", 1, true) and exit.AUTH or exit.USAGE
 end
 
 -- Runs the command; returns its exit code.

@@ -30,7 +30,7 @@ local function file_path(text)
 end
 
 local GLOBAL_EPILOG = [[
-Global options (before or after the command): --api-key, --base-url, --organization,
+Global options (before or after the command): --api-key, --api-key-cmd, --base-url, --proxy, --organization,
 --project, --json, --progress, --max-retries, -v. See `sora --help`.]]
 
 -- The parameters of a create (POST /videos).
@@ -43,6 +43,8 @@ local function create_flags(cmd)
     cmd:option("-i --image", "Reference image to upload (JPEG, PNG or WebP) as input_reference."):argname("<path>"),
     cmd:option("--image-url", "input_reference by URL (or a base64 data URL)."):argname("<url>"),
     cmd:option("--file-id", "input_reference by the id of an uploaded file."):argname("<id>"))
+  cmd:flag("--no-check-reference", "Upload --image even when its dimensions differ from --size "
+    .. "(by default that is refused before anything is sent).")
 end
 
 -- Waiting and downloading after a create, remix, edit or extend.
@@ -128,6 +130,9 @@ end
 local function add_globals(p)
   p:option("--api-key", "API key (default: $OPENAI_API_KEY; prefer the environment, "
     .. "since a command line is visible to other users)."):argname("<key>")
+  p:option("--api-key-cmd", "A command that prints the API key (e.g. 'pass show openai'); "
+    .. "used when --api-key is not given, before $OPENAI_API_KEY."):argname("<command>")
+  p:option("--proxy", "Proxy URL (default: $https_proxy and the other lower-case variables)."):argname("<url>")
   p:option("--base-url", "API base URL (default: $OPENAI_BASE_URL, else https://api.openai.com/v1)."):argname("<url>")
   p:option("--organization", "OpenAI organization (default: $OPENAI_ORG_ID).")
   p:option("--project", "OpenAI project (default: $OPENAI_PROJECT_ID).")
