@@ -33,6 +33,7 @@ build = {
         "csrc/endpoints.c", "csrc/error.c", "csrc/headers.c", "csrc/json.c",
         "csrc/marshal.c", "csrc/media.c", "csrc/multipart.c", "csrc/outcome.c", "csrc/retry.c",
         "csrc/transfer.c", "csrc/url.c", "csrc/video.c",
+        "csrc/loop.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "m" },
