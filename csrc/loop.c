@@ -194,6 +194,10 @@ static void call_host(lua_State *L, sora_client *c, int client_idx, const char *
   sora_getuservalue(L, client_idx);
   lua_getfield(L, -1, field);       /* args, handler, uv, fn */
   lua_remove(L, -2);                /* args, handler, fn */
+  if (lua_isnil(L, -1)) {           /* an optional one (on_unwatch) not given */
+    lua_settop(L, base);
+    return;
+  }
   lua_insert(L, base + 1);          /* fn, args, handler */
   lua_insert(L, base + 1);          /* handler, fn, args */
   c->in_callback++;

@@ -53,8 +53,13 @@ function M.attach(client, uv, opts)
     if attached then client:socket_ready(fd, readable, writable) end
   end
 
+  local armed -- the timer is set for sora and has not fired
   local function timeout_due()
     if attached then client:timeout_due() end
+    if not armed and timer then -- spent, and sora asked for no other: no handle stays
+      close(timer)
+      timer = nil
+    end
   end
 
   local function on_socket(fd, readable, writable)
@@ -78,6 +83,7 @@ function M.attach(client, uv, opts)
   end
 
   local function on_timer(seconds)
+    armed = seconds ~= nil
     if seconds == nil then
       if timer then
         close(timer)
@@ -87,7 +93,10 @@ function M.attach(client, uv, opts)
     end
     timer = timer or uv.new_timer()
     uv.update_time() -- the loop's cached time may be behind: the timer must not fire early
-    timer:start(ceil(seconds * 1000), 0, function() call(timeout_due) end)
+    timer:start(ceil(seconds * 1000), 0, function()
+      armed = false
+      call(timeout_due)
+    end)
   end
 
   local function on_unwatch()
