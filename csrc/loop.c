@@ -367,6 +367,7 @@ static void start_loop(lua_State *L, sora_client *c) {
 static int client_watch(lua_State *L) {
   sora_client *c = check_client(L, "watch");
   size_t i;
+  int first;
   check_callable(L, 2, "on_socket", 0);
   check_callable(L, 3, "on_timer", 0);
   check_callable(L, 4, "on_unwatch", 1);
@@ -381,16 +382,16 @@ static int client_watch(lua_State *L) {
   lua_pushvalue(L, 4);
   lua_setfield(L, -2, "loop_unwatch");
   lua_pop(L, 1);
-  if (c->loop == NULL) {
-    start_loop(L, c);
-    c->loop->host = 1;
-    sora_client_act(L, 1, CURL_SOCKET_BAD, 0); /* flushes: the host hears of everything */
-    return 0;
-  }
+  first = c->loop == NULL;
+  if (first) start_loop(L, c);
   for (i = 0; i < c->loop->count; i++) c->loop->sockets[i].told = c->loop->sockets[i].reopened = 0;
   c->loop->host = 1;
   c->loop->told_due = -1;
-  sora_loop_flush(L, 1);
+  /* tasks spawned before the watch (C does not see them) run at the first timeout_due, which
+   * then sets the scheduler's real due time */
+  c->loop->tasks_due = sora_now();
+  if (first) sora_client_act(L, 1, CURL_SOCKET_BAD, 0); /* flushes: the host hears of everything */
+  else sora_loop_flush(L, 1);
   return 0;
 }
 
