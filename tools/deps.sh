@@ -4,6 +4,7 @@
 set -e
 packages="make gcc pkg-config libcurl4-openssl-dev lua5.4 liblua5.4-dev lua5.1 liblua5.1-0-dev
 luajit libluajit-5.1-dev lua-cjson lua-socket lua-busted luarocks neovim"
+packages="$packages lua-luv" # the event loop specs (luv for 5.1-5.4 and LuaJIT)
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
