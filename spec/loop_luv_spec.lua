@@ -224,6 +224,22 @@ describe("a luv loop drives sora", function()
     client:close()
   end)
 
+  it("takes over transfers already in flight when it is attached", function()
+    local client = new_client()
+    local task = client:spawn(function()
+      local video = assert(client:create{ prompt = "started before the loop" })
+      return assert(client:retrieve(video.id)).id
+    end)
+    client:step(0) -- the create is in flight, stepped
+    local proxy, counts = counting_uv()
+    sora_luv.attach(client, proxy)
+    uv.run()
+    assert.is_true(task:done())
+    assert.matches("^video_", (task:result()))
+    assert.are.equal(0, counts.repeating)
+    client:close()
+  end)
+
   it("checks its arguments", function()
     local client = new_client()
     assert.has_error(function() client:watch(nil, function() end) end,
