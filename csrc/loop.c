@@ -413,16 +413,14 @@ static sora_client *check_watched(lua_State *L, const char *method) {
 
 /* client:_socket_action(fd, readable, writable): the Lua layer's socket_ready adds the tasks. */
 static int client_socket_action(lua_State *L) {
-  sora_client *c = check_watched(L, "socket_ready");
   lua_Integer fd;
   int bits = 0;
+  check_watched(L, "socket_ready");
   if (!sora_isintegral(L, 2, &fd) || fd < 0 || fd > 0x7fffffff)
     sora_bad_argument(L, "socket_ready", 1, "descriptor expected, got %s", luaL_typename(L, 2));
   if (lua_toboolean(L, 3)) bits |= CURL_CSELECT_IN;
   if (lua_toboolean(L, 4)) bits |= CURL_CSELECT_OUT;
-  (void)c;
-  /* neither flag: libcurl looks at the socket itself */
-  sora_client_act(L, 1, (curl_socket_t)fd, bits);
+  sora_client_act(L, 1, (curl_socket_t)fd, bits); /* neither flag: libcurl looks itself */
   return 0;
 }
 

@@ -147,11 +147,14 @@ SORA_HIDDEN int sora_open_client(lua_State *L);
  * sora_loop_flush tells the host, outside libcurl, at the end of each call that drove it. */
 typedef struct sora_loop sora_loop;
 /* The client's own turn on a watched client (step, blocking calls): poll()s its sockets at most
- * timeout_ms, acts on them and the due timeouts. Returns 0 when no loop watches it. */
+ * timeout_ms, acts on them and the due timeouts. Returns 0 when it was never watched (it runs
+ * on curl_multi_perform then). */
 SORA_HIDDEN int sora_loop_run(sora_client *c, int timeout_ms);
 SORA_HIDDEN void sora_loop_action(sora_client *c, curl_socket_t fd, int ev_bitmask);
 SORA_HIDDEN void sora_loop_flush(lua_State *L, int client_idx);
 SORA_HIDDEN void sora_loop_close(lua_State *L, sora_client *c, int client_idx);
+/* One socket action (client.c) on the client at client_idx, then what a turn of the loop does
+ * after it: finished transfers collected, awaiting tasks queued, the host told. */
 SORA_HIDDEN int sora_client_act(lua_State *L, int client_idx, curl_socket_t fd, int ev_bitmask);
 SORA_HIDDEN void sora_open_loop(lua_State *L, int methods_idx);
 
