@@ -60,7 +60,7 @@ local function generation(client, into)
   return client:spawn(function()
     local video = assert(client:create{ prompt = "a loop-driven video", seconds = "4" })
     local cpu, wall = os.clock(), sora.now()
-    video = assert(video:wait())
+    video = assert(video:wait{ interval = 1 })
     into.wait_cpu, into.wait_s = os.clock() - cpu, sora.now() - wall
     into.bytes = assert(client:download_content(video.id))
     return video.status
