@@ -127,6 +127,61 @@ describe("a luv loop drives sora", function()
     client:close()
   end)
 
+  it("runs 16 generations at once, their sockets coming and going", function()
+    -- max_retries = 0: every create gets a connection of its own, so descriptors are closed
+    -- and their numbers reused all along
+    local client = new_client{ max_retries = 0 }
+    sora_luv.attach(client, uv)
+    local list = {}
+    for i = 1, 16 do
+      list[i] = client:spawn(function()
+        local video = assert(client:create{ prompt = "crowd #" .. i })
+        video = assert(video:wait{ interval = 0.5 })
+        return #assert(client:download_content(video.id))
+      end)
+    end
+    local guard = uv.new_timer() -- a lost event would hang uv.run: fail instead
+    guard:start(40000, 0, function() client:close() end)
+    guard:unref()
+    uv.run()
+    guard:close()
+    for i, task in ipairs(list) do
+      assert.is_true(task:done(), "task " .. i)
+      assert.are.equal(#H.media("video.mp4"), (task:result()), "task " .. i)
+    end
+    client:close()
+    uv.run("nowait")
+  end)
+
+  it("never lets the host watch a reused descriptor number as the old socket", function()
+    -- stepped (its own poll() acts on many sockets in one turn) while a host records what it
+    -- watches; a number asked for again without a stop in between must be the same socket
+    local client = new_client{ max_retries = 0 }
+    local watched, reused, asked = {}, {}, 0
+    client:watch(function(fd, readable, writable)
+      if not readable and not writable then
+        watched[fd] = nil
+        return
+      end
+      local inode = assert(uv.fs_fstat(fd)).ino
+      if watched[fd] and watched[fd] ~= inode then reused[#reused + 1] = fd end
+      watched[fd], asked = inode, asked + 1
+    end, function() end)
+    local list = {}
+    for i = 1, 16 do
+      list[i] = client:spawn(function()
+        local video = assert(client:create{ prompt = "stepped #" .. i })
+        return assert(client:retrieve(video.id)).id
+      end)
+    end
+    client:run()
+    for i, task in ipairs(list) do assert.matches("^video_", (task:result()), "task " .. i) end
+    assert.are.same({}, reused)
+    assert.is_true(asked > 0)
+    client:close()
+    assert.are.same({}, watched) -- told to stop everything
+  end)
+
   it("wakes a sleeping task on the timer alone", function()
     local client = new_client()
     local proxy, counts = counting_uv()
