@@ -158,7 +158,7 @@ static int select_bits(short revents) {
 
 /* The client's own wait when step or a blocking call drives a watched client: poll() its
  * sockets at most timeout_ms (and no later than libcurl's timer), act on those ready, then on
- * the timeouts that are due. Returns 0 when the client is not watched (curl_multi_perform). */
+ * the timeouts that are due. Returns 0 when it was never watched (curl_multi_perform then). */
 int sora_loop_run(sora_client *c, int timeout_ms) {
   sora_loop *loop = c->loop;
   nfds_t n, i;
