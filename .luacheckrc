@@ -10,7 +10,8 @@ files["spec"] = { std = "+busted" }
 -- Neovim's API, for the plugin, its health check and the headless test harness.
 -- (`globals`: options such as vim.o.statusline and vim.notify are assigned to.)
 for _, path in ipairs{ "lua/sora/health.lua", "lua/sora/nvim", "plugin", "examples/nvim",
-                       "spec/support/nvim_harness.lua", "spec/support/nvim_session.lua" } do
+                       "spec/support/nvim_harness.lua", "spec/support/nvim_session.lua",
+                       "spec/support/loop_nvim.lua" } do
   files[path] = { globals = { "vim" } }
 end
 -- LÖVE's callbacks are globals in love.* by design.

@@ -834,8 +834,9 @@ static double wake_retries(lua_State *L, sora_client *c, double limit) {
   return next;
 }
 
+/* A watched client runs on libcurl's socket interface (loop.c), never on curl_multi_perform. */
 static int perform(lua_State *L, sora_client *c) {
-  curl_multi_perform(c->multi, &c->running);
+  if (!sora_loop_run(c, 0)) curl_multi_perform(c->multi, &c->running);
   return collect_completed(L, c);
 }
 
@@ -848,33 +849,61 @@ static int count_pending(const sora_client *c) {
   return pending;
 }
 
-/* One turn of the loop: run what can run and, unless a transfer just ended, wait at most
- * wait_s seconds for activity. Returns the number of transfers in flight or waiting to retry.
- * The caller has checked that the client may be driven (sora_check_usable). */
-int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
-  sora_client *c = lua_touserdata(L, client_idx);
+/* Readies the client for its transfers' callbacks while it is driven; returns the stack top
+ * that drive_end gives back. */
+static int drive_begin(lua_State *L, sora_client *c, int client_idx) {
   int top = lua_gettop(L);
-  double idle;
-  client_idx = sora_absindex(L, client_idx);
   luaL_checkstack(L, 12, "sora: no room on the stack for callbacks");
   lua_pushcfunction(L, run_callback); /* runner */
   sora_getuservalue(L, client_idx);   /* runner, uv */
   sora_push_transfers(L, client_idx); /* runner, uv, transfers */
   c->L = L;
   c->callback_base = top + 1;
-  idle = perform(L, c) ? 0 : wake_retries(L, c, wait_s);
-  if (idle > 0) {
-    int timeout_ms = (int)((idle < MAX_POLL_S ? idle : MAX_POLL_S) * 1000 + 0.999);
-    curl_multi_poll(c->multi, NULL, 0, timeout_ms, NULL);
-    perform(L, c);
-    wake_retries(L, c, 0);
-  }
+  return top;
+}
+
+/* Lets go of the finished transfers (queuing those a task awaits) and tells a watching host
+ * what changed. Returns the number of transfers in flight or waiting to retry. */
+static int drive_end(lua_State *L, sora_client *c, int client_idx, int top) {
   c->L = NULL;
   c->callback_base = 0;
   sora_download_release(&c->released, RELEASE_SLICE);
   release_finished(L, top + 2, top + 3);
   lua_settop(L, top);
+  sora_loop_flush(L, client_idx);
   return count_pending(c);
+}
+
+/* One turn of the loop: run what can run and, unless a transfer just ended, wait at most
+ * wait_s seconds for activity. Returns the number of transfers in flight or waiting to retry.
+ * The caller has checked that the client may be driven (sora_check_usable). */
+int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
+  sora_client *c = lua_touserdata(L, client_idx);
+  int top;
+  double idle;
+  client_idx = sora_absindex(L, client_idx);
+  top = drive_begin(L, c, client_idx);
+  idle = perform(L, c) ? 0 : wake_retries(L, c, wait_s);
+  if (idle > 0) {
+    int timeout_ms = (int)((idle < MAX_POLL_S ? idle : MAX_POLL_S) * 1000 + 0.999);
+    if (!sora_loop_run(c, timeout_ms)) curl_multi_poll(c->multi, NULL, 0, timeout_ms, NULL);
+    perform(L, c);
+    wake_retries(L, c, 0);
+  }
+  return drive_end(L, c, client_idx, top);
+}
+
+/* What a watching host reported (loop.c): one action on fd (CURL_SOCKET_TIMEOUT: the timer
+ * fired), then the same collection as a turn of the loop. */
+int sora_client_act(lua_State *L, int client_idx, curl_socket_t fd, int ev_bitmask) {
+  sora_client *c = lua_touserdata(L, client_idx);
+  int top;
+  client_idx = sora_absindex(L, client_idx);
+  top = drive_begin(L, c, client_idx);
+  sora_loop_action(c, fd, ev_bitmask);
+  collect_completed(L, c);
+  wake_retries(L, c, 0);
+  return drive_end(L, c, client_idx, top);
 }
 
 /* ---- Lua methods --------------------------------------------------------------------- */
@@ -892,6 +921,7 @@ static void close_client(lua_State *L, sora_client *c, int client_idx) {
   int kind;
   if (c->multi == NULL) return;
   c->close_pending = 0;
+  sora_loop_close(L, c, client_idx); /* a watching host is told first: nothing is left to watch */
   while (c->transfers != NULL) sora_transfer_detach(L, c->transfers);
   sora_download_release(&c->released, -1); /* what replaced files still hold, at once */
   while ((h = c->idle) != NULL) {
@@ -1100,6 +1130,7 @@ int sora_open_client(lua_State *L) {
   lua_pushliteral(L, SORA_CLIENT);
   lua_setfield(L, -3, "__name");
   lua_remove(L, -2);                /* methods */
+  sora_open_loop(L, -1);            /* watch, unwatch, ... (loop.c) */
   lua_pushcfunction(L, client_new); /* methods, new */
   return 2;
 }

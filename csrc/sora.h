@@ -115,6 +115,7 @@ typedef struct sora_client {
    * nothing of the client is anchored in the registry, so a dropped client is collected). */
   lua_State *L;
   int callback_base;              /* runner at callback_base, user value at callback_base + 1 */
+  struct sora_loop *loop;         /* libcurl's socket interface (loop.c); NULL until a watch */
 } sora_client;
 
 enum { SORA_LOG_NONE, SORA_LOG_INFO, SORA_LOG_DEBUG };
@@ -141,6 +142,24 @@ typedef struct sora_callback {
 SORA_HIDDEN int sora_client_callback(sora_client *c, sora_callback *cb);
 SORA_HIDDEN void sora_push_transfers(lua_State *L, int client_idx);
 SORA_HIDDEN int sora_open_client(lua_State *L);
+
+/* ---- the host's event loop (loop.c) ------------------------------------------------------ */
+
+/* Once client:watch has been called the client runs on libcurl's socket interface for the rest
+ * of its life: libcurl's socket and timer functions only record what changed, and
+ * sora_loop_flush tells the host, outside libcurl, at the end of each call that drove it. */
+typedef struct sora_loop sora_loop;
+/* The client's own turn on a watched client (step, blocking calls): poll()s its sockets at most
+ * timeout_ms, acts on them and the due timeouts. Returns 0 when it was never watched (it runs
+ * on curl_multi_perform then). */
+SORA_HIDDEN int sora_loop_run(sora_client *c, int timeout_ms);
+SORA_HIDDEN void sora_loop_action(sora_client *c, curl_socket_t fd, int ev_bitmask);
+SORA_HIDDEN void sora_loop_flush(lua_State *L, int client_idx);
+SORA_HIDDEN void sora_loop_close(lua_State *L, sora_client *c, int client_idx);
+/* One socket action (client.c) on the client at client_idx, then what a turn of the loop does
+ * after it: finished transfers collected, awaiting tasks queued, the host told. */
+SORA_HIDDEN int sora_client_act(lua_State *L, int client_idx, curl_socket_t fd, int ev_bitmask);
+SORA_HIDDEN void sora_open_loop(lua_State *L, int methods_idx);
 
 /* ---- transfers (transfer.c) ------------------------------------------------------------- */
 

@@ -596,6 +596,11 @@ void sora_transfer_begin(lua_State *L, int transfer_idx) {
   t->called_at = sora_now();
   sora_transfer_start(L, t);
   if (t->state == SORA_STATE_DONE) unanchor(L, t, transfer_idx); /* it could not start */
+  if (t->client && t->client->loop) { /* a watching host learns of the new timer (loop.c) */
+    sora_transfer_push_field(L, transfer_idx, "client");
+    sora_loop_flush(L, -1);
+    lua_pop(L, 1);
+  }
 }
 
 /* The transfer's client, pushed, when `call` may drive it now; raises otherwise. */
@@ -664,9 +669,10 @@ static int transfer_wait(lua_State *L) {
 static int transfer_cancel(lua_State *L) {
   sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
   if (t->client == NULL) return 0;
-  push_usable_client(L, t, 1, "cancel");
+  push_usable_client(L, t, 1, "cancel"); /* transfer, client */
   sora_transfer_abort(L, t);
   unanchor(L, t, 1);
+  sora_loop_flush(L, 2); /* a watching host stops watching its socket (loop.c) */
   return 0;
 }
 

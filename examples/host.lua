@@ -5,6 +5,10 @@
 -- Each generation is a sora task, so its create, wait and download yield to the frame loop
 -- instead of blocking it; frame() only calls client:step(0), which never waits.
 --
+-- Run as an event loop (SORA_HOST_LOOP=poll), host.c also passes host.watch_socket and
+-- host.set_timer: the client is watched through them, and host.c calls socket_ready() and
+-- timeout_due() when poll() says so; frame() is never called then.
+--
 -- The server is $SORA_BASE_URL (or $OPENAI_BASE_URL) with $SORA_API_KEY (or $OPENAI_API_KEY);
 -- with neither URL set, a local emulator is started for the run. $SORA_JOBS generations
 -- (default 16).
@@ -51,6 +55,31 @@ for i = 1, JOBS do
 end
 
 local game = {}
+
+-- ---- the event loop: host.c polls what sora asks for, and tells it what happened ---------
+
+if host.watch_socket then
+  client:watch(host.watch_socket, host.set_timer)
+end
+
+--- The tasks still running, before the loop starts.
+function game.running()
+  local running = 0
+  for _, task in ipairs(tasks) do
+    if not task:done() then running = running + 1 end
+  end
+  return running
+end
+
+--- poll() found fd ready; returns the tasks still running.
+function game.socket_ready(fd, readable, writable)
+  return client:socket_ready(fd, readable, writable)
+end
+
+--- The timer sora set is due; returns the tasks still running.
+function game.timeout_due()
+  return client:timeout_due()
+end
 
 --- Once per frame: advance every transfer and task without waiting. Returns the tasks
 -- still running and how long step(0) took (seconds), for the host's figures.

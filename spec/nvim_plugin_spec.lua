@@ -186,7 +186,7 @@ describe("the Neovim plugin", function()
       assert.matches("^sora: video_%w+ saved to " .. output:gsub("%p", "%%%0") .. "$", last)
       assert.is_true(synthetic.matches(output, VIDEO_BYTES))
       assert.is_true(r.ticks > 5, "the editor stopped ticking: " .. r.ticks)
-      assert.is_false(r.driving, "the driver's timer outlived its last task")
+      assert.is_false(r.driving, "the driver outlived its last task")
       -- what was asked is what the emulator got
       local created = H.matching(big, "POST", "^/v1/videos$")
       local request = created[#created]

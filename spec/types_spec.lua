@@ -131,6 +131,12 @@ describe("LuaLS annotations", function()
     assert.is_true(seen > 0, "sora has no submodule (sora.webhooks?)")
   end)
 
+  it("annotate every function of the modules required on their own", function()
+    for _, name in ipairs{ "sora.luv" } do
+      same_names(name, public(require(name)), annotated(name, "functions"))
+    end
+  end)
+
   it("annotate every method of sora.Client", function()
     same_names("sora.Client", public(core.Client), annotated("sora.Client", "functions"))
   end)

@@ -8,6 +8,7 @@ packages="$packages lua-argparse" # the sora command's parser (bin/sora, example
 packages="$packages love xvfb xauth" # examples/love under a virtual display (spec/love_game_spec.lua)
 packages="$packages libssl-dev" # sora.webhooks: HMAC-SHA256 from libcrypto
 packages="$packages tinyproxy" # spec/options_proxy_spec.lua: a real proxy on loopback
+packages="$packages lua-luv" # the event loop specs (luv for 5.1-5.4 and LuaJIT)
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

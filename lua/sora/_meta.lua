@@ -61,6 +61,22 @@ function webhooks.sign(body, secret, opts) end
 ---@field type "video.completed"|"video.failed"
 ---@field data { id: string }
 
+-- ---- sora.luv: libuv (luv, Neovim's vim.loop) drives a client ------------------------------
+
+---@class sora.luv
+local luv = {}
+
+--- Wires the client to a libuv loop: one poll handle per socket, one timer, each closed when
+--- no longer needed. `uv` is `require "luv"` or Neovim's vim.uv / vim.loop (the default inside
+--- Neovim). opts.schedule(fn) runs sora's work later (default vim.schedule inside Neovim;
+--- false: call directly); opts.on_advance(running) hears how many tasks are left after each
+--- advance. Returns detach().
+---@param client sora.Client
+---@param uv? table
+---@param opts? { schedule?: fun(fn: function)|false, on_advance?: fun(running: integer) }
+---@return fun() detach
+function luv.attach(client, uv, opts) end
+
 -- ---- option tables ------------------------------------------------------------------------
 
 ---@alias sora.LogLevel "info"|"debug"
@@ -378,6 +394,34 @@ function Client:sleep(seconds) end
 
 --- Aborts every transfer and cancels every task. Idempotent.
 function Client:close() end
+
+-- The host's event loop drives the client (docs/event-loop.md).
+
+--- Lets the host's event loop drive the client: sora asks the host to watch descriptors
+--- (`on_socket(fd, readable, writable)`, both false: stop) and to call `timeout_due` after
+--- `on_timer(seconds)` (nil: no timer); `on_unwatch()` when the watch ends.
+---@param on_socket fun(fd: integer, readable: boolean, writable: boolean)|sora.Callable
+---@param on_timer fun(seconds: number?)|sora.Callable
+---@param on_unwatch? fun()|sora.Callable
+function Client:watch(on_socket, on_timer, on_unwatch) end
+
+--- Ends the watch (idempotent); the client goes back to step.
+function Client:unwatch() end
+
+--- Whether a loop watches the client.
+---@return boolean
+function Client:watching() end
+
+--- The host's loop saw `fd` ready; the number of tasks still running.
+---@param fd integer
+---@param readable boolean
+---@param writable boolean
+---@return integer
+function Client:socket_ready(fd, readable, writable) end
+
+--- The timer sora asked for came; the number of tasks still running.
+---@return integer
+function Client:timeout_due() end
 
 --- The base URL, without userinfo.
 ---@return string

@@ -84,6 +84,10 @@ do
   if meta.__close then meta.__close = Client.close end
 end
 
+-- ---- the host's event loop drives the client (docs/event-loop.md) ------------------------
+-- client:watch(on_socket, on_timer [, on_unwatch]) and client:unwatch() are the C core's.
+Client.socket_ready, Client.timeout_due = tasks.socket_ready, tasks.timeout_due
+
 -- ---- waiting, lists, batches --------------------------------------------------------------
 
 Video.refresh, Video.wait = wait.refresh, wait.wait

@@ -96,6 +96,14 @@ local function next_wake(s)
   return heap[1] and heap[1].wake_at - now()
 end
 
+--- Seconds until the scheduler has work: 0 when a task can go on now, else until the first
+-- sleeper wakes (at least 0), or nil when nothing is due.
+local function next_due(s)
+  if s.ready[1] or s.state.finished then return 0 end
+  local wake = next_wake(s)
+  return wake and max(0, wake)
+end
+
 -- Moves the tasks whose transfer ended or whose sleep is over to the ready queue.
 local function collect_woken(s)
   local state = s.state
@@ -349,6 +357,7 @@ function tasks.spawn(client, fn, ...)
   task_of_thread[task.co] = task
   s.count = s.count + 1
   make_ready(s, task)
+  client:_tasks_due(0) -- a loop watching the client runs it soon (nothing otherwise)
   return task
 end
 
@@ -380,16 +389,43 @@ function tasks.step(client, timeout)
   if state.closed then args.usage("calling 'step' on a closed sora.Client") end
   run_pass(s)
   if state.closed then return s.count end -- a task closed it just now
-  local wait = timeout or 0
-  if s.ready[1] or state.finished then
-    wait = 0
-  else
-    local wake = next_wake(s)
-    if wake then wait = min(wait, max(0, wake)) end
-  end
-  client:_drive(wait)
+  local due = next_due(s)
+  client:_drive(due and min(timeout or 0, due) or timeout or 0)
   run_pass(s)
   return s.count
+end
+
+-- ---- the host's event loop (client:watch, docs/event-loop.md) ------------------------------
+
+-- After the C core acted on what the host reported: the tasks that can go on run, and the
+-- host's timer covers the next sleeper (C adds libcurl's timer and the retries to it).
+local function loop_pass(client)
+  local s = scheduler(client)
+  run_pass(s)
+  if not s.state.closed then client:_tasks_due(next_due(s)) end
+  return s.count
+end
+
+local function check_not_in_task(client, call)
+  if tasks.current(client) then
+    args.usage(call .. " drives the tasks; a task of the same client cannot call it")
+  end
+end
+
+--- The host saw `fd` ready: libcurl acts on it, then the tasks that can go on run. Returns the
+-- number of tasks still running.
+function tasks.socket_ready(client, fd, readable, writable)
+  check_not_in_task(client, "socket_ready")
+  client:_socket_action(fd, readable, writable)
+  return loop_pass(client)
+end
+
+--- The host's timer fired: libcurl's due timeouts and retries run, then the tasks whose sleep
+-- ended. Returns the number of tasks still running.
+function tasks.timeout_due(client)
+  check_not_in_task(client, "timeout_due")
+  client:_timeout_action()
+  return loop_pass(client)
 end
 
 --- After the client closed: cancels every running task but the one running now, which goes
