@@ -4,6 +4,7 @@
 set -e
 packages="make gcc pkg-config libcurl4-openssl-dev lua5.4 liblua5.4-dev lua5.1 liblua5.1-0-dev
 luajit libluajit-5.1-dev lua-cjson lua-socket lua-busted luarocks neovim"
+packages="$packages nginx openssl curl valgrind" # make bench (docs/performance.md)
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
