@@ -29,7 +29,7 @@ end
 
 -- Sizes of the full run (< 10 minutes on 2 shared cores) and of QUICK=1 (< 2 minutes).
 local P = QUICK and {
-  rounds = 5, retrieves = 500, sink = 100 * MiB, tasks = 64, per_task = 5, tls_rounds = 1,
+  rounds = 5, retrieves = 2000, sink = 100 * MiB, tasks = 64, per_task = 5, tls_rounds = 1,
   rss = 10000, step_mb = 300, startup_reps = 5, node = true, callgrind = false, jobs = false,
 } or {
   rounds = 5, retrieves = 5000, sink = 1024 * MiB, tasks = 64, per_task = 50, tls_rounds = 3,
@@ -106,9 +106,11 @@ local function machine()
   out("")
   out("Written by `make bench%s` (bench/run.lua) on %s UTC.", QUICK and " QUICK=1" or "", os.date("!%Y-%m-%d %H:%M"))
   out("Each contender runs in its own process; a round runs every contender once, in an order")
-  out("rotated from round to round; a ratio is taken within each round, and the median over %d", P.rounds)
-  out("rounds is shown. Times are medians too. `limit` is bench/limit.c: one reused libcurl easy handle,")
-  out("CURLOPT_NOSIGNAL, a 128 KiB receive buffer, each body decoded by lua-cjson through the Lua C API.")
+  out("rotated from round to round, after one discarded warm-up run of each; a ratio is taken")
+  out("within each round, and the median over %d rounds is shown (times are medians too).", P.rounds)
+  out("`limit` is bench/limit.c: one reused libcurl easy handle, CURLOPT_NOSIGNAL, a 128 KiB")
+  out("receive buffer, each body decoded by lua-cjson through the Lua C API. The machine is shared:")
+  out("read the ratios, which are taken within rounds, more than the absolute figures.")
   out("")
   out("| machine | |")
   out("|---|---|")
@@ -129,7 +131,11 @@ end
 -- contenders: list of { name, cmd = function(round) -> command }. Returns figures[name][round].
 local function rounds(contenders, n)
   local figures = {}
-  for _, c in ipairs(contenders) do figures[c.name] = {} end
+  for _, c in ipairs(contenders) do
+    figures[c.name] = {}
+    local warm = run(c.cmd(0)) -- discarded: the page cache, nginx's and the disk's first time
+    if c.after then c.after(warm) end
+  end
   for r = 1, n or P.rounds do
     for k = 0, #contenders - 1 do
       local c = contenders[(r - 1 + k) % #contenders + 1]
@@ -296,15 +302,21 @@ local function case_rss()
 end
 
 local function case_step()
-  out("### step(0) with 32 live transfers: 31 tasks retrieving, one %d MB download to a file", P.step_mb)
+  out("### step(0) with 32 live transfers: 31 tasks polling, one %d MB download to a new file", P.step_mb)
   out("")
-  out("| Lua | steps | median | p99 | max | the step that ended the download |")
-  out("|---|---|---|---|---|---|")
+  out("The 31 tasks each retrieve a video every 5 ms (as tasks waiting for jobs poll them); the host")
+  out("calls step(0) in a tight loop until the download has ended (written, closed, renamed). The")
+  out("first step, which starts the 32 requests, is shown apart. CPU: the process's CPU time in the")
+  out("step; a step far longer than its CPU time was waiting (preempted, or blocked in the kernel).")
+  out("")
+  out("| Lua | steps | median | p99 | max (its CPU) | CPU p99 | CPU max | the last step | first step |")
+  out("|---|---|---|---|---|---|---|---|---|")
   for _, c in ipairs({ { "sora 5.4", sora54 }, { "sora LuaJIT", sorajit } }) do
     local path = TMP .. "/step.mp4"
     local f = run(c[2](string.format("step %s video_bench big_step %s", S:url("http"), path)))
     os.remove(path)
-    out("| %s | %d | %.3f ms | %.3f ms | %.3f ms | %.3f ms |", c[1], f.count, f.p50_ms, f.p99_ms, f.max_ms, f.end_ms)
+    out("| %s | %d | %.3f ms | %.3f ms | %.3f ms (%.3f) | %.3f ms | %.3f ms | %.3f ms | %.3f ms |", c[1], f.count,
+      f.p50_ms, f.p99_ms, f.max_ms, f.longest_cpu_ms, f.cpu_p99_ms, f.cpu_max_ms, f.end_ms, f.first_ms)
   end
   out("")
 end
@@ -343,9 +355,9 @@ local function case_startup()
     return median(t)
   end
   local bare54 = wall("lua5.4 -e ''")
-  local full54 = wall(ENV54 .. " lua5.4 -e 'require(\"sora\").new{ base_url = \"http://127.0.0.1:9/v1\" }:close()'")
+  local full54 = wall(ENV54 .. " lua5.4 -e 'require(\"sora\").new{ api_key = \"sk-bench\", base_url = \"http://127.0.0.1:9/v1\" }:close()'")
   local barejit = wall("luajit -e ''")
-  local fulljit = wall(ENVJIT .. " luajit -e 'require(\"sora\").new{ base_url = \"http://127.0.0.1:9/v1\" }:close()'")
+  local fulljit = wall(ENVJIT .. " luajit -e 'require(\"sora\").new{ api_key = \"sk-bench\", base_url = \"http://127.0.0.1:9/v1\" }:close()'")
   out("Whole process (fork, exec, the interpreter, the module, a client, exit), medians of %d:", P.startup_reps)
   out("lua5.4 alone %.1f ms, with sora %.1f ms (+%.1f ms); luajit alone %.1f ms, with sora %.1f ms (+%.1f ms).",
     bare54 * 1000, full54 * 1000, (full54 - bare54) * 1000, barejit * 1000, fulljit * 1000, (fulljit - barejit) * 1000)

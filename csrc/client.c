@@ -348,6 +348,16 @@ static CURLcode set_security(CURL *easy, const sora_client *c, const char **what
   return curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 }
 
+/* libcurl negotiates HTTP/2 only over TLS (ALPN); the prefix's scheme is libcurl's, lower case */
+static int is_https(const sora_base_url *base) {
+  return base->prefix != NULL && strncmp(base->prefix, "https:", 6) == 0;
+}
+
+/* libcurl's default receive buffer is 16 KiB: a large download then costs a write callback (a
+ * Lua sink call, a write(2)) per 16 KiB. 128 KiB takes the content path to a C loop's speed;
+ * the buffer is touched only as far as a response fills it, so small answers cost no more. */
+#define RECEIVE_BUFFER_BYTES (128 * 1024L)
+
 /* Options that never change between requests are set once, when the handle is made. Returns
  * NULL, with *why saying what failed, when a security option does not take. */
 static CURL *new_easy(sora_client *c, sora_handle *h, const char **why) {
@@ -362,6 +372,10 @@ static CURL *new_easy(sora_client *c, sora_handle *h, const char **why) {
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ignore_body);
+  curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER_BYTES);
+  /* a burst of requests over TLS waits for the first connection's ALPN answer: on HTTP/2 they
+   * then share it (multiplexed) instead of each opening, and handshaking, its own */
+  curl_easy_setopt(easy, CURLOPT_PIPEWAIT, is_https(&c->base) ? 1L : 0L);
   rc = set_security(easy, c, &what);
   if (rc != CURLE_OK) {
     snprintf(h->errbuf, sizeof h->errbuf, "libcurl refused %s: %s", what, curl_easy_strerror(rc));
@@ -379,6 +393,16 @@ static void free_handle(sora_handle *h) {
   free(h);
 }
 
+/* libcurl sizes its connection cache at 4 per easy handle in the multi, and shrinks it as
+ * handles leave: when a burst of transfers drains, the connections of the first to end are
+ * closed, and the next burst opens (over TLS, handshakes) them again. The pool of handles only
+ * grows, to the most transfers ever in flight at once: a cache sized on it keeps a connection
+ * for each of them (and for a redirect to storage elsewhere) while they come and go. */
+static void size_connection_cache(sora_client *c) {
+  c->handles++;
+  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 4 * c->handles);
+}
+
 sora_handle *sora_client_acquire(sora_client *c, lua_State *L) {
   sora_handle *h = c->idle;
   const char *why = "out of memory";
@@ -392,6 +416,7 @@ sora_handle *sora_client_acquire(sora_client *c, lua_State *L) {
       if (h) free_handle(h);
       luaL_error(L, "sora: %s", lua_tostring(L, -1));
     }
+    size_connection_cache(c);
   }
   h->errbuf[0] = '\0';
   sora_buffer_clear(&h->url);
@@ -635,6 +660,28 @@ static int count_pending(const sora_client *c) {
   return pending;
 }
 
+/* Content's slice of one drive (transfer.c, slice_spent): what keeps step(0) short while a
+ * large download runs, at a cost of one pause and resume per slice. */
+#define CONTENT_SLICE_S 0.0002
+
+/* Resumes the transfers the previous drive paused and opens this drive's slice. Resuming
+ * hands libcurl's kept chunk to the destination at once; when that fails (a sink raised, a
+ * write failed), the transfer ends here, as libcurl would have ended it. */
+static void resume_paused(lua_State *L, sora_client *c) {
+  sora_transfer *t, *following;
+  c->slice_end = sora_now() + CONTENT_SLICE_S;
+  c->paused = 0;
+  for (t = c->transfers; t != NULL; t = following) {
+    CURLcode rc;
+    following = t->next;
+    if (!t->paused) continue;
+    t->paused = 0;
+    if (t->state != SORA_STATE_RUNNING) continue;
+    rc = curl_easy_pause(t->handle->easy, CURLPAUSE_CONT);
+    if (rc != CURLE_OK) sora_transfer_completed(L, t, rc);
+  }
+}
+
 /* One turn of the loop: run what can run and, unless a transfer just ended, wait at most
  * wait_s seconds for activity. Returns the number of transfers in flight or waiting to retry.
  * The caller has checked that the client may be driven (sora_check_usable). */
@@ -649,8 +696,9 @@ int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
   sora_push_transfers(L, client_idx); /* runner, uv, transfers */
   c->L = L;
   c->callback_base = top + 1;
+  resume_paused(L, c);
   idle = perform(L, c) ? 0 : wake_retries(L, c, wait_s);
-  if (idle > 0) {
+  if (idle > 0 && c->paused == 0) { /* a paused transfer has more to give at once */
     int timeout_ms = (int)((idle < MAX_POLL_S ? idle : MAX_POLL_S) * 1000 + 0.999);
     curl_multi_poll(c->multi, NULL, 0, timeout_ms, NULL);
     perform(L, c);
@@ -658,6 +706,7 @@ int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
   }
   c->L = NULL;
   c->callback_base = 0;
+  c->slice_end = 0;
   sora_download_release(&c->released, RELEASE_SLICE);
   release_finished(L, top + 2, top + 3);
   lua_settop(L, top);

@@ -154,16 +154,12 @@ static void keep_header(sora_transfer *t, const char *name, size_t name_len, con
 
 #ifdef HAVE_HEADER_API
 /* The headers sora acts on, from the response itself (origin CURLH_HEADER: no trailers, no
- * 1xx), once its header block is complete. */
+ * 1xx), once its header block is complete: one walk over what came, the first of each name
+ * (index 0) counting, rather than a look-up per name (each a walk of its own). */
 static void read_named_headers(sora_transfer *t) {
-  static const char *const names[] = {"x-request-id", "content-type", "content-range",
-                                      "openai-poll-after-ms", "x-should-retry", "retry-after-ms",
-                                      "retry-after", NULL};
-  struct curl_header *h;
-  int i;
-  for (i = 0; names[i]; i++) {
-    if (curl_easy_header(t->handle->easy, names[i], 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
-      keep_header(t, names[i], strlen(names[i]), h->value, strlen(h->value));
+  struct curl_header *h = NULL;
+  while ((h = curl_easy_nextheader(t->handle->easy, CURLH_HEADER, -1, h)) != NULL) {
+    if (h->index == 0) keep_header(t, h->name, strlen(h->name), h->value, strlen(h->value));
   }
 }
 #endif
@@ -226,11 +222,24 @@ static int deliver(sora_transfer *t, const char *data, size_t len) {
   return sora_transfer_sink(t, data, len);
 }
 
+/* A drive delivers content for a slice of time only: libcurl reads up to 100 buffers per
+ * transfer in one curl_multi_perform, 12.8 MB at 128 KiB, which would hold the host's step(0)
+ * for many milliseconds. A transfer whose slice is spent is paused, its chunk kept by libcurl,
+ * and the next drive resumes it (sora_client_drive). */
+static int slice_spent(sora_transfer *t) {
+  sora_client *c = t->client;
+  if (c->slice_end <= 0 || sora_now() < c->slice_end) return 0;
+  t->paused = 1;
+  c->paused++;
+  return 1;
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   sora_transfer *t = ud;
   size_t len = size * n;
   if (!t->headers_read) read_framing(t);
   if (t->endpoint->result != SORA_RESULT_CONTENT || !is_success(t->status)) return keep_body(t, data, len);
+  if (slice_spent(t)) return CURL_WRITEFUNC_PAUSE;
   if (!deliver(t, data, len)) return 0; /* aborts the transfer */
   t->received += (curl_off_t)len;
   if (t->has_progress && !report_progress(t)) return 0;
@@ -486,6 +495,7 @@ static void finish(lua_State *L, sora_transfer *t) {
   curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, NULL);
   curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, NULL); /* the body may be collected */
   t->state = SORA_STATE_DONE;
+  t->paused = 0;
   (void)L; /* the client lets go of it at the end of its drive (client.c) or right away */
 }
 
