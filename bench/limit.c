@@ -6,7 +6,8 @@
  *   limit retrieve URL N        N sequential GETs of one video, each body decoded
  *   limit list URL              every page of a list (`after` = the page's last_id), each decoded
  *                               and its `data` walked; counts the videos
- *   limit sink URL              a large body into a write callback that discards it
+ *   limit sink URL              a large body handed, chunk by chunk, to a Lua function that
+ *                               counts and discards it (as sora hands chunks to a `sink`)
  *   limit file URL PATH         a large body written with stdio to PATH.part, renamed to PATH
  *
  * Prints one line: `seconds=S count=N hwm_kb=K` (time from the first request to the last byte;
@@ -66,9 +67,16 @@ static size_t keep(char *data, size_t size, size_t n, void *ud) {
   return len;
 }
 
-static size_t discard(char *data, size_t size, size_t n, void *ud) {
-  (void)data;
-  *(curl_off_t *)ud += (curl_off_t)(size * n);
+/* The sink: a Lua function (at stack index 2) called with each chunk as a string, as sora
+ * calls a `sink`; it counts and discards. */
+static size_t to_lua_sink(char *data, size_t size, size_t n, void *ud) {
+  lua_State *L = ud;
+  lua_pushvalue(L, 2);
+  lua_pushlstring(L, data, size * n);
+  if (lua_pcall(L, 1, 0, 0) != 0) {
+    fprintf(stderr, "limit: sink: %s\n", lua_tostring(L, -1));
+    return 0;
+  }
   return size * n;
 }
 
@@ -160,12 +168,17 @@ static long run_list(lua_State *L, CURL *easy, const char *url) {
   return count;
 }
 
-static long run_sink(CURL *easy, const char *url) {
-  curl_off_t received = 0;
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
-  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &received);
+static long run_sink(lua_State *L, CURL *easy, const char *url) {
+  long received;
+  if (luaL_dostring(L, "local n = 0 return function(chunk) n = n + #chunk end, function() return n end") != 0)
+    die("sink", lua_tostring(L, -1)); /* decoder, sink, count */
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, to_lua_sink);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, L);
   perform(easy, url);
-  return (long)received;
+  lua_call(L, 0, 1);
+  received = (long)lua_tointeger(L, -1);
+  lua_settop(L, 1);
+  return received;
 }
 
 static long run_file(CURL *easy, const char *url, const char *path) {
@@ -202,7 +215,7 @@ int main(int argc, char **argv) {
   start = now();
   if (strcmp(mode, "retrieve") == 0 && argc > 3) count = run_retrieve(L, easy, url, atol(argv[3]));
   else if (strcmp(mode, "list") == 0) count = run_list(L, easy, url);
-  else if (strcmp(mode, "sink") == 0) count = run_sink(easy, url);
+  else if (strcmp(mode, "sink") == 0) count = run_sink(L, easy, url);
   else if (strcmp(mode, "file") == 0 && argc > 3) count = run_file(easy, url, argv[3]);
   else die("usage", "limit retrieve URL N | list URL | sink URL | file URL PATH");
   printf("seconds=%.6f count=%ld hwm_kb=%ld\n", now() - start, count, peak_rss_kb());

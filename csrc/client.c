@@ -660,16 +660,18 @@ static int count_pending(const sora_client *c) {
   return pending;
 }
 
-/* Content's slice of one drive (transfer.c, slice_spent): what keeps step(0) short while a
- * large download runs, at a cost of one pause and resume per slice. */
+/* The shortest slice of a drive for content (transfer.c, slice_spent): what keeps step(0)
+ * short while a large download runs. A drive that may wait longer (a blocking call, a step
+ * with a timeout) gets that long: its caller has nothing else to do meanwhile, and a download
+ * then runs as fast as libcurl reads, without a pause and resume every 0.2 ms. */
 #define CONTENT_SLICE_S 0.0002
 
 /* Resumes the transfers the previous drive paused and opens this drive's slice. Resuming
  * hands libcurl's kept chunk to the destination at once; when that fails (a sink raised, a
  * write failed), the transfer ends here, as libcurl would have ended it. */
-static void resume_paused(lua_State *L, sora_client *c) {
+static void resume_paused(lua_State *L, sora_client *c, double wait_s) {
   sora_transfer *t, *following;
-  c->slice_end = sora_now() + CONTENT_SLICE_S;
+  c->slice_end = sora_now() + (wait_s > CONTENT_SLICE_S ? wait_s : CONTENT_SLICE_S);
   c->paused = 0;
   for (t = c->transfers; t != NULL; t = following) {
     CURLcode rc;
@@ -696,7 +698,7 @@ int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
   sora_push_transfers(L, client_idx); /* runner, uv, transfers */
   c->L = L;
   c->callback_base = top + 1;
-  resume_paused(L, c);
+  resume_paused(L, c, wait_s);
   idle = perform(L, c) ? 0 : wake_retries(L, c, wait_s);
   if (idle > 0 && c->paused == 0) { /* a paused transfer has more to give at once */
     int timeout_ms = (int)((idle < MAX_POLL_S ? idle : MAX_POLL_S) * 1000 + 0.999);
