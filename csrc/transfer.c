@@ -154,12 +154,16 @@ static void keep_header(sora_transfer *t, const char *name, size_t name_len, con
 
 #ifdef HAVE_HEADER_API
 /* The headers sora acts on, from the response itself (origin CURLH_HEADER: no trailers, no
- * 1xx), once its header block is complete: one walk over what came, the first of each name
- * (index 0) counting, rather than a look-up per name (each a walk of its own). */
+ * 1xx), once its header block is complete. */
 static void read_named_headers(sora_transfer *t) {
-  struct curl_header *h = NULL;
-  while ((h = curl_easy_nextheader(t->handle->easy, CURLH_HEADER, -1, h)) != NULL) {
-    if (h->index == 0) keep_header(t, h->name, strlen(h->name), h->value, strlen(h->value));
+  static const char *const names[] = {"x-request-id", "content-type", "content-range",
+                                      "openai-poll-after-ms", "x-should-retry", "retry-after-ms",
+                                      "retry-after", NULL};
+  struct curl_header *h;
+  int i;
+  for (i = 0; names[i]; i++) {
+    if (curl_easy_header(t->handle->easy, names[i], 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+      keep_header(t, names[i], strlen(names[i]), h->value, strlen(h->value));
   }
 }
 #endif
