@@ -125,7 +125,8 @@ local function percentile(sorted, p)
 end
 
 -- step(0) as a host's frame loop calls it, 32 transfers live: 31 tasks polling a video (a
--- retrieve every 5 ms) until one more task has downloaded BIG to a file (ended, renamed).
+-- retrieve every 5 ms, the tasks staggered over those 5 ms as jobs started at different times
+-- are) until one more task has downloaded BIG to a file (ended, renamed).
 function cases.step(id, big, path)
   local finished = false
   local download = client:spawn(function()
@@ -133,13 +134,14 @@ function cases.step(id, big, path)
     finished = true
     return ok, err
   end)
-  local function poll() -- as a task waiting for a job polls it
+  local function poll(i) -- as a task waiting for a job polls it; jobs started at other times
+    client:sleep(0.005 * i / 31)
     while not finished do
       assert(client:retrieve(id))
       client:sleep(0.005)
     end
   end
-  for _ = 1, 31 do client:spawn(poll) end
+  for i = 1, 31 do client:spawn(poll, i) end
   local steps, last, longest_at = {}, 0, 0
   local start = now()
   local cpu, longest_cpu = {}, 0 -- CPU time of each step: a long wall time without it was spent

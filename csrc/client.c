@@ -663,8 +663,8 @@ static int count_pending(const sora_client *c) {
 /* The shortest slice of a drive for content (transfer.c, slice_spent): what keeps step(0)
  * short while a large download runs. A drive that may wait longer (a blocking call, a step
  * with a timeout) gets that long: its caller has nothing else to do meanwhile, and a download
- * then runs as fast as libcurl reads, without a pause and resume every 0.2 ms. */
-#define CONTENT_SLICE_S 0.0002
+ * then runs as fast as libcurl reads, without a pause and resume every 0.1 ms. */
+#define CONTENT_SLICE_S 0.0001
 
 /* Resumes the transfers the previous drive paused and opens this drive's slice. Resuming
  * hands libcurl's kept chunk to the destination at once; when that fails (a sink raised, a
