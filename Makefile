@@ -164,7 +164,7 @@ test-noheader: deps
 HOST_LUA_CFLAGS = $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
 HOST_LUA_LIBS = $(or $(shell pkg-config --libs lua5.4 2>/dev/null),-llua5.4)
 
-.PHONY: host host-run bench
+.PHONY: host host-run bench bench-scripts
 
 host: build/host
 
@@ -176,9 +176,25 @@ host-run: build/host
 	$(MAKE) LUA_VERSION=5.4
 	build/host
 
-# Every bench/*.lua against the module built for LUA_VERSION; benchmarks print, never assert.
-bench: all
-	@for b in $(filter-out $(SOAK_SCRIPTS),$(wildcard bench/*.lua)); do echo "== $$b"; $(RUN) lua$(LUA_VERSION) $$b || exit 1; done
+# make bench: sora (5.4 and LuaJIT) against bench/limit.c, the curl CLI and the Node SDK, on
+# its own nginx (docs/performance.md); writes bench/RESULTS.md (< 10 min). QUICK=1: fewer and
+# smaller cases (< 2 min, CI), written to build/bench/RESULTS-quick.md. Prints, never asserts.
+# make bench-scripts: the other bench/*.lua against the module built for LUA_VERSION.
+BENCH_ARGS = $(if $(filter-out 0,$(QUICK)),--quick --out build/bench/RESULTS-quick.md)
+bench: deps
+	$(MAKE) LUA_VERSION=5.4
+	$(MAKE) LUA_VERSION=5.1
+	$(MAKE) build/bench/limit
+	lua5.4 bench/run.lua $(BENCH_ARGS)
+
+build/bench/limit: bench/limit.c
+	@mkdir -p build/bench
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) $(OPT) $(HOST_LUA_CFLAGS) $(CURL_CFLAGS) -o $@ $< \
+	  $(HOST_LUA_LIBS) $(CURL_LIBS) -lm
+
+BENCH_SCRIPTS = $(filter-out $(SOAK_SCRIPTS) bench/run.lua bench/sora_case.lua,$(wildcard bench/*.lua))
+bench-scripts: all
+	@for b in $(BENCH_SCRIPTS); do echo "== $$b"; $(RUN) lua$(LUA_VERSION) $$b || exit 1; done
 
 # ---- fuzzing ------------------------------------------------------------------------------
 #   make fuzz                     builds both libFuzzer harnesses, runs each FUZZ_SECONDS

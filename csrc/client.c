@@ -561,6 +561,16 @@ static CURLcode set_proxy(CURL *easy, const sora_client *c, const char **what) {
   return rc;
 }
 
+/* libcurl negotiates HTTP/2 only over TLS (ALPN); the prefix's scheme is libcurl's, lower case */
+static int is_https(const sora_base_url *base) {
+  return base->prefix != NULL && strncmp(base->prefix, "https:", 6) == 0;
+}
+
+/* libcurl's default receive buffer is 16 KiB: a large download then costs a write callback (a
+ * Lua sink call, a write(2)) per 16 KiB. 128 KiB takes the content path to a C loop's speed;
+ * the buffer is touched only as far as a response fills it, so small answers cost no more. */
+#define RECEIVE_BUFFER_BYTES (128 * 1024L)
+
 /* Options that never change between requests are set once, when the handle is made. Returns
  * NULL, with *why saying what failed, when a security option does not take. */
 static CURL *new_easy(sora_client *c, sora_handle *h, const char **why) {
@@ -574,6 +584,10 @@ static CURL *new_easy(sora_client *c, sora_handle *h, const char **why) {
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ignore_body);
+  curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER_BYTES);
+  /* a burst of requests over TLS waits for the first connection's ALPN answer: on HTTP/2 they
+   * then share it (multiplexed) instead of each opening, and handshaking, its own */
+  curl_easy_setopt(easy, CURLOPT_PIPEWAIT, is_https(&c->base) ? 1L : 0L);
   rc = set_security(easy, c, &what);
   if (rc == CURLE_OK) rc = set_proxy(easy, c, &what);
   if (rc != CURLE_OK) {
@@ -592,6 +606,16 @@ static void free_handle(sora_handle *h) {
   free(h);
 }
 
+/* libcurl sizes its connection cache at 4 per easy handle in the multi, and shrinks it as
+ * handles leave: when a burst of transfers drains, the connections of the first to end are
+ * closed, and the next burst opens (over TLS, handshakes) them again. The pool of handles only
+ * grows, to the most transfers ever in flight at once: a cache sized on it keeps a connection
+ * for each of them (and for a redirect to storage elsewhere) while they come and go. */
+static void size_connection_cache(sora_client *c) {
+  c->handles++;
+  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 4 * c->handles);
+}
+
 sora_handle *sora_client_acquire(sora_client *c, lua_State *L) {
   sora_handle *h = c->idle;
   const char *why = "out of memory";
@@ -605,6 +629,7 @@ sora_handle *sora_client_acquire(sora_client *c, lua_State *L) {
       if (h) free_handle(h);
       sora_raise(L, "sora: %s", lua_tostring(L, -1));
     }
+    size_connection_cache(c);
   }
   h->errbuf[0] = '\0';
   sora_buffer_clear(&h->url);
@@ -849,9 +874,33 @@ static int count_pending(const sora_client *c) {
   return pending;
 }
 
-/* Readies the client for its transfers' callbacks while it is driven; returns the stack top
- * that drive_end gives back. */
-static int drive_begin(lua_State *L, sora_client *c, int client_idx) {
+/* The shortest slice of a drive for content (transfer.c, slice_spent): what keeps step(0)
+ * short while a large download runs. A drive that may wait longer (a blocking call, a step
+ * with a timeout) gets that long: its caller has nothing else to do meanwhile, and a download
+ * then runs as fast as libcurl reads, without a pause and resume every 0.1 ms. */
+#define CONTENT_SLICE_S 0.0001
+
+/* Resumes the transfers the previous drive paused and opens this drive's slice. Resuming
+ * hands libcurl's kept chunk to the destination at once; when that fails (a sink raised, a
+ * write failed), the transfer ends here, as libcurl would have ended it. */
+static void resume_paused(lua_State *L, sora_client *c, double wait_s) {
+  sora_transfer *t, *following;
+  c->slice_end = sora_now() + (wait_s > CONTENT_SLICE_S ? wait_s : CONTENT_SLICE_S);
+  c->paused = 0;
+  for (t = c->transfers; t != NULL; t = following) {
+    CURLcode rc;
+    following = t->next;
+    if (!t->paused) continue;
+    t->paused = 0;
+    if (t->state != SORA_STATE_RUNNING) continue;
+    rc = curl_easy_pause(t->handle->easy, CURLPAUSE_CONT);
+    if (rc != CURLE_OK) sora_transfer_completed(L, t, rc);
+  }
+}
+
+/* Readies the client for its transfers' callbacks while it is driven, and resumes what the
+ * previous drive paused; returns the stack top that drive_end gives back. */
+static int drive_begin(lua_State *L, sora_client *c, int client_idx, double wait_s) {
   int top = lua_gettop(L);
   luaL_checkstack(L, 12, "sora: no room on the stack for callbacks");
   lua_pushcfunction(L, run_callback); /* runner */
@@ -859,6 +908,7 @@ static int drive_begin(lua_State *L, sora_client *c, int client_idx) {
   sora_push_transfers(L, client_idx); /* runner, uv, transfers */
   c->L = L;
   c->callback_base = top + 1;
+  resume_paused(L, c, wait_s);
   return top;
 }
 
@@ -867,6 +917,7 @@ static int drive_begin(lua_State *L, sora_client *c, int client_idx) {
 static int drive_end(lua_State *L, sora_client *c, int client_idx, int top) {
   c->L = NULL;
   c->callback_base = 0;
+  c->slice_end = 0;
   sora_download_release(&c->released, RELEASE_SLICE);
   release_finished(L, top + 2, top + 3);
   lua_settop(L, top);
@@ -882,9 +933,9 @@ int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
   int top;
   double idle;
   client_idx = sora_absindex(L, client_idx);
-  top = drive_begin(L, c, client_idx);
+  top = drive_begin(L, c, client_idx, wait_s);
   idle = perform(L, c) ? 0 : wake_retries(L, c, wait_s);
-  if (idle > 0) {
+  if (idle > 0 && c->paused == 0) { /* a paused transfer has more to give at once */
     int timeout_ms = (int)((idle < MAX_POLL_S ? idle : MAX_POLL_S) * 1000 + 0.999);
     if (!sora_loop_run(c, timeout_ms)) curl_multi_poll(c->multi, NULL, 0, timeout_ms, NULL);
     perform(L, c);
@@ -899,7 +950,7 @@ int sora_client_act(lua_State *L, int client_idx, curl_socket_t fd, int ev_bitma
   sora_client *c = lua_touserdata(L, client_idx);
   int top;
   client_idx = sora_absindex(L, client_idx);
-  top = drive_begin(L, c, client_idx);
+  top = drive_begin(L, c, client_idx, 0); /* a host's loop may not wait: content in slices */
   sora_loop_action(c, fd, ev_bitmask);
   collect_completed(L, c);
   wake_retries(L, c, 0);

@@ -249,6 +249,9 @@ static double next_due(const sora_client *c) {
   const sora_loop *loop = c->loop;
   const sora_transfer *t;
   double due = loop->curl_due;
+  /* a download paused when its slice was spent has data waiting in libcurl, which no socket
+   * will announce: the host comes back at once, and that drive resumes it */
+  if (c->paused > 0) return sora_now();
   if (loop->tasks_due >= 0 && (due < 0 || loop->tasks_due < due)) due = loop->tasks_due;
   for (t = c->transfers; t != NULL; t = t->next) {
     if (t->state == SORA_STATE_RETRY_WAIT && (due < 0 || t->retry_at < due)) due = t->retry_at;

@@ -185,30 +185,96 @@ static int check_video(lua_State *L, int v) {
   return i;
 }
 
-void sora_normalize_video(lua_State *L, int fields) {
-  lua_Integer n;
-  fields = sora_absindex(L, fields);
-  drop_nulls(L, fields);
-  integer_field(L, fields, "progress");
-  integer_field(L, fields, "created_at");
-  integer_field(L, fields, "completed_at");
-  integer_field(L, fields, "expires_at");
-  /* seconds is a string on the wire; a server that sends a number gets it read as one */
-  lua_getfield(L, fields, "seconds");
-  if (sora_isintegral(L, -1, &n)) {
-    sora_push_integer_text(L, n);
-    lua_setfield(L, fields, "seconds");
+/* The fields of a Video sora knows: the type each must have, and what normalizing does. */
+enum { FIELD_OTHER, FIELD_ID, FIELD_STATUS, FIELD_TEXT, FIELD_INTEGER, FIELD_SECONDS, FIELD_ERROR };
+
+#define FIELD(name, kind) {name, sizeof name - 1, kind}
+static const struct {
+  const char *name;
+  size_t len;
+  int kind;
+} video_fields[] = {
+    FIELD("id", FIELD_ID), FIELD("status", FIELD_STATUS), FIELD("object", FIELD_TEXT),
+    FIELD("model", FIELD_TEXT), FIELD("size", FIELD_TEXT), FIELD("prompt", FIELD_TEXT),
+    FIELD("remixed_from_video_id", FIELD_TEXT), FIELD("progress", FIELD_INTEGER),
+    FIELD("created_at", FIELD_INTEGER), FIELD("completed_at", FIELD_INTEGER),
+    FIELD("expires_at", FIELD_INTEGER), FIELD("seconds", FIELD_SECONDS), FIELD("error", FIELD_ERROR),
+    {NULL, 0, FIELD_OTHER}};
+#undef FIELD
+
+static int field_kind(lua_State *L, int key) {
+  size_t len, i;
+  const char *name;
+  if (lua_type(L, key) != LUA_TSTRING) return FIELD_OTHER;
+  name = lua_tolstring(L, key, &len);
+  for (i = 0; video_fields[i].name; i++) {
+    if (video_fields[i].len == len && memcmp(video_fields[i].name, name, len) == 0) return video_fields[i].kind;
   }
-  lua_pop(L, 1);
-  lua_getfield(L, fields, "error");
-  if (lua_istable(L, -1)) drop_nulls(L, -1);
-  lua_pop(L, 1);
+  return FIELD_OTHER;
+}
+
+/* t[key] = the value on top (popped); key at -2 below it. */
+static void replace_value(lua_State *L, int t) {
+  lua_pushvalue(L, -3);
+  lua_insert(L, -2);
+  lua_rawset(L, t);
+}
+
+/* Normalizes one field (key, value on top) in place: a null goes, an integral number the API
+ * sends as an integer becomes one, a number of seconds becomes its text. Returns 1 when the
+ * field is as check_video wants it, 0 when check_video must look (a wrong type, an error
+ * object); *required counts id and status. */
+static int normalize_field(lua_State *L, int t, int *required) {
+  lua_Integer n;
+  int type = lua_type(L, -1);
+  if (is_null(L, -1)) {
+    lua_pushnil(L);
+    replace_value(L, t); /* clearing a field while walking is allowed */
+    return 1;
+  }
+  switch (field_kind(L, -2)) {
+    case FIELD_ID: ++*required; return is_valid_id(L, -1);
+    case FIELD_STATUS: ++*required; return type == LUA_TSTRING;
+    case FIELD_TEXT: return type == LUA_TSTRING;
+    case FIELD_INTEGER:
+      if (sora_isintegral(L, -1, &n)) {
+        lua_pushinteger(L, n);
+        replace_value(L, t);
+      }
+      return type == LUA_TNUMBER;
+    case FIELD_SECONDS: /* a string on the wire; a server that sends a number gets it read as one */
+      if (sora_isintegral(L, -1, &n)) {
+        sora_push_integer_text(L, n);
+        replace_value(L, t);
+      }
+      return type == LUA_TSTRING || type == LUA_TNUMBER;
+    case FIELD_ERROR:
+      if (type == LUA_TTABLE) drop_nulls(L, -1);
+      return 0;
+    default: return 1;
+  }
+}
+
+/* One walk over the fields normalizes them and vets their types; returns 1 when check_video
+ * has nothing to find (its lookups, field by field, are then skipped). */
+static int normalize_video(lua_State *L, int fields) {
+  int required = 0, fine = 1;
+  fields = sora_absindex(L, fields);
+  lua_pushnil(L);
+  while (lua_next(L, fields)) {
+    fine = normalize_field(L, fields, &required) && fine;
+    lua_pop(L, 1);
+  }
+  return fine && required == 2;
+}
+
+void sora_normalize_video(lua_State *L, int fields) {
+  normalize_video(L, fields);
 }
 
 static int marshal_video(lua_State *L, int value, int client, long poll_after_ms) {
   if (!check_object(L, value, "video")) return 0;
-  sora_normalize_video(L, value);
-  if (!check_video(L, value)) return 0;
+  if (!normalize_video(L, value) && !check_video(L, value)) return 0;
   sora_push_video(L, value, client, poll_after_ms);
   return 1;
 }

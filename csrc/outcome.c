@@ -105,6 +105,14 @@ static void push_invalid(lua_State *L, sora_transfer *t, const char *why) {
   lua_remove(L, -2);
 }
 
+/* Whether a string decoded from the body may hold the key: only if the body has it as it is,
+ * or has an escape (\uXXXX, \/...) that could spell it otherwise. Most bodies have neither,
+ * and then the walk over every decoded string (a tenth of a listed video's cost) is skipped. */
+static int may_hold_key(const sora_buffer *body, const char *key) {
+  return body->len > 0 && (memchr(body->data, '\\', body->len) != NULL ||
+                           sora_has_key(body->data, body->len, key));
+}
+
 /* Pushes the value of a successful response, or an error object; returns 1 for a value. */
 static int push_success(lua_State *L, sora_transfer *t, int transfer_idx) {
   sora_buffer *body = &t->handle->response;
@@ -116,7 +124,7 @@ static int push_success(lua_State *L, sora_transfer *t, int transfer_idx) {
   }
   ok = sora_json_try_decode(L, body->data ? body->data : "", body->len);
   if (ok) {
-    sora_redact_tree(L, slot, api_key(t)); /* every string of a Video, page or character */
+    if (may_hold_key(body, api_key(t))) sora_redact_tree(L, slot, api_key(t)); /* every string */
     sora_transfer_push_field(L, transfer_idx, "client");
     ok = sora_marshal(L, t->endpoint->result, slot, slot + 1, t->poll_after_ms);
   } else {

@@ -90,6 +90,7 @@ typedef struct sora_base_url {
 typedef struct sora_client {
   CURLM *multi;
   sora_handle *idle;              /* free list of handles */
+  long handles;                   /* handles made: the most transfers ever in flight at once */
   sora_transfer *transfers;       /* every live transfer, so close can detach them */
   struct curl_slist *headers[SORA_HEADERS_KINDS];
   sora_base_url base;
@@ -110,6 +111,8 @@ typedef struct sora_client {
   int close_pending;              /* closed while pinned: done when the last pin goes */
   struct sora_released *released; /* replaced files whose space later drives give back */
   sora_rng rng;                   /* retry jitter */
+  double slice_end;               /* content after this (sora_now) waits for the next drive */
+  int paused;                     /* transfers this drive paused at the end of their slice */
   /* While the client drives its transfers: the state doing it, and where on its stack the
    * callback runner and the client's user value sit (callbacks reach Lua values through them:
    * nothing of the client is anchored in the registry, so a dropped client is collected). */
@@ -201,6 +204,7 @@ struct sora_transfer {
   int cancelled;                   /* cancelled, or its client closed */
   int anchored;                    /* in its client's user value: kept alive while it runs */
   int notify;                      /* a task awaits it: queued when it ends (transfer:_notify) */
+  int paused;                      /* its content slice was spent: the next drive resumes it */
   char curl_message[CURL_ERROR_SIZE];
   /* response headers worth keeping */
   char request_id[96];

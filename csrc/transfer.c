@@ -268,11 +268,24 @@ static int deliver(sora_transfer *t, const char *data, size_t len) {
   return sora_transfer_sink(t, data, len);
 }
 
+/* A drive delivers content for a slice of time only: libcurl reads up to 100 buffers per
+ * transfer in one curl_multi_perform, 12.8 MB at 128 KiB, which would hold the host's step(0)
+ * for many milliseconds. A transfer whose slice is spent is paused, its chunk kept by libcurl,
+ * and the next drive resumes it (sora_client_drive). */
+static int slice_spent(sora_transfer *t) {
+  sora_client *c = t->client;
+  if (c->slice_end <= 0 || sora_now() < c->slice_end) return 0;
+  t->paused = 1;
+  c->paused++;
+  return 1;
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   sora_transfer *t = ud;
   size_t len = size * n;
   if (!t->headers_read) read_framing(t);
   if (t->endpoint->result != SORA_RESULT_CONTENT || !is_success(t->status)) return keep_body(t, data, len);
+  if (slice_spent(t)) return CURL_WRITEFUNC_PAUSE;
   if (!deliver(t, data, len)) return 0; /* aborts the transfer */
   t->received += (curl_off_t)len;
   if (t->has_progress && !report_progress(t)) return 0;
@@ -528,6 +541,7 @@ static void finish(lua_State *L, sora_transfer *t) {
   curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, (void *)NULL); /* the body may be collected */
   t->finished_at = sora_now();
   t->state = SORA_STATE_DONE;
+  t->paused = 0;
   (void)L; /* the client lets go of it at the end of its drive (client.c) or right away */
 }
 

@@ -9,6 +9,7 @@ packages="$packages love xvfb xauth" # examples/love under a virtual display (sp
 packages="$packages libssl-dev" # sora.webhooks: HMAC-SHA256 from libcrypto
 packages="$packages tinyproxy" # spec/options_proxy_spec.lua: a real proxy on loopback
 packages="$packages lua-luv" # the event loop specs (luv for 5.1-5.4 and LuaJIT)
+packages="$packages nginx openssl curl valgrind" # make bench (docs/performance.md)
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
