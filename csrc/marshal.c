@@ -188,7 +188,7 @@ static int check_video(lua_State *L, int v) {
 /* The fields of a Video sora knows: the type each must have, and what normalizing does. */
 enum { FIELD_OTHER, FIELD_ID, FIELD_STATUS, FIELD_TEXT, FIELD_INTEGER, FIELD_SECONDS, FIELD_ERROR };
 
-#define FIELD(name, kind) {name, sizeof name - 1, kind}
+#define FIELD(name, kind) {(name), sizeof(name) - 1, (kind)}
 static const struct {
   const char *name;
   size_t len;

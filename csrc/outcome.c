@@ -109,7 +109,7 @@ static void push_invalid(lua_State *L, sora_transfer *t, const char *why) {
  * or has an escape (\uXXXX, \/...) that could spell it otherwise. Most bodies have neither,
  * and then the walk over every decoded string (a tenth of a listed video's cost) is skipped. */
 static int may_hold_key(const sora_buffer *body, const char *key) {
-  return body->len > 0 && (memchr(body->data, '\\', body->len) != NULL ||
+  return body->data != NULL && body->len > 0 && (memchr(body->data, '\\', body->len) != NULL ||
                            sora_has_key(body->data, body->len, key));
 }
 
