@@ -127,21 +127,19 @@ end
 
 -- ---- the commands -----------------------------------------------------------------------------
 
-function commands.generate(ctx, args)
-  return making(ctx, args, true, function(deadline)
-    local params = create_params(args)
-    params.deadline = deadline
-    return ctx.client:create(params)
-  end)
+-- generate always waits and downloads; create only when asked (--wait, --output).
+local function creating(always)
+  return function(ctx, args)
+    return making(ctx, args, always, function(deadline)
+      local params = create_params(args)
+      params.deadline = deadline
+      return ctx.client:create(params)
+    end)
+  end
 end
 
-function commands.create(ctx, args)
-  return making(ctx, args, false, function(deadline)
-    local params = create_params(args)
-    params.deadline = deadline
-    return ctx.client:create(params)
-  end)
-end
+commands.generate = creating(true)
+commands.create = creating(false)
 
 function commands.remix(ctx, args)
   return making(ctx, args, false, function(deadline)
