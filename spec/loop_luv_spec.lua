@@ -127,6 +127,31 @@ describe("a luv loop drives sora", function()
     client:close()
   end)
 
+  it("downloads a large video to a path in slices, through the host's loop alone", function()
+    -- a drive for a host's loop delivers content for a short slice, then pauses the download
+    -- with data left in libcurl that no socket will announce: the host's timer must bring it
+    -- back at once, or the download would stall
+    local bytes = 48 * 1024 * 1024
+    E:config{ video_bytes = bytes }
+    local dir = H.tempdir()
+    local client = new_client()
+    local video = assert(client:create_and_wait({ prompt = "a long one" }, { interval = 0.05 }))
+    local proxy, counts = counting_uv()
+    local detach = sora_luv.attach(client, proxy)
+    local task = client:spawn(function()
+      return client:download_content(video.id, { path = dir .. "/big.mp4" })
+    end)
+    uv.run()
+    E:config{ video_bytes = require("cjson").null }
+    assert.is_true(task:done())
+    assert.is_true((task:result()), tostring(select(2, task:result())))
+    assert.is_true(require("support.synthetic").matches(dir .. "/big.mp4", bytes))
+    report(("48 MB through luv: %d timer and %d socket wakeups"):format(counts.timer, counts.poll))
+    detach()
+    client:close()
+    H.rmdir(dir)
+  end)
+
   it("runs 16 generations at once, their sockets coming and going", function()
     -- max_retries = 0: every create gets a connection of its own, so descriptors are closed
     -- and their numbers reused all along
