@@ -7,6 +7,18 @@ local H = require "support.client"
 local tree = os.getenv("SORA_ROCK_TREE")
 local version = rawget(_G, "jit") and "5.1" or _VERSION:match("Lua (%d%.%d)")
 
+-- PUC Lua 5.1 has no package.searchpath.
+local SEARCHPATH = [[
+  local function searchpath(name, path)
+    for template in path:gmatch("[^;]+") do
+      local file = template:gsub("%?", (name:gsub("%.", "/")))
+      local f = io.open(file, "rb")
+      if f then f:close() return file end
+    end
+  end
+]]
+local searchpath = assert((loadstring or load)(SEARCHPATH .. " return searchpath"))()
+
 local function starts_with(s, prefix) return s:sub(1, #prefix) == prefix end
 
 -- Where the Lua functions of a module were loaded from.
@@ -32,8 +44,8 @@ describe("the sora under test", function()
   local lua_prefix, lib_prefix = expected()
 
   it("resolves sora, its Lua modules and sora.core " .. (tree and "into the rock tree" or "into the checkout"), function()
-    assert.truthy(starts_with(package.searchpath("sora", package.path), lua_prefix))
-    assert.truthy(starts_with(package.searchpath("sora.core", package.cpath), lib_prefix))
+    assert.truthy(starts_with(searchpath("sora", package.path), lua_prefix))
+    assert.truthy(starts_with(searchpath("sora.core", package.cpath), lib_prefix))
     for _, name in ipairs({ "sora.tasks", "sora.wait", "sora.lists", "sora.emulator.process" }) do
       local source = loaded_from(name)
       assert.truthy(starts_with(source, lua_prefix), name .. " from " .. source)
@@ -41,10 +53,10 @@ describe("the sora under test", function()
   end)
 
   it("is what a child interpreter of the specs loads too", function()
-    local out, ok = H.run_child([[
+    local out, ok = H.run_child(SEARCHPATH .. [[
       require "sora"
-      print(package.searchpath("sora", package.path))
-      print(package.searchpath("sora.core", package.cpath))
+      print(searchpath("sora", package.path))
+      print(searchpath("sora.core", package.cpath))
     ]])
     assert(ok, out)
     local lua_file, core_file = out:match("^([^\n]+)\n([^\n]+)\n$")
