@@ -93,7 +93,11 @@ describe("make dist and make rock", function()
     assert.are.equal("sora-" .. VERSION, client.source.dir)
     local md5 = assert_run("md5sum < " .. q(dist .. "sora-" .. VERSION .. ".tar.gz")):sub(1, 32)
     assert.are.equal(md5, client.source.md5)
-    assert.are.same({ "lua >= 5.1, < 5.5", "lua-cjson" }, client.dependencies)
+    -- the client needs lua-cjson; luasocket is the emulator's alone
+    local deps = table.concat(client.dependencies, "\n")
+    assert.matches("^lua >= 5.1, < 5.5\n", deps)
+    assert.matches("\nlua%-cjson\n?", deps)
+    assert.is_nil(deps:find("socket", 1, true))
     assert.are.equal("busted", client.test.type)
     for _, field in ipairs({ "homepage", "issues_url", "maintainer", "license", "summary" }) do
       assert.are.equal("string", type(client.description[field]), field)
