@@ -9,8 +9,9 @@ LUA_VERSION ?= 5.4
 LUA_PKG ?= $(if $(filter 5.1,$(LUA_VERSION)),lua5.1,lua$(LUA_VERSION))
 LUA_INCDIR ?= $(patsubst -I%,%,$(firstword $(shell pkg-config --cflags-only-I $(LUA_PKG) 2>/dev/null)))
 LUA_INCDIR := $(or $(LUA_INCDIR),/usr/include/lua$(LUA_VERSION))
-CURL_CFLAGS ?= $(shell pkg-config --cflags libcurl 2>/dev/null)
-CURL_LIBS ?= $(or $(shell pkg-config --libs libcurl 2>/dev/null),-lcurl)
+# CURL_INCDIR (and CURL_LIBDIR) target a libcurl of your own, as in the rockspec.
+CURL_CFLAGS ?= $(if $(CURL_INCDIR),-I$(CURL_INCDIR),$(shell pkg-config --cflags libcurl 2>/dev/null))
+CURL_LIBS ?= $(if $(CURL_LIBDIR),-L$(CURL_LIBDIR) -lcurl,$(or $(shell pkg-config --libs libcurl 2>/dev/null),-lcurl))
 # webhooks.c: HMAC-SHA256 and base64 from OpenSSL's libcrypto
 CRYPTO_LIBS ?= $(or $(shell pkg-config --libs libcrypto 2>/dev/null),-lcrypto)
 
@@ -41,7 +42,7 @@ both:
 	$(MAKE) LUA_VERSION=5.4
 	$(MAKE) LUA_VERSION=5.1
 
-$(BUILD)/obj/%.o: csrc/%.c csrc/*.h | $(BUILD)/obj
+$(BUILD)/obj/%.o: csrc/%.c csrc/*.h | $(BUILD)/obj $(BUILD)/headers-ok
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(MODULE): $(OBJS) | $(BUILD)/sora
@@ -49,6 +50,12 @@ $(MODULE): $(OBJS) | $(BUILD)/sora
 
 $(BUILD)/obj $(BUILD)/sora:
 	mkdir -p $@
+
+# Before compiling: the headers are there, or the build stops naming what provides them (a
+# machine with the runtime libraries alone would otherwise fail deep in the compiler).
+$(BUILD)/headers-ok:
+	@sh tools/check-headers.sh "$(CC)" "$(LUA_INCDIR)" "$(LUA_PKG)" "$(CURL_CFLAGS)"
+	@mkdir -p $(BUILD) && touch $@
 
 test: deps test-5.4 test-luajit
 
@@ -73,10 +80,20 @@ emulator:
 deps:
 	@sh tools/deps.sh
 
+# The command line tools (every bin/* script) are installed with their shebang naming the
+# interpreter of LUA_VERSION (LUA_INTERPRETER: luajit for LUA_VERSION=5.1 builds for Neovim).
+BINDIR ?= $(PREFIX)/bin
+LUA_INTERPRETER ?= $(if $(filter 5.1,$(LUA_VERSION)),lua5.1,lua$(LUA_VERSION))
+BIN_SCRIPTS = $(wildcard bin/*)
+
 install: all
-	install -d $(DESTDIR)$(LUA_LIBDIR)/sora $(DESTDIR)$(LUA_SHAREDIR)/sora
+	install -d $(DESTDIR)$(LUA_LIBDIR)/sora $(DESTDIR)$(LUA_SHAREDIR)/sora $(DESTDIR)$(BINDIR)
 	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/sora/core.so
 	cp -R lua/sora/. $(DESTDIR)$(LUA_SHAREDIR)/sora/
+	for script in $(BIN_SCRIPTS); do \
+	  sed '1s|^#!.*|#!/usr/bin/env $(LUA_INTERPRETER)|' $$script > $(DESTDIR)$(BINDIR)/$${script#bin/} && \
+	  chmod 755 $(DESTDIR)$(BINDIR)/$${script#bin/} || exit 1; \
+	done
 
 clean:
 	rm -rf build
@@ -197,13 +214,13 @@ bench-scripts: all
 	@for b in $(BENCH_SCRIPTS); do echo "== $$b"; $(RUN) lua$(LUA_VERSION) $$b || exit 1; done
 
 # ---- fuzzing ------------------------------------------------------------------------------
-#   make fuzz                     builds both libFuzzer harnesses, runs each FUZZ_SECONDS
+#   make fuzz                     builds the three libFuzzer harnesses, runs each FUZZ_SECONDS
 #   make fuzz FUZZ_SECONDS=180    a longer run
 #   make fuzz-build               builds them only (build/fuzz/fuzz_headers, fuzz_marshal, fuzz_image)
 # fuzz_headers: csrc/headers.c and csrc/retry.c. fuzz_marshal: a response body through the
 # module's JSON decoder and sora_marshal for every result kind, then read as a program would.
-# fuzz_image: csrc/image.c, the header reader of create's reference check; its own target,
-# `make fuzz-image` (same FUZZ_SECONDS), so that `make fuzz` stays two harnesses for CI's count.
+# fuzz_image: csrc/image.c, the header reader of create's reference check (also alone:
+# `make fuzz-image`).
 # The seeds in fuzz/corpus/<target>/ are only read; what libFuzzer finds goes to
 # build/fuzz/corpus/<target>/. A crash leaves crash-* in build/fuzz/ and fails the target;
 # fuzz/driver.c replays an input without libFuzzer (see its comment).
@@ -234,11 +251,12 @@ $(FUZZ_BUILD)/obj $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal $(FU
 
 fuzz-build: $(FUZZ_BUILD)/fuzz_headers $(FUZZ_BUILD)/fuzz_marshal $(FUZZ_BUILD)/fuzz_image
 
-fuzz: fuzz-build | $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal
+fuzz: fuzz-build | $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal $(FUZZ_BUILD)/corpus/image
 	cd $(FUZZ_BUILD) && $(FUZZ_ENV) ./fuzz_headers -max_total_time=$(FUZZ_SECONDS) -max_len=512 \
 	  -timeout=10 -print_final_stats=1 corpus/headers $(CURDIR)/fuzz/corpus/headers
 	cd $(FUZZ_BUILD) && $(FUZZ_ENV) ./fuzz_marshal -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
 	  -timeout=10 -print_final_stats=1 corpus/marshal $(CURDIR)/fuzz/corpus/marshal
+	$(MAKE) fuzz-image
 
 fuzz-image: $(FUZZ_BUILD)/fuzz_image | $(FUZZ_BUILD)/corpus/image
 	cd $(FUZZ_BUILD) && $(FUZZ_ENV) ./fuzz_image -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
@@ -308,3 +326,118 @@ nvim:
 	install -m 755 build/5.1/sora/core.so lua/sora/core.so.new
 	mv -f lua/sora/core.so.new lua/sora/core.so
 	if command -v nvim >/dev/null 2>&1; then nvim --headless --clean -c 'helptags $(CURDIR)/doc' -c 'qa!'; fi
+
+# ---- every Lua; release tarballs and rocks ----------------------------------------------
+#   make test-all     the suite on Lua 5.1, 5.2, 5.3, 5.4 and LuaJIT. 5.4, 5.1 and LuaJIT run
+#                     against the rocks of `make rock` installed offline into fresh trees
+#                     (build/rocks/<version>), 5.2 and 5.3 against build/5.2, build/5.3.
+#   make dist         dist/sora-V.tar.gz, dist/sora-emulator-V.tar.gz and the release
+#                     rockspecs rockspecs/sora-V-1.rockspec, rockspecs/sora-emulator-V-1.rockspec
+#   make rock         dist/*.src.rock and a manifest: dist/ is a local server of rocks
+#   make rock-install LUA_VERSION=5.1   both rocks into a fresh tree, with no network
+# DIST_URL is where the tarballs are published: file://<checkout>/dist by default, so that
+# everything works offline; a release sets it to the release's download URL (docs/packaging.md).
+.PHONY: test-all dist rock rock-install
+VERSION := $(shell sed -n 's/^\#define SORA_VERSION "\(.*\)"$$/\1/p' csrc/sora.h)
+ROCK_REVISION ?= 1
+ROCK_VERSION = $(VERSION)-$(ROCK_REVISION)
+DIST = dist
+DIST_URL ?= file://$(CURDIR)/$(DIST)
+LUAROCKS ?= luarocks
+TAR_FLAGS = --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner
+# The client leaves the emulator (and its luasocket) to the emulator's rock.
+EMULATOR_FILES = lua/sora/emulator bin/sora-emulator docs/emulator.md
+CLIENT_FILES = csrc lua bin docs README.md Makefile tools/deps.sh tools/check-headers.sh
+
+dist:
+	@rm -rf $(DIST) && mkdir -p $(DIST) rockspecs
+	tar -czf $(DIST)/sora-$(VERSION).tar.gz $(TAR_FLAGS) --transform 's,^,sora-$(VERSION)/,' \
+	  --exclude=lua/sora/emulator --exclude=bin/sora-emulator --exclude='*.so' \
+	  $(wildcard $(CLIENT_FILES))
+	tar -czf $(DIST)/sora-emulator-$(VERSION).tar.gz $(TAR_FLAGS) \
+	  --transform 's,^,sora-emulator-$(VERSION)/,' $(EMULATOR_FILES)
+	lua5.4 tools/release-rockspec.lua sora-scm-1.rockspec $(ROCK_VERSION) \
+	  $(DIST_URL)/sora-$(VERSION).tar.gz $$(md5sum < $(DIST)/sora-$(VERSION).tar.gz | cut -c1-32) \
+	  sora-$(VERSION) $(filter-out sora-emulator,$(notdir $(BIN_SCRIPTS))) \
+	  > rockspecs/sora-$(ROCK_VERSION).rockspec
+	lua5.4 tools/release-rockspec.lua rockspecs/sora-emulator-scm-1.rockspec $(ROCK_VERSION) \
+	  $(DIST_URL)/sora-emulator-$(VERSION).tar.gz \
+	  $$(md5sum < $(DIST)/sora-emulator-$(VERSION).tar.gz | cut -c1-32) \
+	  sora-emulator-$(VERSION) sora-emulator > rockspecs/sora-emulator-$(ROCK_VERSION).rockspec
+	@ls -l $(DIST) rockspecs/*-$(ROCK_VERSION).rockspec
+
+# luarocks pack fetches each rockspec's source (file://, no network) and bundles it.
+rock: dist
+	cd $(DIST) && $(LUAROCKS) pack $(CURDIR)/rockspecs/sora-$(ROCK_VERSION).rockspec
+	cd $(DIST) && $(LUAROCKS) pack $(CURDIR)/rockspecs/sora-emulator-$(ROCK_VERSION).rockspec
+	luarocks-admin make-manifest $(DIST) >/dev/null
+	@ls -l $(DIST)/*.src.rock
+
+# Offline: LuaRocks gets no server but dist/, and tools/luarocks-offline.sh declares Debian's
+# lua-cjson and lua-socket (which are not rocks) as provided by the system.
+ROCK_TREE = build/rocks/$(LUA_VERSION)
+ROCK_CONFIG = build/rocks/config.lua
+
+rock-install:
+	@mkdir -p build/rocks && sh tools/luarocks-offline.sh > $(ROCK_CONFIG)
+	rm -rf $(ROCK_TREE)
+	for rock in sora sora-emulator; do \
+	  LUAROCKS_CONFIG=$(CURDIR)/$(ROCK_CONFIG) $(LUAROCKS) --lua-version $(LUA_VERSION) \
+	    --tree $(CURDIR)/$(ROCK_TREE) install --only-server=$(CURDIR)/$(DIST) \
+	    $(DIST)/$$rock-$(ROCK_VERSION).src.rock $(ROCK_ARGS) || exit 1; \
+	done
+
+# One busted run against an installed tree: $(1) profile, $(2) interpreter, $(3) Lua version.
+# The specs' child interpreters and the emulator load from the tree too (SORA_TEST_*), and
+# spec/rock_paths_spec.lua checks that every module resolves into it (SORA_ROCK_TREE).
+rock_tree_lua = $(CURDIR)/build/rocks/$(3)/share/lua/$(3)
+rock_tree_lib = $(CURDIR)/build/rocks/$(3)/lib/lua/$(3)
+busted_on_tree = SORA_ROCK_TREE=$(CURDIR)/build/rocks/$(3) SORA_TEST_LUA=$(2) \
+  SORA_TEST_CPATH="$(rock_tree_lib)/?.so" \
+  SORA_TEST_LPATH="$(rock_tree_lua)/?.lua;$(rock_tree_lua)/?/init.lua" \
+  $(2) $(BUSTED_SCRIPT) --ignore-lua --run=$(1) --cpath="$(rock_tree_lib)/?.so" \
+  --lpath="$(rock_tree_lua)/?.lua;$(rock_tree_lua)/?/init.lua;spec/?.lua" $(BUSTED_ARGS)
+
+# The five runs go TEST_ALL_JOBS at a time, each into build/test-all/<run>.log, printed whole
+# and in order when all are done; one failing run does not stop the others. The suite mostly
+# waits (emulator jobs, timeouts, delays: about 12% of one core per run here), so concurrent
+# runs share the machine without slowing each other much; TEST_ALL_JOBS=1 runs one at a time.
+TEST_ALL_JOBS ?= 5
+TEST_ALL_RUNS = 5.4 luajit 5.1 5.3 5.2
+.PHONY: test-all-prepare $(TEST_ALL_RUNS:%=test-all-run-%)
+
+test-all: deps
+	$(MAKE) test-all-prepare
+	@echo "== test-all: $(TEST_ALL_RUNS), $(TEST_ALL_JOBS) at a time"
+	@status=0; $(MAKE) -s -k -j$(TEST_ALL_JOBS) $(TEST_ALL_RUNS:%=test-all-run-%) || status=1; \
+	for run in $(TEST_ALL_RUNS); do cat build/test-all/$$run.log; done; \
+	for run in $(TEST_ALL_RUNS); do echo "== $$run: exit $$(cat build/test-all/$$run.status)"; done; \
+	exit $$status
+
+# Everything the runs share is built before they start: the rocks and their trees, the
+# modules for 5.2 and 5.3, and what specs would otherwise build concurrently (build/host).
+test-all-prepare:
+	$(MAKE) rock
+	$(MAKE) rock-install LUA_VERSION=5.4
+	$(MAKE) rock-install LUA_VERSION=5.1
+	$(MAKE) LUA_VERSION=5.1
+	$(MAKE) LUA_VERSION=5.2
+	$(MAKE) LUA_VERSION=5.3
+	$(MAKE) LUA_VERSION=5.4 all host
+	@rm -rf build/test-all && mkdir -p build/test-all
+
+# One run: its log and its exit status; the target fails when the run does.
+test_all_run = { echo "== $(1)"; $(2); } > build/test-all/$(3).log 2>&1; \
+  status=$$?; echo $$status > build/test-all/$(3).status; echo "== $(3) done: exit $$status"; \
+  exit $$status
+
+test-all-run-5.4:
+	@$(call test_all_run,Lua 5.4 (rock tree build/rocks/5.4),$(call busted_on_tree,default,lua5.4,5.4),5.4)
+test-all-run-luajit:
+	@$(call test_all_run,LuaJIT (rock tree build/rocks/5.1),$(call busted_on_tree,luajit,luajit,5.1),luajit)
+test-all-run-5.1:
+	@$(call test_all_run,Lua 5.1 (rock tree build/rocks/5.1),$(call busted_on_tree,5.1,lua5.1,5.1),5.1)
+test-all-run-5.3:
+	@$(call test_all_run,Lua 5.3 (build/5.3),$(BUSTED) --run=5.3 $(BUSTED_ARGS),5.3)
+test-all-run-5.2:
+	@$(call test_all_run,Lua 5.2 (build/5.2),$(BUSTED) --run=5.2 $(BUSTED_ARGS),5.2)

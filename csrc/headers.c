@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
+#include "libcurl.h"
 
 #include "headers.h"
 

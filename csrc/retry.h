@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include <curl/curl.h>
+#include "libcurl.h"
 
 #include "compat.h"
 

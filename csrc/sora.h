@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include <curl/curl.h>
+#include "libcurl.h"
 
 #include "buffer.h"
 #include "compat.h"

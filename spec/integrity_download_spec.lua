@@ -264,8 +264,7 @@ describe("integrity of downloads on disk", function()
   local function traced(opts)
     local lua, cpath = H.interpreter()
     local script, log = dir .. "/child.lua", dir .. "/strace.log"
-    H.write(script, "package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n"
-      .. "package.cpath = '" .. cpath .. ";' .. package.cpath\n"
+    H.write(script, H.child_paths(cpath)
       .. "local c = require('sora').new{ api_key = 'sk-test', base_url = " .. string.format("%q", S.url)
       .. ", max_retries = 0 }\n"
       .. "assert(c:download_content('video_1', { path = " .. string.format("%q", dir .. "/out.mp4")

@@ -46,8 +46,7 @@ describe("integrity of uploads", function()
     local function run_bounded(code)
       local lua, cpath = H.interpreter()
       local script = dir .. "/child.lua"
-      H.write(script, "package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n"
-        .. "package.cpath = '" .. cpath .. ";' .. package.cpath\n"
+      H.write(script, H.child_paths(cpath)
         .. "local sora = require 'sora'\n"
         .. "local c = sora.new{ api_key = " .. string.format("%q", H.KEY) .. ", base_url = "
         .. string.format("%q", E.url) .. ", max_retries = 0 }\n" .. code)

@@ -3,7 +3,8 @@
 # Runs apt-get as root, or through sudo.
 set -e
 packages="make gcc pkg-config libcurl4-openssl-dev lua5.4 liblua5.4-dev lua5.1 liblua5.1-0-dev
-luajit libluajit-5.1-dev lua-cjson lua-socket lua-busted luarocks neovim"
+luajit libluajit-5.1-dev lua-cjson lua-socket lua-busted luarocks neovim
+lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev zip unzip"
 packages="$packages lua-argparse" # the sora command's parser (bin/sora, examples/demo.lua)
 packages="$packages love xvfb xauth" # examples/love under a virtual display (spec/love_game_spec.lua)
 packages="$packages libssl-dev" # sora.webhooks: HMAC-SHA256 from libcrypto

@@ -65,13 +65,26 @@ function M.interpreter()
   return "lua" .. v, "build/" .. v .. "/?.so"
 end
 
+-- The Lua path a child interpreter puts first: the checkout's lua/, or $SORA_TEST_LPATH (the
+-- tree of an installed rock, for make test-all).
+function M.lpath()
+  local lpath = os.getenv("SORA_TEST_LPATH")
+  if lpath and lpath ~= "" then return lpath end
+  return "lua/?.lua;lua/?/init.lua"
+end
+
+-- The first lines of a child's script: M.lpath() and the module path of M.interpreter().
+function M.child_paths(cpath)
+  return "package.path = '" .. M.lpath() .. ";' .. package.path\n"
+    .. "package.cpath = '" .. cpath .. ";' .. package.cpath\n"
+end
+
 -- Runs `code` in a child interpreter with `env` (name -> value, false = unset); returns its
 -- stdout and whether it exited 0.
 function M.run_child(code, env)
   local lua, cpath = M.interpreter()
   local script = os.tmpname()
-  M.write(script, "package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n"
-    .. "package.cpath = '" .. cpath .. ";' .. package.cpath\n" .. code)
+  M.write(script, M.child_paths(cpath) .. code)
   local parts = { "env" }
   for _, name in ipairs({ "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID",
                           "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS" }) do

@@ -90,7 +90,7 @@ end
 
 -- The requests received so far, in order.
 function M:requests()
-  return assert(load("return {" .. H.read(self.log) .. "}"))()
+  return assert((loadstring or load)("return {" .. H.read(self.log) .. "}"))() -- 5.1: loadstring
 end
 
 function M:stop()

@@ -90,4 +90,8 @@ end
 -- true on PUC Lua 5.1 (not LuaJIT), where a yield cannot cross a for-in iterator or pcall.
 M.puc51 = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
 
+-- true where Lua's own assert raises its message as given, tables included (5.3 and later,
+-- LuaJIT); PUC 5.1 and 5.2 accept only a string there. Probed, not read from _VERSION.
+M.assert_keeps_objects = type(select(2, pcall(_G.assert, false, {}))) == "table"
+
 return M
