@@ -103,7 +103,7 @@ describe("make dist and make rock", function()
       assert.are.equal("string", type(client.description[field]), field)
     end
     assert.is_true(#client.description.labels > 0)
-    assert.are.same({ "$(CURL_INCDIR)" }, client.build.modules["sora.core"].incdirs)
+    assert.are.same({ "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" }, client.build.modules["sora.core"].incdirs)
     local emulator_spec = load_rockspec(dir .. "/rockspecs/sora-emulator-" .. VERSION .. "-1.rockspec")
     assert.are.equal("sora-emulator", emulator_spec.package)
     assert.are.same({ "lua >= 5.1, < 5.5", "sora == " .. VERSION, "luasocket" }, emulator_spec.dependencies)

@@ -21,10 +21,10 @@ end
 
 -- Headers as encoders write them: what the check reads, and all the emulator reads too.
 local function webp_lossy(w, h)
-  return riff("VP8 ", "\x10\x02\x00" .. "\x9d\x01\x2a" .. u16le(w) .. u16le(h) .. ("\0"):rep(20))
+  return riff("VP8 ", "\016\002\000" .. "\157\001\042" .. u16le(w) .. u16le(h) .. ("\0"):rep(20))
 end
 local function webp_extended(w, h)
-  return riff("VP8X", "\x10\0\0\0" .. u24le(w - 1) .. u24le(h - 1))
+  return riff("VP8X", "\016\0\0\0" .. u24le(w - 1) .. u24le(h - 1))
     .. "ALPH" .. u32le(4) .. ("\0"):rep(4)
 end
 
@@ -32,9 +32,9 @@ end
 -- before the next marker, and the frame made progressive (SOF2): the walk must skip them all.
 local function jpeg_with_exif()
   local jpeg = H.fixture("ref-1280x720.jpg")
-  local app1 = "\xFF\xE1" .. u16be(60002) .. "Exif\0\0" .. ("\0"):rep(59994)
-  local rest = jpeg:sub(3):gsub("\xFF\xC0", "\xFF\xFF\xC2", 1)
-  return "\xFF\xD8" .. app1 .. rest
+  local app1 = "\255\225" .. u16be(60002) .. "Exif\0\0" .. ("\0"):rep(59994)
+  local rest = jpeg:sub(3):gsub("\255\192", "\255\255\194", 1)
+  return "\255\216" .. app1 .. rest
 end
 
 local function message(w, h, size)
@@ -135,8 +135,8 @@ describe("create's reference image check", function()
     local cases = {
       { "truncated png header", { data = png:sub(1, 20), filename = "cut.png" } },
       { "png without IHDR first", { data = png:sub(1, 12) .. "gAMA" .. png:sub(17), filename = "odd.png" } },
-      { "jpeg without a frame", { data = "\xFF\xD8\xFF\xE0\x00\x04ab\xFF\xD9", filename = "empty.jpg" } },
-      { "jpeg with a broken segment", { data = "\xFF\xD8\xFF\xE0\x00\x01", filename = "bad.jpg" } },
+      { "jpeg without a frame", { data = "\255\216\255\224\000\004ab\255\217", filename = "empty.jpg" } },
+      { "jpeg with a broken segment", { data = "\255\216\255\224\000\001", filename = "bad.jpg" } },
       { "webp of an unknown chunk", { data = riff("VP9 ", ("\0"):rep(20)), filename = "x.webp" } },
       { "zero width", { data = webp_lossy(0, 720), filename = "z.webp" } },
       { "another format, typed by the caller", { data = "GIF89a" .. ("\0"):rep(20), filename = "x.gif",

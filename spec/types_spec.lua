@@ -243,7 +243,7 @@ describe("LuaLS annotations", function()
     local generate = union(annotated("sora.CreateParams", "fields"),
       annotated("sora.RequestOptions", "fields"), annotated("sora.GenerateParams", "fields"))
     for name in pairs(generate) do
-      local ok, err = pcall(c.generate, c, { prompt = "x", [name] = coroutine.create(print) })
+      local ok, err = pcall(c.generate, c, { prompt = "x", [name] = coroutine.create(function() end) })
       assert.is_false(ok, name)
       assert.is_nil(tostring(err):find("unknown", 1, true), name .. ": " .. tostring(err))
     end
@@ -251,7 +251,7 @@ describe("LuaLS annotations", function()
     assert.is_false(ok)
     assert.is_truthy(tostring(err):find("unknown", 1, true), tostring(err))
     for name in pairs(annotated("sora.BatchOptions", "fields")) do
-      ok, err = pcall(c.generate_many, c, {}, { [name] = coroutine.create(print) })
+      ok, err = pcall(c.generate_many, c, {}, { [name] = coroutine.create(function() end) })
       assert.is_false(ok, name)
       assert.is_truthy(tostring(err):find(name, 1, true), name .. ": " .. tostring(err))
       assert.is_nil(tostring(err):find("unknown", 1, true), name .. ": " .. tostring(err))
