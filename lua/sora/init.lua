@@ -97,6 +97,13 @@ Client.generate_many = batch.generate_many
 
 -- ---- webhooks: sora.webhooks.verify, sora.webhooks.sign (sora/webhooks.lua) ----------------
 
-sora.webhooks = require "sora.webhooks"
+-- Loaded on first use: most programs never verify a webhook, and `require "sora"` stays cheap
+-- (bench/RESULTS.md measures it).
+setmetatable(sora, { __index = function(self, name)
+  if name ~= "webhooks" then return nil end
+  local webhooks = require "sora.webhooks"
+  rawset(self, name, webhooks)
+  return webhooks
+end })
 
 return sora
