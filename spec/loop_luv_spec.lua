@@ -192,6 +192,9 @@ describe("a luv loop drives sora", function()
       if watched[fd] and watched[fd] ~= inode then reused[#reused + 1] = fd end
       watched[fd], asked = inode, asked + 1
     end, function() end)
+    -- a request that starts and ends within one drive is never mentioned to the host (changes
+    -- are merged): answers held back make sockets outlive the drives that other answers end
+    E:fault{ action = "delay", delay_ms = 400, method = "GET", times = 8 }
     local list = {}
     for i = 1, 16 do
       list[i] = client:spawn(function()
