@@ -26,8 +26,11 @@ local function default_schedule()
   return vim and vim.schedule or nil
 end
 
+-- A handle luv has finalized is left alone: lua_close finalizes the uv handles (made after the
+-- client) before the client, whose __gc then tells the host to stop watching them.
 local function close(handle)
-  if not handle:is_closing() then handle:close() end
+  local ok, closing = pcall(handle.is_closing, handle)
+  if ok and not closing then handle:close() end
 end
 
 --- Wires `client` to the loop `uv`. opts.schedule(fn), when given, runs each call into sora
