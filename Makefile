@@ -96,7 +96,7 @@ install: all
 	done
 
 clean:
-	rm -rf build
+	rm -rf build lua/sora/core.so lua/sora/core.so.new
 
 # ---- memory safety ----------------------------------------------------------------------
 #   make test-asan       the suite with the module under AddressSanitizer + UBSan + LeakSanitizer
