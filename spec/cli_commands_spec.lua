@@ -8,14 +8,11 @@ describe("sora command", function()
   local E, env, dir
 
   lazy_setup(function()
-    E = require("support.emulator").start{ job_seconds = 0.3, api_key = H.KEY }
-    env = cli.env(E)
-    dir = H.tempdir()
+    E, env, dir = cli.start(0.3)
   end)
 
   lazy_teardown(function()
-    if E then E:stop() end
-    H.rmdir(dir)
+    cli.stop(E, dir)
   end)
 
   before_each(function()

@@ -7,14 +7,11 @@ describe("sora progress", function()
   local E, env, dir
 
   lazy_setup(function()
-    E = require("support.emulator").start{ job_seconds = 0.6, api_key = H.KEY }
-    env = cli.env(E)
-    dir = H.tempdir()
+    E, env, dir = cli.start(0.6)
   end)
 
   lazy_teardown(function()
-    if E then E:stop() end
-    H.rmdir(dir)
+    cli.stop(E, dir)
   end)
 
   -- Carriage returns that do not end a line: the bar going back to redraw itself.

@@ -6,14 +6,7 @@ local H = require "support.client"
 
 local q = H.shell_quote
 
--- Runs a shell command; returns its output (stderr included) and its exit status.
-local function sh(command)
-  local p = assert(io.popen(command .. " 2>&1; echo \"exit-status $?\""))
-  local out = p:read("*a")
-  p:close()
-  local status = tonumber(out:match("exit%-status (%d+)%s*$"))
-  return (out:gsub("exit%-status %d+%s*$", "")), status
-end
+local sh = H.sh
 
 local function succeeds(command)
   return select(2, sh(command .. " >/dev/null")) == 0

@@ -5,13 +5,7 @@ local H = require "support.client"
 
 local q = H.shell_quote
 
-local function sh(command)
-  local p = assert(io.popen(command .. " 2>&1; echo \"exit-status $?\""))
-  local out = p:read("*a")
-  p:close()
-  local status = tonumber(out:match("exit%-status (%d+)%s*$"))
-  return (out:gsub("exit%-status %d+%s*$", "")), status
-end
+local sh = H.sh
 
 describe("sora.luv in Neovim", function()
   it("generates through vim.loop, the callbacks free to use the editor", function()

@@ -11,13 +11,7 @@ local q = H.shell_quote
 
 local VIDEO_BYTES = 16 * 1024 * 1024 -- enough that the download spans many frames
 
-local function sh(command)
-  local p = assert(io.popen(command .. " 2>&1; echo \"exit-status $?\""))
-  local out = p:read("*a")
-  p:close()
-  local status = tonumber(out:match("exit%-status (%d+)%s*$"))
-  return out:gsub("exit%-status %d+%s*$", ""), status
-end
+local sh = H.sh
 
 local function available(program)
   return select(2, sh("command -v " .. q(program) .. " >/dev/null")) == 0

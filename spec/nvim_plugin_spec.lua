@@ -12,14 +12,7 @@ local q = H.shell_quote
 
 local VIDEO_BYTES = 16 * 1024 * 1024
 
--- Runs a shell command; returns its output (stderr included) and its exit status.
-local function sh(command)
-  local p = assert(io.popen(command .. " 2>&1; echo \"exit-status $?\""))
-  local out = p:read("*a")
-  p:close()
-  local status = tonumber(out:match("exit%-status (%d+)%s*$"))
-  return out:gsub("exit%-status %d+%s*$", ""), status
-end
+local sh = H.sh
 
 local function env(vars)
   local parts = { "env", "-u", "OPENAI_API_KEY", "-u", "OPENAI_BASE_URL" }

@@ -73,6 +73,18 @@ function M.env(E, extra)
   return env
 end
 
+-- What a spec file of the command starts with: an emulator whose jobs take `job_seconds`, the
+-- environment pointing at it, and a scratch directory; M.stop removes them.
+function M.start(job_seconds)
+  local E = require("support.emulator").start{ job_seconds = job_seconds, api_key = H.KEY }
+  return E, M.env(E), H.tempdir()
+end
+
+function M.stop(E, dir)
+  if E then E:stop() end
+  if dir then H.rmdir(dir) end
+end
+
 function M.decode(line)
   return require("cjson").decode(line)
 end

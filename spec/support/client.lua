@@ -32,6 +32,15 @@ local function shell_quote(s)
 end
 M.shell_quote = shell_quote
 
+-- Runs a shell command; returns its output (stderr included) and its exit status.
+function M.sh(command)
+  local p = assert(io.popen(command .. " 2>&1; echo \"exit-status $?\""))
+  local out = p:read("*a")
+  p:close()
+  local status = tonumber(out:match("exit%-status (%d+)%s*$"))
+  return (out:gsub("exit%-status %d+%s*$", "")), status
+end
+
 -- A fresh empty directory; remove it with M.rmdir.
 function M.tempdir()
   local p = assert(io.popen("mktemp -d"))
