@@ -12,11 +12,12 @@ local argparse = require "argparse"
 -- never taken for a file name.
 local parser = argparse("demo.lua", "Generates a video and writes it to an MP4 file.")
   :epilog("Uses OPENAI_API_KEY and OPENAI_BASE_URL when both are set, else a local emulator.")
-parser:argument("output", "The MP4 file to write."):args("?"):default("demo.mp4")
+-- (argparse 0.7 gives an absent optional argument no default: demo.mp4 is filled in below)
+parser:argument("output", "The MP4 file to write (default demo.mp4)."):args("?")
 parser:argument("image", "A reference image (JPEG, PNG or WebP) of the video's size, 1280x720.")
   :args("?")
 local options = parser:parse(arg)
-local output, image = options.output, options.image
+local output, image = options.output or "demo.mp4", options.image
 
 local key, base_url = os.getenv("OPENAI_API_KEY"), os.getenv("OPENAI_BASE_URL")
 local emulator

@@ -138,18 +138,32 @@ describe("sora output", function()
     assert.are.equal(0, r.code, r.stderr)
   end)
 
-  it("examples/demo.lua --help prints help and writes no file named --help", function()
+  -- Runs examples/demo.lua in `dir` with the shell text `args` (and `env`, a shell prefix).
+  local function demo(args, env)
     local lua, cpath = cli.interpreter()
     local root = os.getenv("PWD")
-    local p = io.popen("cd " .. H.shell_quote(dir) .. " && LUA_PATH=" .. H.shell_quote(root
-      .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;") .. " LUA_CPATH=" .. H.shell_quote(cpath
-      .. ";;") .. " " .. lua .. " " .. H.shell_quote(root .. "/examples/demo.lua")
-      .. " --help 2>&1; echo \"exit=$?\"")
+    local p = io.popen("cd " .. H.shell_quote(dir) .. " && " .. (env or "") .. " LUA_PATH="
+      .. H.shell_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;") .. " LUA_CPATH="
+      .. H.shell_quote(cpath .. ";;") .. " " .. lua .. " " .. H.shell_quote(root
+      .. "/examples/demo.lua") .. " " .. args .. " 2>&1; echo \"exit=$?\"")
     local out = p:read("*a")
     p:close()
+    return out
+  end
+
+  it("examples/demo.lua --help prints help and writes no file named --help", function()
+    local out = demo("--help")
     assert.matches("Usage: demo.lua", out)
     assert.matches("exit=0", out)
     assert.is_false(H.exists(dir .. "/--help"))
+  end)
+
+  it("examples/demo.lua with no arguments writes demo.mp4", function()
+    os.remove(dir .. "/demo.mp4")
+    local out = demo("", "OPENAI_API_KEY=" .. ENV_KEY .. " OPENAI_BASE_URL=" .. H.shell_quote(E.url))
+    assert.matches("exit=0", out)
+    assert.matches("wrote demo.mp4", out)
+    assert.is_true(H.exists(dir .. "/demo.mp4"))
   end)
 
   it("--json: every line of stdout is one JSON object, an error included", function()
