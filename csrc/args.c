@@ -207,12 +207,19 @@ static void check_names(lua_State *L, const sora_endpoint *e, const sora_field *
   }
 }
 
-/* Copies, checks and requires each field of one list from the table at src into copy;
- * messages name argument params. */
-static void copy_fields(lua_State *L, const sora_endpoint *e, const sora_field *f, int src,
-                        int copy, int params) {
+/* Raises for the first required field of one list: the call gave no options at all. */
+static void require_none(lua_State *L, const sora_endpoint *e, const sora_field *f, int params) {
   for (; f && f->name; f++) {
-    lua_getfield(L, src, f->name); /* copy ... value */
+    if (f->required) sora_arg_error(L, e, params, "field '%s' is required", f->name);
+  }
+}
+
+/* Copies, checks and requires each field of one list from the table at params into copy;
+ * messages name argument params. */
+static void copy_fields(lua_State *L, const sora_endpoint *e, const sora_field *f, int params,
+                        int copy) {
+  for (; f && f->name; f++) {
+    lua_getfield(L, params, f->name); /* copy ... value */
     if (lua_isnil(L, -1)) {
       if (f->required) sora_arg_error(L, e, params, "field '%s' is required", f->name);
       lua_pop(L, 1);
@@ -230,15 +237,16 @@ void sora_read_options(lua_State *L, const sora_endpoint *e, const sora_field *l
   lists[1] = e->query;
   lists[2] = local;
   params = sora_absindex(L, params);
-  if (!lua_isnoneornil(L, params)) check_names(L, e, lists, params);
+  if (lua_isnoneornil(L, params)) { /* nothing given (client:retrieve(id)): an empty copy */
+    for (i = 0; i < 3; i++) require_none(L, e, lists[i], params);
+    lua_newtable(L);
+    lua_replace(L, params);
+    return;
+  }
+  check_names(L, e, lists, params);
   lua_newtable(L);
   copy = lua_gettop(L);
-  for (i = 0; i < 3; i++) {
-    if (lua_isnoneornil(L, params)) lua_newtable(L); /* nothing given: required fields raise */
-    else lua_pushvalue(L, params);
-    copy_fields(L, e, lists[i], lua_gettop(L), copy, params);
-    lua_pop(L, 1);
-  }
+  for (i = 0; i < 3; i++) copy_fields(L, e, lists[i], params, copy);
   lua_replace(L, params); /* the copy takes the place of the caller's table */
 }
 

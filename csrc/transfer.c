@@ -155,18 +155,24 @@ static void keep_header(sora_transfer *t, const char *name, size_t name_len, con
 }
 
 #ifdef HAVE_HEADER_API
-/* The headers sora acts on, from the response itself (origin CURLH_HEADER: no trailers, no
- * 1xx), once its header block is complete. */
-static void read_named_headers(sora_transfer *t) {
-  static const char *const names[] = {"x-request-id", "content-type", "content-range",
-                                      "openai-poll-after-ms", "x-should-retry", "retry-after-ms",
-                                      "retry-after", NULL};
+/* Keeps those of `names` (NULL-ended) that the response itself has (origin CURLH_HEADER: no
+ * trailers, no 1xx). Each lookup walks every header of the response. */
+static void read_headers(sora_transfer *t, const char *const *names) {
   struct curl_header *h;
-  int i;
-  for (i = 0; names[i]; i++) {
-    if (curl_easy_header(t->handle->easy, names[i], 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
-      keep_header(t, names[i], strlen(names[i]), h->value, strlen(h->value));
+  for (; *names; names++) {
+    if (curl_easy_header(t->handle->easy, *names, 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+      keep_header(t, *names, strlen(*names), h->value, strlen(h->value));
   }
+}
+
+/* The headers sora acts on, once the header block is complete; those that time a retry only
+ * when the status is not a success (nothing is retried then). */
+static void read_named_headers(sora_transfer *t) {
+  static const char *const always[] = {"x-request-id", "content-type", "content-range",
+                                       "openai-poll-after-ms", NULL};
+  static const char *const retry_timing[] = {"x-should-retry", "retry-after-ms", "retry-after", NULL};
+  read_headers(t, always);
+  if (!is_success(t->status)) read_headers(t, retry_timing);
 }
 #endif
 

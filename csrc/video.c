@@ -1,53 +1,74 @@
-/* The Video userdata: a handle whose fields are the API's Video object. Its user value is a
- * record {fields, client, poll_after_ms}; fields keeps every field the server sent. */
+/* The Video userdata: a handle whose fields are the API's Video object. Its block holds the
+ * poll hint; its user values hold the fields (every field the server sent) and the client: on
+ * 5.4 as two user values, before 5.4 as a record table {fields, client}, the one user value
+ * there is. A list makes thousands of handles: on 5.4 each is one object, not two. */
 #include "sora.h"
 
-enum { RECORD_FIELDS = 1, RECORD_CLIENT = 2, RECORD_POLL_AFTER = 3 };
+enum { RECORD_FIELDS = 1, RECORD_CLIENT = 2, RECORD_SLOTS = 2 };
+
+typedef struct {
+  long poll_after_ms; /* the server's openai-poll-after-ms, or -1 */
+} video_block;
 
 static void push_record_slot(lua_State *L, int video, int slot) {
+#if LUA_VERSION_NUM >= 504
+  lua_getiuservalue(L, video, slot);
+#else
   sora_getuservalue(L, video);
   lua_rawgeti(L, -1, slot);
   lua_remove(L, -2);
+#endif
 }
 
-void sora_push_video(lua_State *L, int fields, int client, long poll_after_ms) {
+static video_block *check_video(lua_State *L, int i) { return luaL_checkudata(L, i, SORA_VIDEO); }
+
+/* Pushes a new handle with fields and client (stack indices) in its slots. */
+static video_block *new_video(lua_State *L, int fields, int client) {
+  video_block *v;
   fields = sora_absindex(L, fields);
   client = sora_absindex(L, client);
-  lua_newuserdata(L, 1);
-  luaL_getmetatable(L, SORA_VIDEO);
-  lua_setmetatable(L, -2);
-  lua_createtable(L, 3, 0);
+#if LUA_VERSION_NUM >= 504
+  v = lua_newuserdatauv(L, sizeof *v, RECORD_SLOTS);
+  lua_pushvalue(L, fields);
+  lua_setiuservalue(L, -2, RECORD_FIELDS);
+  lua_pushvalue(L, client);
+  lua_setiuservalue(L, -2, RECORD_CLIENT);
+#else
+  v = lua_newuserdata(L, sizeof *v);
+  lua_createtable(L, RECORD_SLOTS, 0);
   lua_pushvalue(L, fields);
   lua_rawseti(L, -2, RECORD_FIELDS);
   lua_pushvalue(L, client);
   lua_rawseti(L, -2, RECORD_CLIENT);
-  if (poll_after_ms >= 0) {
-    lua_pushinteger(L, poll_after_ms);
-    lua_rawseti(L, -2, RECORD_POLL_AFTER);
-  }
   sora_setuservalue(L, -2);
+#endif
+  luaL_getmetatable(L, SORA_VIDEO);
+  lua_setmetatable(L, -2);
+  return v;
+}
+
+void sora_push_video(lua_State *L, int fields, int client, long poll_after_ms) {
+  new_video(L, fields, client)->poll_after_ms = poll_after_ms;
 }
 
 /* Gives `video` the fields (and poll hint) of `fresh`, another handle of the same video. */
 static void video_update_from(lua_State *L, int video, int fresh) {
-  int slot;
+  video_block *to = check_video(L, video), *from = check_video(L, fresh);
   video = sora_absindex(L, video);
-  fresh = sora_absindex(L, fresh);
+  push_record_slot(L, fresh, RECORD_FIELDS);
+#if LUA_VERSION_NUM >= 504
+  lua_setiuservalue(L, video, RECORD_FIELDS);
+#else
   sora_getuservalue(L, video);
-  for (slot = RECORD_FIELDS; slot <= RECORD_POLL_AFTER; slot++) {
-    if (slot == RECORD_CLIENT) continue;
-    push_record_slot(L, fresh, slot);
-    lua_rawseti(L, -2, slot);
-  }
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, RECORD_FIELDS);
   lua_pop(L, 1);
+#endif
+  to->poll_after_ms = from->poll_after_ms;
 }
-
-static void check_video(lua_State *L, int i) { luaL_checkudata(L, i, SORA_VIDEO); }
 
 /* video:_update(fresh): used by refresh, which is written in Lua so that it can yield. */
 static int video_update(lua_State *L) {
-  check_video(L, 1);
-  check_video(L, 2);
   video_update_from(L, 1, 2);
   lua_settop(L, 1);
   return 1;
@@ -107,8 +128,9 @@ static int video_client(lua_State *L) {
 
 /* The server's openai-poll-after-ms from the response that last updated this handle. */
 static int video_poll_after(lua_State *L) {
-  check_video(L, 1);
-  push_record_slot(L, 1, RECORD_POLL_AFTER);
+  long poll_after_ms = check_video(L, 1)->poll_after_ms;
+  if (poll_after_ms < 0) lua_pushnil(L);
+  else lua_pushinteger(L, poll_after_ms);
   return 1;
 }
 

@@ -167,8 +167,9 @@ end
 --- The task of `client` that is running now and can yield here, or nil (the main thread, a
 -- plain coroutine, a callback a C function called).
 function tasks.current(client)
-  local co = coroutine.running()
-  local task = co and scheduler(client).by_thread[co]
+  local co, main = coroutine.running() -- 5.1: nil on the main thread; 5.2+: it, true
+  if co == nil or main then return nil end -- the common case of a script, and the cheapest
+  local task = scheduler(client).by_thread[co]
   if task and not can_yield() then return nil end
   return task
 end
