@@ -5,7 +5,8 @@
 
 #include "sora.h"
 
-static int is_null(lua_State *L, int i) {
+/* JSON null: lua-cjson's cjson.null, a light userdata holding NULL. */
+int sora_is_null(lua_State *L, int i) {
   return lua_type(L, i) == LUA_TLIGHTUSERDATA && lua_touserdata(L, i) == NULL;
 }
 
@@ -24,7 +25,7 @@ static void drop_nulls(lua_State *L, int t) {
   t = sora_absindex(L, t);
   lua_pushnil(L);
   while (lua_next(L, t)) {
-    if (is_null(L, -1)) {
+    if (sora_is_null(L, -1)) {
       lua_pushvalue(L, -2);
       lua_pushnil(L);
       lua_rawset(L, t);
@@ -185,91 +186,70 @@ static int check_video(lua_State *L, int v) {
   return i;
 }
 
-/* The fields of a Video sora knows: the type each must have, and what normalizing does. */
-enum { FIELD_OTHER, FIELD_ID, FIELD_STATUS, FIELD_TEXT, FIELD_INTEGER, FIELD_SECONDS, FIELD_ERROR };
+/* The fields of a Video sora knows, each with what normalizing does to it. */
+enum { FIELD_ID, FIELD_STATUS, FIELD_TEXT, FIELD_INTEGER, FIELD_SECONDS, FIELD_ERROR };
 
-#define FIELD(name, kind) {(name), sizeof(name) - 1, (kind)}
 static const struct {
   const char *name;
-  size_t len;
   int kind;
 } video_fields[] = {
-    FIELD("id", FIELD_ID), FIELD("status", FIELD_STATUS), FIELD("object", FIELD_TEXT),
-    FIELD("model", FIELD_TEXT), FIELD("size", FIELD_TEXT), FIELD("prompt", FIELD_TEXT),
-    FIELD("remixed_from_video_id", FIELD_TEXT), FIELD("progress", FIELD_INTEGER),
-    FIELD("created_at", FIELD_INTEGER), FIELD("completed_at", FIELD_INTEGER),
-    FIELD("expires_at", FIELD_INTEGER), FIELD("seconds", FIELD_SECONDS), FIELD("error", FIELD_ERROR),
-    {NULL, 0, FIELD_OTHER}};
-#undef FIELD
+    {"id", FIELD_ID}, {"status", FIELD_STATUS}, {"object", FIELD_TEXT}, {"model", FIELD_TEXT},
+    {"size", FIELD_TEXT}, {"prompt", FIELD_TEXT}, {"remixed_from_video_id", FIELD_TEXT},
+    {"progress", FIELD_INTEGER}, {"created_at", FIELD_INTEGER}, {"completed_at", FIELD_INTEGER},
+    {"expires_at", FIELD_INTEGER}, {"seconds", FIELD_SECONDS}, {"error", FIELD_ERROR},
+    {NULL, 0}};
 
-static int field_kind(lua_State *L, int key) {
-  size_t len, i;
-  const char *name;
-  if (lua_type(L, key) != LUA_TSTRING) return FIELD_OTHER;
-  name = lua_tolstring(L, key, &len);
-  for (i = 0; video_fields[i].name; i++) {
-    if (video_fields[i].len == len && memcmp(video_fields[i].name, name, len) == 0) return video_fields[i].kind;
-  }
-  return FIELD_OTHER;
-}
 
-/* t[key] = the value on top (popped); key at -2 below it. */
-static void replace_value(lua_State *L, int t) {
-  lua_pushvalue(L, -3);
-  lua_insert(L, -2);
-  lua_rawset(L, t);
-}
-
-/* Normalizes one field (key, value on top) in place: a null goes, an integral number the API
- * sends as an integer becomes one, a number of seconds becomes its text. Returns 1 when the
- * field is as check_video wants it, 0 when check_video must look (a wrong type, an error
- * object); *required counts id and status. */
-static int normalize_field(lua_State *L, int t, int *required) {
+/* Normalizes t[name], a field of kind `kind` whose value is on top (popped): a null goes, an
+ * integral number the API sends as an integer becomes one, a number of seconds becomes its
+ * text. Returns 1 when the field is as check_video wants it, 0 when check_video must look (a
+ * wrong type, a required field missing, an error object). */
+static int normalize_field(lua_State *L, int t, const char *name, int kind) {
   lua_Integer n;
-  int type = lua_type(L, -1);
-  if (is_null(L, -1)) {
+  int type = lua_type(L, -1), fine;
+  if (sora_is_null(L, -1)) {
     lua_pushnil(L);
-    replace_value(L, t); /* clearing a field while walking is allowed */
-    return 1;
+    lua_setfield(L, t, name);
+    type = LUA_TNIL;
   }
-  switch (field_kind(L, -2)) {
-    case FIELD_ID: ++*required; return is_valid_id(L, -1);
-    case FIELD_STATUS: ++*required; return type == LUA_TSTRING;
-    case FIELD_TEXT: return type == LUA_TSTRING;
+  switch (kind) {
+    case FIELD_ID: fine = is_valid_id(L, -1); break;
+    case FIELD_STATUS: fine = type == LUA_TSTRING; break;
+    case FIELD_TEXT: fine = type == LUA_TSTRING || type == LUA_TNIL; break;
     case FIELD_INTEGER:
       if (sora_isintegral(L, -1, &n)) {
         lua_pushinteger(L, n);
-        replace_value(L, t);
+        lua_setfield(L, t, name);
       }
-      return type == LUA_TNUMBER;
+      fine = type == LUA_TNUMBER || type == LUA_TNIL;
+      break;
     case FIELD_SECONDS: /* a string on the wire; a server that sends a number gets it read as one */
       if (sora_isintegral(L, -1, &n)) {
         sora_push_integer_text(L, n);
-        replace_value(L, t);
+        lua_setfield(L, t, name);
       }
-      return type == LUA_TSTRING || type == LUA_TNUMBER;
-    case FIELD_ERROR:
+      fine = type == LUA_TSTRING || type == LUA_TNUMBER || type == LUA_TNIL;
+      break;
+    default: /* FIELD_ERROR: an error object is check_video's to vet */
       if (type == LUA_TTABLE) drop_nulls(L, -1);
-      return 0;
-    default: return 1;
+      fine = type == LUA_TNIL;
   }
+  lua_pop(L, 1);
+  return fine;
 }
 
-/* One walk over the fields normalizes them and vets their types; returns 1 when check_video
- * has nothing to find (its lookups, field by field, are then skipped). */
+/* Normalizes the fields sora knows, each looked up by name, and vets their types; returns 1
+ * when check_video has nothing to find (its lookups are then skipped). Fields sora does not
+ * know are kept as they came: looking them up is cheaper than walking every field of every
+ * listed video, and their nulls are hidden where a handle is read (video.c). */
 static int normalize_video(lua_State *L, int fields) {
-  int required = 0, fine = 1;
+  int i, fine = 1;
   fields = sora_absindex(L, fields);
-  lua_pushnil(L);
-  while (lua_next(L, fields)) {
-    fine = normalize_field(L, fields, &required) && fine;
-    lua_pop(L, 1);
+  for (i = 0; video_fields[i].name; i++) {
+    lua_getfield(L, fields, video_fields[i].name); /* cjson's tables have no metatable */
+    fine = normalize_field(L, fields, video_fields[i].name, video_fields[i].kind) && fine;
   }
-  return fine && required == 2;
-}
-
-void sora_normalize_video(lua_State *L, int fields) {
-  normalize_video(L, fields);
+  return fine;
 }
 
 static int marshal_video(lua_State *L, int value, int client, long poll_after_ms) {

@@ -77,7 +77,8 @@ static int video_update(lua_State *L) {
 static void deep_copy(lua_State *L, int from);
 
 /* Methods first (upvalue 1), then the fields; a table field (error) is given as a copy, so
- * the handle stays read-only. */
+ * the handle stays read-only. A null of a field sora does not know (marshal.c leaves those as
+ * they came) reads as nil. */
 static int video_index(lua_State *L) {
   check_video(L, 1);
   lua_pushvalue(L, 2);
@@ -87,6 +88,7 @@ static int video_index(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_rawget(L, -2);
   if (lua_istable(L, -1)) deep_copy(L, -1);
+  else if (sora_is_null(L, -1)) lua_pushnil(L);
   return 1;
 }
 
@@ -96,6 +98,7 @@ static int video_newindex(lua_State *L) {
                     lua_isstring(L, 2) ? lua_tostring(L, 2) : luaL_typename(L, 2));
 }
 
+/* Pushes a copy of the table at `from`, nested tables copied too and JSON nulls left out. */
 static void deep_copy(lua_State *L, int from) {
   from = sora_absindex(L, from);
   /* each level holds 3 slots: a deeply nested field (cjson allows 1000 levels) would
@@ -104,6 +107,10 @@ static void deep_copy(lua_State *L, int from) {
   lua_newtable(L);
   lua_pushnil(L);
   while (lua_next(L, from)) {
+    if (sora_is_null(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
     lua_pushvalue(L, -2);
     if (lua_istable(L, -2)) deep_copy(L, -2);
     else lua_pushvalue(L, -2);
@@ -163,10 +170,20 @@ static int video_tostring(lua_State *L) {
   return 1;
 }
 
+/* next over a Video's fields, JSON nulls left out. */
+static int fields_next(lua_State *L) {
+  lua_settop(L, 2);
+  while (lua_next(L, 1)) {
+    if (!sora_is_null(L, -1)) return 2;
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 /* pairs(video) walks the fields (Lua 5.2+). */
 static int video_pairs(lua_State *L) {
   check_video(L, 1);
-  lua_getglobal(L, "next");
+  lua_pushcfunction(L, fields_next);
   push_record_slot(L, 1, RECORD_FIELDS);
   lua_pushnil(L);
   return 3;

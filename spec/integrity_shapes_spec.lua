@@ -61,6 +61,37 @@ describe("integrity of server data", function()
       end)
     end
 
+    it("reads every JSON null as nil, of a field sora knows or not, at every level", function()
+      local ok, v, err = answered(video_with{ remixed_from_video_id = cjson.null,
+        future_field = cjson.null, future_object = { gone = cjson.null, kept = 1 },
+        created_at = 1767225600 }, retrieve)
+      assert.is_true(ok, tostring(v))
+      assert.is_nil(err)
+      assert.is_nil(v.remixed_from_video_id)
+      assert.is_nil(v.future_field)
+      assert.are.same({ kept = 1 }, v.future_object)
+      assert.are.equal(1767225600, v.created_at)
+      if math.type then assert.are.equal("integer", math.type(v.created_at)) end
+      local function no_null(t, where)
+        for k, value in pairs(t) do
+          assert.are_not.equal(cjson.null, value, where .. "." .. tostring(k))
+          if type(value) == "table" then no_null(value, where .. "." .. tostring(k)) end
+        end
+      end
+      local t = v:to_table()
+      no_null(t, "to_table()")
+      assert.are.equal(1, t.future_object.kept)
+      if _VERSION ~= "Lua 5.1" then -- __pairs
+        local seen = {}
+        for k, value in pairs(v) do
+          assert.are_not.equal(cjson.null, value, "pairs: " .. tostring(k))
+          seen[k] = true
+        end
+        assert.is_true(seen.id and seen.future_object)
+        assert.is_nil(seen.future_field)
+      end
+    end)
+
     it("a failed video with an error object is accepted", function()
       local ok, v, err = answered(video_with{ status = "failed",
         error = { code = "moderation_blocked", message = "no" } }, retrieve)
