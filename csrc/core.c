@@ -42,6 +42,7 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
     return luaL_error(L, "sora needs libcurl %s or newer, this is %s", SORA_CURL_MINIMUM_TEXT,
                       curl->version);
   sora_open_json(L);
+  sora_open_marshal(L);
   sora_open_transfer(L);
   lua_newtable(L);                 /* M */
   sora_open_error(L);              /* M, error, is_error */

@@ -200,33 +200,58 @@ static const struct {
     {NULL, 0}};
 
 
-/* Normalizes t[name], a field of kind `kind` whose value is on top (popped): a null goes, an
- * integral number the API sends as an integer becomes one, a number of seconds becomes its
- * text. Returns 1 when the field is as check_video wants it, 0 when check_video must look (a
- * wrong type, a required field missing, an error object). */
-static int normalize_field(lua_State *L, int t, const char *name, int kind) {
+/* The names of video_fields as Lua strings, in order, kept in the registry under the address
+ * of video_fields: a name taken from there is not hashed again (lua_getfield hashes its C
+ * string on every call in LuaJIT and 5.1). */
+void sora_open_marshal(lua_State *L) {
+  int i;
+  lua_newtable(L);
+  for (i = 0; video_fields[i].name; i++) {
+    lua_pushstring(L, video_fields[i].name);
+    lua_rawseti(L, -2, i + 1);
+  }
+  sora_rawsetp(L, LUA_REGISTRYINDEX, video_fields);
+}
+
+/* The video_fields entry of a field being normalized: the video, the names and the entry. */
+typedef struct {
+  int video, names, i;
+} known_field;
+
+/* video[the field's name] = the value on top (popped). */
+static void replace_value(lua_State *L, const known_field *f) {
+  lua_rawgeti(L, f->names, f->i + 1);
+  lua_insert(L, -2);
+  lua_rawset(L, f->video);
+}
+
+/* Normalizes a known field, its value on top (popped): a null goes, an integral number the
+ * API sends as an integer becomes one, a number of seconds becomes its text. Returns 1 when
+ * the field is as check_video wants it, 0 when check_video must look (a wrong type, a
+ * required field missing, an error object). */
+static int normalize_field(lua_State *L, const known_field *f) {
   lua_Integer n;
   int type = lua_type(L, -1), fine;
   if (sora_is_null(L, -1)) {
     lua_pushnil(L);
-    lua_setfield(L, t, name);
+    replace_value(L, f);
     type = LUA_TNIL;
   }
-  switch (kind) {
+  switch (video_fields[f->i].kind) {
     case FIELD_ID: fine = is_valid_id(L, -1); break;
     case FIELD_STATUS: fine = type == LUA_TSTRING; break;
     case FIELD_TEXT: fine = type == LUA_TSTRING || type == LUA_TNIL; break;
     case FIELD_INTEGER:
       if (sora_isintegral(L, -1, &n)) {
         lua_pushinteger(L, n);
-        lua_setfield(L, t, name);
+        replace_value(L, f);
       }
       fine = type == LUA_TNUMBER || type == LUA_TNIL;
       break;
     case FIELD_SECONDS: /* a string on the wire; a server that sends a number gets it read as one */
       if (sora_isintegral(L, -1, &n)) {
         sora_push_integer_text(L, n);
-        lua_setfield(L, t, name);
+        replace_value(L, f);
       }
       fine = type == LUA_TSTRING || type == LUA_TNUMBER || type == LUA_TNIL;
       break;
@@ -242,13 +267,18 @@ static int normalize_field(lua_State *L, int t, const char *name, int kind) {
  * when check_video has nothing to find (its lookups are then skipped). Fields sora does not
  * know are kept as they came: looking them up is cheaper than walking every field of every
  * listed video, and their nulls are hidden where a handle is read (video.c). */
-static int normalize_video(lua_State *L, int fields) {
-  int i, fine = 1;
-  fields = sora_absindex(L, fields);
-  for (i = 0; video_fields[i].name; i++) {
-    lua_getfield(L, fields, video_fields[i].name); /* cjson's tables have no metatable */
-    fine = normalize_field(L, fields, video_fields[i].name, video_fields[i].kind) && fine;
+static int normalize_video(lua_State *L, int video) {
+  known_field f;
+  int fine = 1;
+  f.video = sora_absindex(L, video);
+  sora_rawgetp(L, LUA_REGISTRYINDEX, video_fields);
+  f.names = lua_gettop(L);
+  for (f.i = 0; video_fields[f.i].name; f.i++) {
+    lua_rawgeti(L, f.names, f.i + 1);
+    lua_rawget(L, f.video);
+    fine = normalize_field(L, &f) && fine;
   }
+  lua_pop(L, 1);
   return fine;
 }
 

@@ -338,6 +338,7 @@ SORA_HIDDEN int sora_open_json(lua_State *L);
  * message saying what is wrong with it and returns 0. */
 SORA_HIDDEN int sora_marshal(lua_State *L, sora_result kind, int value_idx, int client_idx,
                              long poll_after_ms);
+SORA_HIDDEN void sora_open_marshal(lua_State *L);
 /* JSON null (cjson.null): what a Video handle never gives (video.c). */
 SORA_HIDDEN int sora_is_null(lua_State *L, int idx);
 SORA_HIDDEN void sora_push_video(lua_State *L, int fields_idx, int client_idx, long poll_after_ms);

@@ -80,7 +80,11 @@ static void deep_copy(lua_State *L, int from);
  * the handle stays read-only. A null of a field sora does not know (marshal.c leaves those as
  * they came) reads as nil. */
 static int video_index(lua_State *L) {
-  check_video(L, 1);
+  /* the metatable compared with upvalue 2, not looked up by name: this runs for every read */
+  int is_video = lua_touserdata(L, 1) != NULL && lua_getmetatable(L, 1) &&
+                 lua_rawequal(L, -1, lua_upvalueindex(2));
+  if (!is_video) check_video(L, 1); /* raises */
+  lua_settop(L, 2);
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
   if (!lua_isnil(L, -1)) return 1;
@@ -200,7 +204,8 @@ int sora_open_video(lua_State *L) {
   lua_newtable(L);
   sora_setfuncs(L, video_methods, 0);
   lua_pushvalue(L, -1);
-  lua_pushcclosure(L, video_index, 1);
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, video_index, 2); /* the methods, the metatable */
   lua_setfield(L, -3, "__index");
   lua_pushcfunction(L, video_newindex);
   lua_setfield(L, -3, "__newindex");
