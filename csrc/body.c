@@ -59,11 +59,9 @@ static void encode_json(lua_State *L, sora_transfer *t, int transfer, int params
   sora_json_encode(L, -1); /* object, text */
   t->body = lua_tolstring(L, -1, &len);
   t->body_len = len;
-  /* the user value keeps the string alive while curl points into it */
-  sora_getuservalue(L, transfer); /* object, text, uv */
-  lua_pushvalue(L, -2);
-  lua_setfield(L, -2, "body");
-  lua_pop(L, 3);
+  /* the transfer keeps the string alive while curl points into it */
+  sora_set_slot(L, transfer, SORA_SLOT_BODY); /* object */
+  lua_pop(L, 1);
   /* as for multipart, no "Expect: 100-continue": curl would wait a second before a body
    * over 1 MB for an answer servers do not send (the JSON header list has "Expect:") */
   t->headers = SORA_HEADERS_JSON;

@@ -698,10 +698,9 @@ static int push_call(lua_State *L, sora_callback *cb, int uv) {
   }
   lua_getfield(L, uv, "transfers");       /* transfers */
   sora_rawgetp(L, -1, cb->t);             /* transfers, transfer */
-  sora_getuservalue(L, -1);               /* transfers, transfer, its uv */
-  lua_getfield(L, -1, cb->field);         /* transfers, transfer, its uv, callable */
-  lua_replace(L, -4);                     /* callable, transfer, its uv */
-  lua_pop(L, 2);
+  sora_push_slot(L, -1, cb->slot);        /* transfers, transfer, callable */
+  lua_replace(L, -3);                     /* callable, transfer */
+  lua_pop(L, 1);
   if (cb->text) {                         /* a chunk for the sink */
     lua_pushlstring(L, cb->text, cb->text_len);
     return 1;
@@ -721,12 +720,11 @@ static void keep_error(lua_State *L, sora_callback *cb, int uv) {
   }
   lua_getfield(L, uv, "transfers"); /* err, transfers */
   sora_rawgetp(L, -1, cb->t);       /* err, transfers, transfer */
-  sora_getuservalue(L, -1);         /* err, transfers, transfer, its uv */
-  lua_pushvalue(L, -4);
-  lua_setfield(L, -2, "raise");
+  lua_pushvalue(L, -3);
+  sora_set_slot(L, -2, SORA_SLOT_RAISE);
   lua_pushboolean(L, 1);            /* error(nil) raises too: the flag says it did */
-  lua_setfield(L, -2, "raised");
-  lua_pop(L, 3);
+  sora_set_slot(L, -2, SORA_SLOT_RAISED);
+  lua_pop(L, 2);
 }
 
 /* The runner, called protected with (the client's user value, the callback): everything that
@@ -769,7 +767,6 @@ void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) 
     return;
   }
   memset(&cb, 0, sizeof cb);
-  cb.field = "log";
   cb.text = line;
   cb.level = level == SORA_LOG_DEBUG ? "debug" : "info";
   sora_client_callback(c, &cb);

@@ -56,6 +56,33 @@ void sora_traceback(lua_State *L, const char *msg) {
 }
 #endif
 
+#if LUA_VERSION_NUM >= 504
+void *sora_newuserdata_slots(lua_State *L, size_t size, int slots) {
+  return lua_newuserdatauv(L, size, slots);
+}
+#else
+void *sora_newuserdata_slots(lua_State *L, size_t size, int slots) {
+  void *p = lua_newuserdata(L, size);
+  lua_createtable(L, slots, 0);
+  sora_setuservalue(L, -2);
+  return p;
+}
+
+void sora_push_slot(lua_State *L, int i, int n) {
+  sora_getuservalue(L, i);
+  lua_rawgeti(L, -1, n);
+  lua_remove(L, -2);
+}
+
+void sora_set_slot(lua_State *L, int i, int n) {
+  i = sora_absindex(L, i);
+  sora_getuservalue(L, i); /* value, slots */
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, n);
+  lua_pop(L, 1);
+}
+#endif
+
 int sora_isintegral(lua_State *L, int i, lua_Integer *out) {
   lua_Number n;
   if (lua_type(L, i) != LUA_TNUMBER) return 0;

@@ -48,6 +48,18 @@ SORA_HIDDEN void sora_traceback(lua_State *L, const char *msg);
 #define sora_traceback(L, msg) luaL_traceback(L, L, msg, 1)
 #endif
 
+/* A userdata with `slots` numbered values it keeps alive (1..slots): on 5.4 its own user
+ * values, before 5.4 a table in its one user value. Numbered, not named: a transfer or a video
+ * reads and writes them on every request and every listed video. */
+SORA_HIDDEN void *sora_newuserdata_slots(lua_State *L, size_t size, int slots);
+#if LUA_VERSION_NUM >= 504
+#define sora_push_slot(L, i, n) ((void)lua_getiuservalue(L, i, n))
+#define sora_set_slot(L, i, n) ((void)lua_setiuservalue(L, i, n))
+#else
+SORA_HIDDEN void sora_push_slot(lua_State *L, int i, int n);
+SORA_HIDDEN void sora_set_slot(lua_State *L, int i, int n); /* slot n = the value on top (popped) */
+#endif
+
 /* True when the number at index i has an exact integer value that fits lua_Integer. */
 SORA_HIDDEN int sora_isintegral(lua_State *L, int i, lua_Integer *out);
 

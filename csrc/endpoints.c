@@ -88,23 +88,20 @@ static const char *check_id(lua_State *L, const sora_endpoint *e, int i, size_t 
 
 /* ---- download_content's sinks -------------------------------------------------------- */
 
-/* Keeps a callable option in the transfer's user value under `key`; returns whether set. */
-static int keep_callable(lua_State *L, int transfer, int opts, const char *name, const char *key) {
+/* Keeps a callable option in the transfer's slot `slot`; returns whether set. */
+static int keep_callable(lua_State *L, int transfer, int opts, const char *name, int slot) {
   int set;
-  lua_getfield(L, opts, name);      /* callable */
+  lua_getfield(L, opts, name); /* callable */
   set = !lua_isnil(L, -1);
-  sora_getuservalue(L, transfer);   /* callable, uv */
-  lua_insert(L, -2);                /* uv, callable */
-  lua_setfield(L, -2, key);
-  lua_pop(L, 1);
+  sora_set_slot(L, transfer, slot);
   return set;
 }
 
 /* Returns 0 (with nil, err pushed) when the target cannot be written at all. */
 static int prepare_sink(lua_State *L, sora_transfer *t, int transfer, int opts) {
   const char *path;
-  t->has_progress = keep_callable(L, transfer, opts, "on_progress", "progress");
-  if (keep_callable(L, transfer, opts, "sink", "sink")) t->sink = SORA_SINK_FUNCTION;
+  t->has_progress = keep_callable(L, transfer, opts, "on_progress", SORA_SLOT_PROGRESS);
+  if (keep_callable(L, transfer, opts, "sink", SORA_SLOT_SINK)) t->sink = SORA_SINK_FUNCTION;
   lua_getfield(L, opts, "path");
   path = lua_tostring(L, -1);
   lua_pop(L, 1); /* the options' copy (sora_read_options) still holds the string */

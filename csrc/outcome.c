@@ -125,7 +125,7 @@ static int push_success(lua_State *L, sora_transfer *t, int transfer_idx) {
   ok = sora_json_try_decode(L, body->data ? body->data : "", body->len);
   if (ok) {
     if (may_hold_key(body, api_key(t))) sora_redact_tree(L, slot, api_key(t)); /* every string */
-    sora_transfer_push_field(L, transfer_idx, "client");
+    sora_push_slot(L, transfer_idx, SORA_SLOT_CLIENT);
     ok = sora_marshal(L, t->endpoint->result, slot, slot + 1, t->poll_after_ms);
   } else {
     lua_pushfstring(L, "malformed JSON (%s)", lua_tostring(L, -1));
@@ -180,29 +180,29 @@ int sora_transfer_result(lua_State *L, int transfer_idx) {
   transfer_idx = sora_absindex(L, transfer_idx);
   /* at the program's line: the call may run pinned, under a pcall (transfer.c) */
   if (t->state != SORA_STATE_DONE) return sora_raise(L, "sora: the transfer has not finished");
-  sora_transfer_push_field(L, transfer_idx, "raised");
+  sora_push_slot(L, transfer_idx, SORA_SLOT_RAISED);
   if (lua_toboolean(L, -1)) {
     sora_transfer_unlink(t);
-    sora_transfer_push_field(L, transfer_idx, "raise"); /* what the callback raised, nil too */
+    sora_push_slot(L, transfer_idx, SORA_SLOT_RAISE); /* what the callback raised, nil too */
     return lua_error(L);
   }
   lua_pop(L, 1);
-  sora_transfer_push_field(L, transfer_idx, "done");
+  sora_push_slot(L, transfer_idx, SORA_SLOT_DONE);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     push_outcome(L, t, transfer_idx);
     sora_transfer_unlink(t);
     lua_pushvalue(L, -1);
-    sora_transfer_set_field(L, transfer_idx, "err");
+    sora_set_slot(L, transfer_idx, SORA_SLOT_ERR);
     lua_pushvalue(L, -2);
-    sora_transfer_set_field(L, transfer_idx, "result");
+    sora_set_slot(L, transfer_idx, SORA_SLOT_RESULT);
     lua_pushboolean(L, 1);
-    sora_transfer_set_field(L, transfer_idx, "done");
+    sora_set_slot(L, transfer_idx, SORA_SLOT_DONE);
     return 2;
   }
   lua_pop(L, 1);
-  sora_transfer_push_field(L, transfer_idx, "result");
-  sora_transfer_push_field(L, transfer_idx, "err");
+  sora_push_slot(L, transfer_idx, SORA_SLOT_RESULT);
+  sora_push_slot(L, transfer_idx, SORA_SLOT_ERR);
   return 2;
 }
 

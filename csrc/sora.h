@@ -136,7 +136,7 @@ SORA_HIDDEN int sora_client_pinned_call(lua_State *L, int client_idx, lua_CFunct
  * a callback (see sora_check_usable); never raises. Returns 1 when the callable succeeded. */
 typedef struct sora_callback {
   sora_transfer *t;          /* NULL for the client's log function */
-  const char *field;         /* in the transfer's user value: "sink" or "progress" */
+  int slot;                  /* the transfer's callable: SORA_SLOT_SINK or SORA_SLOT_PROGRESS */
   const char *text;          /* the sink's chunk, or the log line; NULL for progress */
   size_t text_len;
   lua_Integer received, total; /* progress; total -1 when unknown */
@@ -243,8 +243,14 @@ struct sora_transfer {
 SORA_HIDDEN sora_transfer *sora_transfer_new(lua_State *L, sora_client *c,
                                              const sora_endpoint *e, int client_idx);
 SORA_HIDDEN void sora_transfer_begin(lua_State *L, int transfer_idx);
-SORA_HIDDEN void sora_transfer_push_field(lua_State *L, int transfer_idx, const char *name);
-SORA_HIDDEN void sora_transfer_set_field(lua_State *L, int transfer_idx, const char *name);
+/* What a transfer keeps alive, in its numbered slots (sora_push_slot, sora_set_slot): the
+ * client, the JSON text curl points into, the sink and on_progress callables, what a callback
+ * raised (nil included) and that it did, and the outcome: result, err and that it is known. */
+enum {
+  SORA_SLOT_CLIENT = 1, SORA_SLOT_BODY, SORA_SLOT_SINK, SORA_SLOT_PROGRESS, SORA_SLOT_RAISE,
+  SORA_SLOT_RAISED, SORA_SLOT_RESULT, SORA_SLOT_ERR, SORA_SLOT_DONE,
+  SORA_TRANSFER_SLOTS = SORA_SLOT_DONE
+};
 /* Gives a chunk of content to the transfer's sink; 0 when it raised (the transfer aborts). */
 SORA_HIDDEN int sora_transfer_sink(sora_transfer *t, const char *data, size_t len);
 SORA_HIDDEN void sora_transfer_unlink(sora_transfer *t);

@@ -26,29 +26,13 @@ double sora_now(void) {
 
 static int is_success(long status) { return status >= 200 && status < 300; }
 
-/* ---- the user value: what a transfer keeps alive ------------------------------------ */
-/* fields: client (the client userdata), body (the JSON text curl points into), sink and
- * progress (callables), raise and raised (what a callback raised, nil included, and that it
- * did), result, err. While it runs, the transfer itself is kept by its client
- * (sora_push_transfers), never by the registry. */
-
-void sora_transfer_push_field(lua_State *L, int transfer_idx, const char *name) {
-  sora_getuservalue(L, transfer_idx); /* uv */
-  lua_getfield(L, -1, name);          /* uv, value */
-  lua_remove(L, -2);
-}
-
-void sora_transfer_set_field(lua_State *L, int transfer_idx, const char *name) {
-  transfer_idx = sora_absindex(L, transfer_idx);
-  sora_getuservalue(L, transfer_idx); /* value, uv */
-  lua_insert(L, -2);                  /* uv, value */
-  lua_setfield(L, -2, name);
-  lua_pop(L, 1);
-}
+/* ---- what a transfer keeps alive: its slots (sora.h) ------------------------------------ */
+/* While it runs, the transfer itself is kept by its client (sora_push_transfers), never by
+ * the registry. */
 
 /* The client keeps the transfer at transfer_idx alive until it finishes. */
 static void anchor(lua_State *L, sora_transfer *t, int transfer_idx) {
-  sora_transfer_push_field(L, transfer_idx, "client"); /* client */
+  sora_push_slot(L, transfer_idx, SORA_SLOT_CLIENT); /* client */
   sora_push_transfers(L, -1);                           /* client, transfers */
   lua_pushvalue(L, transfer_idx);
   sora_rawsetp(L, -2, t);
@@ -58,7 +42,7 @@ static void anchor(lua_State *L, sora_transfer *t, int transfer_idx) {
 
 static void unanchor(lua_State *L, sora_transfer *t, int transfer_idx) {
   if (!t->anchored || t->client == NULL) return;
-  sora_transfer_push_field(L, transfer_idx, "client"); /* client */
+  sora_push_slot(L, transfer_idx, SORA_SLOT_CLIENT); /* client */
   sora_push_transfers(L, -1);                           /* client, transfers */
   lua_pushnil(L);
   sora_rawsetp(L, -2, t);
@@ -73,7 +57,7 @@ int sora_transfer_sink(sora_transfer *t, const char *data, size_t len) {
   sora_callback cb;
   memset(&cb, 0, sizeof cb);
   cb.t = t;
-  cb.field = "sink";
+  cb.slot = SORA_SLOT_SINK;
   cb.text = data;
   cb.text_len = len;
   if (sora_client_callback(t->client, &cb)) return 1;
@@ -86,7 +70,7 @@ static int report_progress(sora_transfer *t) {
   curl_off_t total = sora_download_total(t);
   memset(&cb, 0, sizeof cb);
   cb.t = t;
-  cb.field = "progress";
+  cb.slot = SORA_SLOT_PROGRESS;
   cb.received = (lua_Integer)t->received;
   cb.total = total >= 0 ? (lua_Integer)total : -1;
   if (sora_client_callback(t->client, &cb)) return 1;
@@ -585,7 +569,7 @@ sora_transfer *sora_transfer_new(lua_State *L, sora_client *c, const sora_endpoi
                                  int client_idx) {
   sora_transfer *t;
   client_idx = sora_absindex(L, client_idx);
-  t = lua_newuserdata(L, sizeof *t);
+  t = sora_newuserdata_slots(L, sizeof *t, SORA_TRANSFER_SLOTS);
   memset(t, 0, sizeof *t);
   t->endpoint = e;
   t->sink = SORA_SINK_STRING;
@@ -595,10 +579,8 @@ sora_transfer *sora_transfer_new(lua_State *L, sora_client *c, const sora_endpoi
   t->headers = SORA_HEADERS_PLAIN;
   luaL_getmetatable(L, SORA_TRANSFER);
   lua_setmetatable(L, -2);
-  lua_createtable(L, 0, 4);           /* transfer, uv */
   lua_pushvalue(L, client_idx);
-  lua_setfield(L, -2, "client");
-  sora_setuservalue(L, -2);
+  sora_set_slot(L, -2, SORA_SLOT_CLIENT);
   t->handle = sora_client_acquire(c, L);
   t->client = c;
   t->next = c->transfers;
@@ -617,7 +599,7 @@ void sora_transfer_begin(lua_State *L, int transfer_idx) {
   sora_transfer_start(L, t);
   if (t->state == SORA_STATE_DONE) unanchor(L, t, transfer_idx); /* it could not start */
   if (t->client && t->client->loop) { /* a watching host learns of the new timer (loop.c) */
-    sora_transfer_push_field(L, transfer_idx, "client");
+    sora_push_slot(L, transfer_idx, SORA_SLOT_CLIENT);
     sora_loop_flush(L, -1);
     lua_pop(L, 1);
   }
@@ -626,7 +608,7 @@ void sora_transfer_begin(lua_State *L, int transfer_idx) {
 /* The transfer's client, pushed, when `call` may drive it now; raises otherwise. */
 static sora_client *push_usable_client(lua_State *L, sora_transfer *t, int transfer_idx,
                                        const char *call) {
-  sora_transfer_push_field(L, transfer_idx, "client");
+  sora_push_slot(L, transfer_idx, SORA_SLOT_CLIENT);
   sora_check_usable(L, t->client, call);
   return t->client;
 }
@@ -657,7 +639,7 @@ static int pinned_result(lua_State *L) {
   sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
   if (t->client == NULL) return sora_transfer_result(L, 1);
   lua_settop(L, 1);
-  sora_transfer_push_field(L, 1, "client"); /* transfer, client */
+  sora_push_slot(L, 1, SORA_SLOT_CLIENT); /* transfer, client */
   lua_insert(L, 1);                         /* client, transfer */
   return sora_client_pinned_call(L, 1, result_pinned);
 }

@@ -1,7 +1,6 @@
 /* The Video userdata: a handle whose fields are the API's Video object. Its block holds the
- * poll hint; its user values hold the fields (every field the server sent) and the client: on
- * 5.4 as two user values, before 5.4 as a record table {fields, client}, the one user value
- * there is. A list makes thousands of handles: on 5.4 each is one object, not two. */
+ * poll hint; its two slots (compat.h) the fields (every field the server sent) and the
+ * client. */
 #include "sora.h"
 
 enum { RECORD_FIELDS = 1, RECORD_CLIENT = 2, RECORD_SLOTS = 2 };
@@ -10,60 +9,27 @@ typedef struct {
   long poll_after_ms; /* the server's openai-poll-after-ms, or -1 */
 } video_block;
 
-static void push_record_slot(lua_State *L, int video, int slot) {
-#if LUA_VERSION_NUM >= 504
-  lua_getiuservalue(L, video, slot);
-#else
-  sora_getuservalue(L, video);
-  lua_rawgeti(L, -1, slot);
-  lua_remove(L, -2);
-#endif
-}
-
 static video_block *check_video(lua_State *L, int i) { return luaL_checkudata(L, i, SORA_VIDEO); }
 
-/* Pushes a new handle with fields and client (stack indices) in its slots. */
-static video_block *new_video(lua_State *L, int fields, int client) {
+void sora_push_video(lua_State *L, int fields, int client, long poll_after_ms) {
   video_block *v;
   fields = sora_absindex(L, fields);
   client = sora_absindex(L, client);
-#if LUA_VERSION_NUM >= 504
-  v = lua_newuserdatauv(L, sizeof *v, RECORD_SLOTS);
+  v = sora_newuserdata_slots(L, sizeof *v, RECORD_SLOTS);
+  v->poll_after_ms = poll_after_ms;
   lua_pushvalue(L, fields);
-  lua_setiuservalue(L, -2, RECORD_FIELDS);
+  sora_set_slot(L, -2, RECORD_FIELDS);
   lua_pushvalue(L, client);
-  lua_setiuservalue(L, -2, RECORD_CLIENT);
-#else
-  v = lua_newuserdata(L, sizeof *v);
-  lua_createtable(L, RECORD_SLOTS, 0);
-  lua_pushvalue(L, fields);
-  lua_rawseti(L, -2, RECORD_FIELDS);
-  lua_pushvalue(L, client);
-  lua_rawseti(L, -2, RECORD_CLIENT);
-  sora_setuservalue(L, -2);
-#endif
+  sora_set_slot(L, -2, RECORD_CLIENT);
   luaL_getmetatable(L, SORA_VIDEO);
   lua_setmetatable(L, -2);
-  return v;
-}
-
-void sora_push_video(lua_State *L, int fields, int client, long poll_after_ms) {
-  new_video(L, fields, client)->poll_after_ms = poll_after_ms;
 }
 
 /* Gives `video` the fields (and poll hint) of `fresh`, another handle of the same video. */
 static void video_update_from(lua_State *L, int video, int fresh) {
   video_block *to = check_video(L, video), *from = check_video(L, fresh);
-  video = sora_absindex(L, video);
-  push_record_slot(L, fresh, RECORD_FIELDS);
-#if LUA_VERSION_NUM >= 504
-  lua_setiuservalue(L, video, RECORD_FIELDS);
-#else
-  sora_getuservalue(L, video);
-  lua_insert(L, -2);
-  lua_rawseti(L, -2, RECORD_FIELDS);
-  lua_pop(L, 1);
-#endif
+  sora_push_slot(L, fresh, RECORD_FIELDS);
+  sora_set_slot(L, video, RECORD_FIELDS);
   to->poll_after_ms = from->poll_after_ms;
 }
 
@@ -88,7 +54,7 @@ static int video_index(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
   if (!lua_isnil(L, -1)) return 1;
-  push_record_slot(L, 1, RECORD_FIELDS);
+  sora_push_slot(L, 1, RECORD_FIELDS);
   lua_pushvalue(L, 2);
   lua_rawget(L, -2);
   if (lua_istable(L, -1)) deep_copy(L, -1);
@@ -126,14 +92,14 @@ static void deep_copy(lua_State *L, int from) {
 /* A plain table with every field, unknown ones included; changing it changes nothing. */
 static int video_to_table(lua_State *L) {
   check_video(L, 1);
-  push_record_slot(L, 1, RECORD_FIELDS);
+  sora_push_slot(L, 1, RECORD_FIELDS);
   deep_copy(L, -1);
   return 1;
 }
 
 static int video_client(lua_State *L) {
   check_video(L, 1);
-  push_record_slot(L, 1, RECORD_CLIENT);
+  sora_push_slot(L, 1, RECORD_CLIENT);
   return 1;
 }
 
@@ -146,7 +112,7 @@ static int video_poll_after(lua_State *L) {
 }
 
 static void push_id(lua_State *L, int video) {
-  push_record_slot(L, video, RECORD_FIELDS);
+  sora_push_slot(L, video, RECORD_FIELDS);
   lua_getfield(L, -1, "id");
   lua_remove(L, -2);
 }
@@ -164,7 +130,7 @@ static int video_eq(lua_State *L) {
 
 static int video_tostring(lua_State *L) {
   check_video(L, 1);
-  push_record_slot(L, 1, RECORD_FIELDS);
+  sora_push_slot(L, 1, RECORD_FIELDS);
   lua_getfield(L, -1, "id");
   lua_getfield(L, -2, "status");
   lua_getfield(L, -3, "progress");
@@ -188,7 +154,7 @@ static int fields_next(lua_State *L) {
 static int video_pairs(lua_State *L) {
   check_video(L, 1);
   lua_pushcfunction(L, fields_next);
-  push_record_slot(L, 1, RECORD_FIELDS);
+  sora_push_slot(L, 1, RECORD_FIELDS);
   lua_pushnil(L);
   return 3;
 }
