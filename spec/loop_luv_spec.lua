@@ -88,7 +88,7 @@ describe("a luv loop drives sora", function()
     if not has_luv then pending("luv is not installed (Debian lua-luv)") end
   end)
 
-  it("generates a video with no polling timer, and uses less CPU than a step(0) poller", function()
+  it("generates a video with no polling timer, woken less often than a step(0) poller", function()
     local client = new_client()
     local proxy, counts = counting_uv()
     local looped = {}
@@ -122,8 +122,11 @@ describe("a luv loop drives sora", function()
       :format(looped.wait_s, looped.wait_cpu * 1000, counts.timer, counts.poll, requests))
     report(("step(0) every 20 ms: %.2f s, %.2f ms CPU, %d ticks")
       :format(polled.wait_s, polled.wait_cpu * 1000, ticks))
-    assert.is_true(looped.wait_cpu < polled.wait_cpu,
-      ("luv %.3f ms, polling %.3f ms"):format(looped.wait_cpu * 1000, polled.wait_cpu * 1000))
+    -- the CPU times are reported, not compared: on a shared machine a few milliseconds of
+    -- CPU are noise (it once measured the luv-driven wait above the poller's); the wakeups
+    -- are what costs the CPU, and they are counted exactly
+    assert.is_true(counts.timer + counts.poll < ticks,
+      ("luv: %d wakeups, polling: %d ticks"):format(counts.timer + counts.poll, ticks))
     client:close()
   end)
 
