@@ -199,7 +199,6 @@ static const struct {
     {"expires_at", FIELD_INTEGER}, {"seconds", FIELD_SECONDS}, {"error", FIELD_ERROR},
     {NULL, 0}};
 
-
 /* The names of video_fields as Lua strings, in order, kept in the registry under the address
  * of video_fields: a name taken from there is not hashed again (lua_getfield hashes its C
  * string on every call in LuaJIT and 5.1). */
@@ -213,7 +212,7 @@ void sora_open_marshal(lua_State *L) {
   sora_rawsetp(L, LUA_REGISTRYINDEX, video_fields);
 }
 
-/* The video_fields entry of a field being normalized: the video, the names and the entry. */
+/* A field being normalized: where the video and the names are, and its video_fields entry. */
 typedef struct {
   int video, names, i;
 } known_field;

@@ -33,7 +33,7 @@ static int is_success(long status) { return status >= 200 && status < 300; }
 /* The client keeps the transfer at transfer_idx alive until it finishes. */
 static void anchor(lua_State *L, sora_transfer *t, int transfer_idx) {
   sora_push_slot(L, transfer_idx, SORA_SLOT_CLIENT); /* client */
-  sora_push_transfers(L, -1);                           /* client, transfers */
+  sora_push_transfers(L, -1);                         /* client, transfers */
   lua_pushvalue(L, transfer_idx);
   sora_rawsetp(L, -2, t);
   lua_pop(L, 2);
@@ -43,7 +43,7 @@ static void anchor(lua_State *L, sora_transfer *t, int transfer_idx) {
 static void unanchor(lua_State *L, sora_transfer *t, int transfer_idx) {
   if (!t->anchored || t->client == NULL) return;
   sora_push_slot(L, transfer_idx, SORA_SLOT_CLIENT); /* client */
-  sora_push_transfers(L, -1);                           /* client, transfers */
+  sora_push_transfers(L, -1);                         /* client, transfers */
   lua_pushnil(L);
   sora_rawsetp(L, -2, t);
   lua_pop(L, 2);
@@ -640,7 +640,7 @@ static int pinned_result(lua_State *L) {
   if (t->client == NULL) return sora_transfer_result(L, 1);
   lua_settop(L, 1);
   sora_push_slot(L, 1, SORA_SLOT_CLIENT); /* transfer, client */
-  lua_insert(L, 1);                         /* client, transfer */
+  lua_insert(L, 1);                       /* client, transfer */
   return sora_client_pinned_call(L, 1, result_pinned);
 }
 
