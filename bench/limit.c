@@ -8,7 +8,9 @@
  *                               and its `data` walked; counts the videos
  *   limit sink URL              a large body handed, chunk by chunk, to a Lua function that
  *                               counts and discards it (as sora hands chunks to a `sink`)
- *   limit file URL PATH         a large body written with stdio to PATH.part, renamed to PATH
+ *   limit file URL PATH         a large body written with stdio to PATH.part, renamed to PATH;
+ *                               16 KiB at a time (a stdio buffer of libcurl's piece size), as
+ *                               sora writes a file
  *
  * Prints one line: `seconds=S count=N hwm_kb=K` (time from the first request to the last byte;
  * peak resident memory of the process). Exits non-zero when a request or a decode fails. */
@@ -182,11 +184,13 @@ static long run_sink(lua_State *L, CURL *easy, const char *url) {
 }
 
 static long run_file(CURL *easy, const char *url, const char *path) {
+  static char buffer[16384];
   char part[4096];
   FILE *f;
   long size;
   snprintf(part, sizeof part, "%s.part", path);
   if ((f = fopen(part, "wb")) == NULL) die(part, "cannot open");
+  setvbuf(f, buffer, _IOFBF, sizeof buffer); /* stdio's own is the 4 KiB block size */
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, to_file);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, f);
   perform(easy, url);

@@ -116,6 +116,24 @@ describe("integrity of downloads", function()
     end)
   end)
 
+  describe("a 200 to a resume", function()
+    -- A file is written 16 KiB at a time (download.c): the cut comes after some bytes reached
+    -- the file (200,000 received) or while all of them were still gathered (10,000).
+    for _, sent in ipairs({ 200000, 10000 }) do
+      it("starts the file over, byte-identical (cut after " .. sent .. " bytes)", function()
+        serve(string.format([[return function(req, n)
+          if n == 1 then return head("200 OK", { "Content-Length: 300000" }) .. synthetic(0, %d) end
+          return head("200 OK", { "Content-Length: 300000" }) .. synthetic(0, 300000)
+        end]], sent))
+        local out = dir .. "/out.mp4"
+        assert(c:download_content("video_1", { path = out }))
+        assert.are.equal("bytes=" .. sent .. "-", S:requests()[2].headers.range)
+        F.assert_synthetic_exact(H.read(out), 300000)
+        assert.are.same({ "out.mp4" }, H.ls(dir))
+      end)
+    end
+  end)
+
   describe("framing", function()
     local CHUNKED = [[
       local function chunked(body, trailers)
