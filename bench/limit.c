@@ -12,6 +12,10 @@
  *                               16 KiB at a time (a stdio buffer of libcurl's piece size), as
  *                               sora writes a file
  *
+ * With LIMIT_HEADERS=sora in the environment it also sends the Accept and User-Agent headers
+ * sora sends (the official SDKs send them too): bench/run.lua counts what libcurl's handling
+ * of two more custom headers costs per request.
+ *
  * Prints one line: `seconds=S count=N hwm_kb=K` (time from the first request to the last byte;
  * peak resident memory of the process). Exits non-zero when a request or a decode fails. */
 #include <stdio.h>
@@ -208,11 +212,17 @@ static lua_State *new_lua(void) {
 
 int main(int argc, char **argv) {
   const char *mode = argc > 2 ? argv[1] : "", *url = argc > 2 ? argv[2] : "";
-  struct curl_slist *headers = curl_slist_append(NULL, "Authorization: Bearer sk-bench");
+  const char *extra = getenv("LIMIT_HEADERS");
+  struct curl_slist *headers = NULL;
   lua_State *L;
   CURL *easy;
   double start;
   long count = 0;
+  if (extra != NULL && strcmp(extra, "sora") == 0) { /* in sora's order */
+    headers = curl_slist_append(headers, "Accept: application/json");
+    headers = curl_slist_append(headers, "User-Agent: sora-lua/0.1.0 libcurl/7.88.1 Lua 5.4");
+  }
+  headers = curl_slist_append(headers, "Authorization: Bearer sk-bench");
   curl_global_init(CURL_GLOBAL_DEFAULT);
   L = new_lua();
   easy = new_easy(headers);
