@@ -255,7 +255,8 @@ local function case_download(name, bytes)
   local rate = function(t) return string.format("%.0f MiB/s", mib / t) end
   local names = { "limit", "curl CLI", "sora 5.4", "sora LuaJIT" }
   table_of(string.format("%d MiB into a Lua sink (a function that counts each chunk and drops it)", mib), sink, names, rate, "rate")
-  table_of(string.format("%d MiB to a file (`path`; limit: stdio writing 16 KiB at a time to a .part file, renamed; %d rounds)", mib, P.file_rounds), file, names, rate, "rate")
+  table_of(string.format("%d MiB to a file (`path`; limit: stdio writing 16 KiB at a time to a .part file, "
+    .. "renamed; %d rounds)", mib, P.file_rounds), file, names, rate, "rate")
   out("Peak RSS (VmHWM) at %d MiB, and over the limit's, within rounds:", mib)
   out("")
   out("| contender | sink | sink − limit | file | file − limit |")
