@@ -40,7 +40,7 @@ static int video_update(lua_State *L) {
   return 1;
 }
 
-static void deep_copy(lua_State *L, int from);
+static void deep_copy(lua_State *L, int from, int fields);
 
 /* Methods first (upvalue 1), then the fields; a table field (error) is given as a copy, so
  * the handle stays read-only. A null of a field sora does not know (marshal.c leaves those as
@@ -57,7 +57,7 @@ static int video_index(lua_State *L) {
   sora_push_slot(L, 1, RECORD_FIELDS);
   lua_pushvalue(L, 2);
   lua_rawget(L, -2);
-  if (lua_istable(L, -1)) deep_copy(L, -1);
+  if (lua_istable(L, -1)) deep_copy(L, -1, 0);
   else if (sora_is_null(L, -1)) lua_pushnil(L);
   return 1;
 }
@@ -68,8 +68,11 @@ static int video_newindex(lua_State *L) {
                     lua_isstring(L, 2) ? lua_tostring(L, 2) : luaL_typename(L, 2));
 }
 
-/* Pushes a copy of the table at `from`, nested tables copied too and JSON nulls left out. */
-static void deep_copy(lua_State *L, int from) {
+/* Pushes a copy of the table at `from`, nested tables copied too. With `fields`, from is a
+ * Video's fields and their JSON nulls are left out; nested ones are kept (cjson.null), as they
+ * came: in an array a null is a position, and a hole there would end ipairs and break
+ * cjson.encode. */
+static void deep_copy(lua_State *L, int from, int fields) {
   from = sora_absindex(L, from);
   /* each level holds 3 slots: a deeply nested field (cjson allows 1000 levels) would
    * otherwise write past the Lua stack */
@@ -77,12 +80,12 @@ static void deep_copy(lua_State *L, int from) {
   lua_newtable(L);
   lua_pushnil(L);
   while (lua_next(L, from)) {
-    if (sora_is_null(L, -1)) {
+    if (fields && sora_is_null(L, -1)) {
       lua_pop(L, 1);
       continue;
     }
     lua_pushvalue(L, -2);
-    if (lua_istable(L, -2)) deep_copy(L, -2);
+    if (lua_istable(L, -2)) deep_copy(L, -2, 0);
     else lua_pushvalue(L, -2);
     lua_rawset(L, -5);
     lua_pop(L, 1);
@@ -93,7 +96,7 @@ static void deep_copy(lua_State *L, int from) {
 static int video_to_table(lua_State *L) {
   check_video(L, 1);
   sora_push_slot(L, 1, RECORD_FIELDS);
-  deep_copy(L, -1);
+  deep_copy(L, -1, 1);
   return 1;
 }
 
@@ -140,11 +143,16 @@ static int video_tostring(lua_State *L) {
   return 1;
 }
 
-/* next over a Video's fields, JSON nulls left out. */
+/* next over a Video's fields, JSON nulls left out; a table field given as a copy, as
+ * video.field gives it, so the handle stays read-only. */
 static int fields_next(lua_State *L) {
   lua_settop(L, 2);
   while (lua_next(L, 1)) {
-    if (!sora_is_null(L, -1)) return 2;
+    if (lua_istable(L, -1)) {
+      deep_copy(L, -1, 0); /* key, value, copy */
+      lua_replace(L, -2);
+    }
+    if (!sora_is_null(L, -1)) return 2; /* key, value */
     lua_pop(L, 1);
   }
   return 0;
