@@ -163,6 +163,22 @@ describe("sora.Video", function()
     assert.are.equal("queued", v.status)
   end)
 
+  it("keeps the poll hint of the response that last updated it: nil without one, 0 kept", function()
+    local video = H.completed_video(c, E, { prompt = "poll" })
+    local function answer(headers)
+      E:fault{ method = "GET", action = "respond", status = 200, body = video:to_table(), headers = headers }
+    end
+    answer{ ["openai-poll-after-ms"] = "1234" }
+    local v = assert(c:retrieve(video.id))
+    assert.are.equal(1234, v:_poll_after())
+    answer{}
+    assert(v:refresh())
+    assert.is_nil(v:_poll_after())
+    answer{ ["openai-poll-after-ms"] = "0" }
+    assert(v:refresh())
+    assert.are.equal(0, v:_poll_after())
+  end)
+
   it("download, remix and delete call the API for this video", function()
     local v = H.completed_video(c, E, { prompt = "methods" })
     E:clear_requests()

@@ -37,6 +37,20 @@ describe("integrity of downloads", function()
     c = sora.new(o)
   end
 
+  -- A 300,000-byte body cut after `sent` bytes, then `answer` (a Lua expression of the server
+  -- script) to the resume: the file must be the whole body, asked for from byte `sent` on.
+  local function assert_cut_and_resumed(sent, answer)
+    serve(string.format([[return function(req, n)
+      if n == 1 then return head("200 OK", { "Content-Length: 300000" }) .. synthetic(0, %d) end
+      return %s
+    end]], sent, answer))
+    local out = dir .. "/out.mp4"
+    assert(c:download_content("video_1", { path = out }))
+    assert.are.equal("bytes=" .. sent .. "-", S:requests()[2].headers.range)
+    F.assert_synthetic_exact(H.read(out), 300000)
+    assert.are.same({ "out.mp4" }, H.ls(dir))
+  end
+
   -- Downloads to dir/out.mp4 over an existing file; asserts invalid_response, the old file
   -- untouched and no temporary file left.
   local function assert_refused(pattern)
@@ -101,35 +115,21 @@ describe("integrity of downloads", function()
       assert_refused("Content%-Range")
     end)
 
-    it("that resumes exactly is kept, byte-identical", function()
-      serve[[return function(req, n)
-        if n == 1 then
-          return head("200 OK", { "Content-Length: 300000" }) .. synthetic(0, 150000)
-        end
-        return head("206 Partial Content", { "Content-Range: bytes 150000-299999/300000",
-                                             "Content-Length: 150000" }) .. synthetic(150000, 300000)
-      end]]
-      local out = dir .. "/out.mp4"
-      assert(c:download_content("video_1", { path = out }))
-      F.assert_synthetic_exact(H.read(out), 300000)
-      assert.are.same({ "out.mp4" }, H.ls(dir))
-    end)
+    -- A file is written 16 KiB at a time (download.c): the cut comes while every byte was still
+    -- gathered (10,000), at a whole piece (16,384), or after some reached the file.
+    for _, sent in ipairs({ 10000, 16384, 150000, 200000 }) do
+      it("that resumes exactly is kept, byte-identical (cut after " .. sent .. " bytes)", function()
+        assert_cut_and_resumed(sent, string.format([[head("206 Partial Content", {
+          "Content-Range: bytes %d-299999/300000", "Content-Length: %d" }) .. synthetic(%d, 300000)]],
+          sent, 300000 - sent, sent))
+      end)
+    end
   end)
 
   describe("a 200 to a resume", function()
-    -- A file is written 16 KiB at a time (download.c): the cut comes after some bytes reached
-    -- the file (200,000 received) or while all of them were still gathered (10,000).
     for _, sent in ipairs({ 200000, 10000 }) do
       it("starts the file over, byte-identical (cut after " .. sent .. " bytes)", function()
-        serve(string.format([[return function(req, n)
-          if n == 1 then return head("200 OK", { "Content-Length: 300000" }) .. synthetic(0, %d) end
-          return head("200 OK", { "Content-Length: 300000" }) .. synthetic(0, 300000)
-        end]], sent))
-        local out = dir .. "/out.mp4"
-        assert(c:download_content("video_1", { path = out }))
-        assert.are.equal("bytes=" .. sent .. "-", S:requests()[2].headers.range)
-        F.assert_synthetic_exact(H.read(out), 300000)
-        assert.are.same({ "out.mp4" }, H.ls(dir))
+        assert_cut_and_resumed(sent, [[head("200 OK", { "Content-Length: 300000" }) .. synthetic(0, 300000)]])
       end)
     end
   end)
