@@ -19,6 +19,19 @@ static int core_now(lua_State *L) {
   return 1;
 }
 
+/* core._check_output(path): true when a download could write path (the target absent or a
+ * regular file, its directory writable), else nil and why not. */
+static int core_check_output(lua_State *L) {
+  const char *why = sora_download_check(luaL_checkstring(L, 1));
+  if (why == NULL) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
 /* core._retry_delay(header, retries_taken [, jitter]): the delay before the next attempt for a
  * retry-after header value (nil when absent), or nil when the request must not be retried.
  * Exposed for the specs that check the official SDKs' test vectors. */
@@ -59,6 +72,8 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
   lua_setfield(L, -2, "webhooks");
   lua_pushcfunction(L, core_retry_delay);
   lua_setfield(L, -2, "_retry_delay");
+  lua_pushcfunction(L, core_check_output);
+  lua_setfield(L, -2, "_check_output");
   lua_pushcfunction(L, core_now);
   lua_setfield(L, -2, "now");
   lua_pushliteral(L, SORA_VERSION);

@@ -322,3 +322,38 @@ int sora_download_open(sora_transfer *t, const char *path) {
   t->sink = SORA_SINK_FILE;
   return 1;
 }
+
+/* Whether a download could be written to path, checked before anything is paid for (generate
+ * creates a video first): the target is absent or a regular file, and a temporary file can be
+ * made beside it, which is what a download does first. Trying is the only honest test: access(2)
+ * says yes to root on a read-only file system and knows nothing of ACLs. Returns NULL when it
+ * can, else why not (a static string, or strerror's). */
+const char *sora_download_check(const char *path) {
+  struct stat st;
+  size_t path_len = strlen(path);
+  char *temp_path;
+  int fd, err;
+  if (path_len == 0) return "empty path";
+  if (stat(path, &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return "is a directory";
+    if (!S_ISREG(st.st_mode)) return "is not a regular file";
+  } else if (errno != ENOENT) {
+    return errno == ENOTDIR ? "a directory in the path is a file" : strerror(errno);
+  }
+  temp_path = malloc(path_len + sizeof TEMP_SUFFIX);
+  if (temp_path == NULL) return strerror(ENOMEM);
+  memcpy(temp_path, path, path_len);
+  memcpy(temp_path + path_len, TEMP_SUFFIX, sizeof TEMP_SUFFIX);
+  fd = make_temp(temp_path);
+  err = errno;
+  if (fd >= 0) {
+    close(fd);
+    remove(temp_path);
+  }
+  free(temp_path);
+  if (fd >= 0) return NULL;
+  if (err == ENOENT) return "no such directory";
+  if (err == ENOTDIR) return "a directory in the path is a file";
+  if (err == EACCES || err == EPERM) return "the directory is not writable";
+  return strerror(err);
+}

@@ -280,6 +280,7 @@ SORA_HIDDEN size_t sora_download_write(sora_transfer *t, const char *data, size_
 SORA_HIDDEN curl_off_t sora_download_total(const sora_transfer *t);
 SORA_HIDDEN int sora_download_whole(sora_transfer *t);
 SORA_HIDDEN void sora_download_close(sora_transfer *t, int keep);
+SORA_HIDDEN const char *sora_download_check(const char *path); /* NULL: a download could write it */
 /* A replaced file, unlinked but still open, whose blocks are given back a slice at a time. */
 typedef struct sora_released {
   int fd;

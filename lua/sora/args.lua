@@ -119,6 +119,19 @@ function args.options(fname, n, opts, allowed, prefix)
   return opts
 end
 
+--- Checks, before anything is created and paid for, that a download could write `path`
+-- (argument #n of fname, an option `name` of it): its directory exists and is writable, and
+-- the target is absent or a regular file. Raises "bad argument #n to 'fname' (option 'output':
+-- cannot write 'x/y.mp4': no such directory)"; returns path. nil passes (no file asked for).
+function args.output(fname, n, path, name, prefix)
+  if path == nil then return nil end
+  local ok, why = require("sora.core")._check_output(path)
+  if not ok then
+    args.fail(fname, n, "%soption '%s': cannot write '%s': %s", prefix or "", name, path, why)
+  end
+  return path
+end
+
 --- Raises again an error that the C core raised for `inner` (the endpoint a convenience
 -- calls) as an error of the public call `fname`: "bad argument #1 to 'create' (...)" from
 -- generate's create becomes "bad argument #1 to 'generate' (...)"; `prefix` says where in
