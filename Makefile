@@ -1,7 +1,8 @@
 # sora: build, test, demo, install.
 #   make                 the module for Lua 5.4 (build/5.4/sora/core.so)
 #   make LUA_VERSION=5.1 the module for Lua 5.1 and LuaJIT (build/5.1/sora/core.so)
-#   make test            the specs on Lua 5.4 and on LuaJIT
+#   make test            the specs on Lua 5.4 and on LuaJIT (both builds first: specs run the
+#                        command under the other interpreter)
 #   make demo            generate a video against the local emulator
 # Override LUA_INCDIR, CURL_CFLAGS, CURL_LIBS, CC, CFLAGS, PREFIX as needed.
 
@@ -57,7 +58,7 @@ $(BUILD)/headers-ok:
 	@sh tools/check-headers.sh "$(CC)" "$(LUA_INCDIR)" "$(LUA_PKG)" "$(CURL_CFLAGS)"
 	@mkdir -p $(BUILD) && touch $@
 
-test: deps test-5.4 test-luajit
+test: deps both test-5.4 test-luajit
 
 test-5.4:
 	$(MAKE) LUA_VERSION=5.4
