@@ -235,3 +235,72 @@ describe("the documentation's ```lua blocks", function()
     assert.are.equal(before, git_status())
   end)
 end)
+
+-- The README's quick start, as a newcomer types it: its ```sh lines, run from a copy of the
+-- root, with hello.lua written from its ```lua block. Two lines are not run as typed: `make`
+-- (the suite runs on a build already made: the spec checks it is there) and the emulator's,
+-- which gets `--port 0` (port 8000 may be taken on a shared machine); the URL it prints then
+-- stands for the README's http://127.0.0.1:8000/v1 in the lines after it.
+describe("README's quick start", function()
+  local section = H.read(ROOT .. "/README.md"):match("\n## Quick start[^\n]*\n(.-)\n## ")
+  local README_URL = "http://127.0.0.1:8000/v1"
+
+  local function blocks_of(kind)
+    local found = {}
+    for code in section:gmatch("\n```" .. kind .. "\n(.-)\n```") do found[#found + 1] = code end
+    return found
+  end
+
+  local dir, emulator_pid
+
+  lazy_teardown(function()
+    if emulator_pid then os.execute("kill " .. emulator_pid .. " 2>/dev/null") end
+    if dir then H.rmdir(dir) end
+  end)
+
+  it("gives a video file and a second one from `sora generate`", function()
+    assert(section, "README.md has no '## Quick start' section")
+    assert(H.exists(ROOT .. "/build/5.4/sora/core.so"), "the quick start needs `make` (build/5.4)")
+    local hello = blocks_of("lua")[1]
+    assert(hello and section:match("`hello.lua`"), "no hello.lua block in the quick start")
+    dir = scratch_root()
+    H.write(dir .. "/hello.lua", hello .. "\n")
+    local commands = {}
+    for _, block in ipairs(blocks_of("sh")) do
+      for line in block:gmatch("[^\n]+") do
+        local command = line:gsub("%s+#.*$", "")
+        local emulator_command = command:match("^(.-bin/sora%-emulator)%s*&$")
+        if emulator_command then
+          local log = dir .. "/emulator.log"
+          local out = H.sh("cd " .. q(dir) .. " && " .. emulator_command .. " --port 0 >" .. log
+            .. " 2>&1 </dev/null & echo $!")
+          emulator_pid = assert(tonumber(out:match("(%d+)")))
+          local printed
+          for _ = 1, 100 do
+            printed = H.exists(log) and H.read(log):match("sora%-emulator listening on (%S+)")
+            if printed then break end
+            os.execute("sleep 0.1")
+          end
+          assert(printed, "the emulator printed no URL: " .. (H.exists(log) and H.read(log) or ""))
+          assert.matches("^http://127%.0%.0%.1:%d+/v1$", printed)
+          commands.url = printed
+        elseif command ~= "make" then
+          commands[#commands + 1] = commands.url and command:gsub(README_URL:gsub("%p", "%%%0"),
+            commands.url) or command
+        end
+      end
+    end
+    assert(commands.url, "the quick start starts no emulator")
+    local script = table.concat(commands, "\n")
+    assert.matches("lua5.4 hello.lua", script, 1, true)
+    assert.matches("bin/sora generate", script, 1, true)
+    local out, status = H.sh("cd " .. q(dir) .. " && env -u OPENAI_API_KEY -u OPENAI_BASE_URL"
+      .. " -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 timeout 120 sh -e -c "
+      .. q(script) .. " </dev/null")
+    assert.are.equal(0, status, out)
+    for _, video in ipairs{ "hello.mp4", "boat.mp4" } do
+      assert.is_true(H.exists(dir .. "/" .. video), video .. " was not written:\n" .. out)
+      assert.are.equal("ftyp", H.read(dir .. "/" .. video):sub(5, 8))
+    end
+  end)
+end)
