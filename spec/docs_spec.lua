@@ -272,7 +272,7 @@ describe("README's quick start", function()
         local emulator_command = command:match("^(.-bin/sora%-emulator)%s*&$")
         if emulator_command then
           local log = dir .. "/emulator.log"
-          local out = H.sh("cd " .. q(dir) .. " && " .. emulator_command .. " --port 0 >" .. log
+          local out = H.sh("cd " .. q(dir) .. " && exec " .. emulator_command .. " --port 0 >" .. log
             .. " 2>&1 </dev/null & echo $!")
           emulator_pid = assert(tonumber(out:match("(%d+)")))
           local printed
