@@ -163,6 +163,41 @@ describe("sora.Video", function()
     assert.are.equal("queued", v.status)
   end)
 
+  it("refresh takes the per-call options and gives them to its retrieve", function()
+    local v = assert(c:create{ prompt = "refresh options" })
+    -- max_retries: the client retries nothing (max_retries = 0), this refresh once
+    E:fault{ method = "GET", action = "respond", status = 503, times = 1,
+             headers = { ["retry-after-ms"] = "10" } }
+    E:clear_requests()
+    local same, resp = v:refresh{ max_retries = 1, timeout = 5, with_response = true }
+    assert.is_true(rawequal(v, same))
+    assert.are.equal(2, resp.attempts)
+    assert.are.equal(2, #H.matching(E, "GET", "/videos/" .. v.id .. "$"))
+    -- deadline: a stalled answer ends as a timeout of this call
+    E:fault{ method = "GET", action = "stall", times = 1 }
+    local none, err = v:refresh{ deadline = 0.3 }
+    assert.is_nil(none)
+    assert.are.equal("timeout", err.kind)
+    E:clear_faults()
+    assert.are.equal(v, (v:refresh{ deadline = 5 }))
+  end)
+
+  it("refresh refuses a bad per-call option naming refresh", function()
+    local v = assert(c:create{ prompt = "refresh refusals" })
+    local cases = {
+      { { deadline = 0 }, "option 'deadline' must be a positive number, got 0" },
+      { { timeout = -1 }, "option 'timeout' must be a positive number, got -1" },
+      { { max_retries = 1.5 }, "option 'max_retries' must be a non-negative integer, got 1.5" },
+      { { max_retries = "2" }, "option 'max_retries' must be a number, got string" },
+      { { dedline = 5 }, "unknown option 'dedline'" },
+    }
+    for _, case in ipairs(cases) do
+      local ok, err = pcall(v.refresh, v, case[1])
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'refresh' (" .. case[2], err, 1, true)
+    end
+  end)
+
   it("keeps the poll hint of the response that last updated it: nil without one, 0 kept", function()
     local video = H.completed_video(c, E, { prompt = "poll" })
     local function answer(headers)

@@ -27,8 +27,10 @@ ff -f lavfi -i "color=c=teal:size=720x1280" -frames:v 1 "$fixtures/ref-720x1280.
 ff -f lavfi -i "color=c=maroon:size=1280x720" -frames:v 1 -q:v 20 "$fixtures/ref-1280x720.jpg"
 ff -f lavfi -i "color=c=olive:size=1280x720" -frames:v 1 -c:v libwebp -lossless 1 \
    "$fixtures/ref-1280x720.webp"
+# The README's tour sends this one as create's input_reference (size 1280x720).
+cp "$fixtures/ref-1280x720.png" "$root/examples/boat.png"
 # A source clip for edits, extensions and characters.
 ff -f lavfi -i "testsrc2=size=64x36:rate=5:duration=1" \
    -c:v libx264 -crf 40 -pix_fmt yuv420p "$fixtures/clip.mp4"
 printf 'This is plain text, not an image.\n' > "$fixtures/not-an-image.txt"
-ls -l "$media" "$fixtures"
+ls -l "$media" "$fixtures" "$root/examples/boat.png"

@@ -67,6 +67,10 @@ local KINDS = {
                check = function(v) return v >= 0 end }, -- false for NaN
   count = { type = "number", says = "a positive integer",
             check = function(v) return v >= 1 and floor(v) == v end },
+  positive = { type = "number", says = "a positive number",
+               check = function(v) return v > 0 end }, -- false for NaN
+  retries = { type = "number", says = "a non-negative integer",
+              check = function(v) return v >= 0 and floor(v) == v end },
 }
 
 -- What is wrong with a value of `kind`: what it must be and what it is, or nil.

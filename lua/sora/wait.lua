@@ -38,12 +38,19 @@ local function refresh(video, deadline)
   return video:_update(fresh)
 end
 
---- video:refresh([{ with_response = true }]): the handle, updated in place (and the response
--- of the retrieve that updated it), or nil, err.
+-- The per-call options of the retrieve a refresh makes, checked here so that a mistake names
+-- 'refresh'.
+local REFRESH_OPTIONS = { with_response = "boolean", max_retries = "retries", timeout = "positive",
+                          deadline = "positive" }
+
+--- video:refresh([{ with_response, max_retries, timeout, deadline }]): the handle, updated in
+-- place (and the response of the retrieve that updated it), or nil, err.
 function wait.refresh(video, opts)
   if opts == nil then return refresh(video) end
-  opts = args.options("refresh", 1, args.table("refresh", 1, opts), { with_response = "boolean" })
-  local fresh, response = video:_client():retrieve(video.id, { with_response = opts.with_response })
+  opts = args.options("refresh", 1, args.table("refresh", 1, opts), REFRESH_OPTIONS)
+  local fresh, response = video:_client():retrieve(video.id, {
+    with_response = opts.with_response, max_retries = opts.max_retries, timeout = opts.timeout,
+    deadline = opts.deadline })
   if not fresh then return nil, response end
   return video:_update(fresh), response
 end
