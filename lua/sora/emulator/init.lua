@@ -368,9 +368,12 @@ end
 -- A connection's coroutine: requests in turn while the client keeps it open.
 function Server:serve(conn)
   while not conn.closed do
-    local req, err, status = http.read_request(conn, self.body_sink)
+    local req, err, refusal = http.read_request(conn, self.body_sink)
     if not req then
-      if status and not conn.closed then refuse(conn, status, err) end
+      if refusal and not conn.closed then
+        self:note(string.format("refused %d: %s", refusal, tostring(err)))
+        refuse(conn, refusal, err)
+      end
       return
     end
     local started = socket.gettime()
