@@ -183,7 +183,7 @@ describe("emulator limits", function()
         "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")))
       local chunk = string.format("%x\r\n%s\r\n", 1048576, ("a"):rep(1048576))
       local status
-      for _ = 1, 40 do                     -- 40 MiB offered; the limit for JSON is 32 MiB
+      for _ = 1, 34 do                     -- 34 MiB offered; the limit for JSON is 32 MiB
         local ok = c:send(chunk)
         if not ok then break end
       end
@@ -225,6 +225,26 @@ describe("emulator limits", function()
       assert.is_true(vm_rss_kb(E.pid) - before_rss < 16384,
         string.format("RSS grew %d kB", vm_rss_kb(E.pid) - before_rss))
       assert.is_true(E:stats().lua_memory_kb - before_kb < 4096)
+    end)
+
+    it("takes a 40 MB character clip from the client through libcurl", function()
+      local sora = require "sora"
+      local path = os.tmpname()
+      local f = assert(io.open(path, "wb"))
+      f:write(assert(io.open("spec/fixtures/clip.mp4", "rb")):read("*a"))
+      local filler = ("\0"):rep(1048576)
+      for _ = 1, 40 do f:write(filler) end
+      f:close()
+      local before_rss = vm_rss_kb(E.pid)
+      local client = sora.new{ api_key = KEY, base_url = E.url, max_retries = 0 }
+      local character, err = client:create_character{ video = path, name = "Big" }
+      os.remove(path)
+      assert(character, tostring(err))
+      assert.are.equal("Big", character.name)
+      local sizes = {}
+      for _, part in ipairs(E:last_request().parts) do sizes[part.name] = part.size end
+      assert.is_true(sizes.video > 40 * 1048576)
+      assert.is_true(vm_rss_kb(E.pid) - before_rss < 16384)
     end)
 
     it("caps a part's headers", function()
