@@ -290,6 +290,31 @@ describe("emulator limits", function()
     end)
   end)
 
+  describe("the multipart reader", function()
+    it("parses a body fed in pieces of any size as it parses the whole", function()
+      local multipart = require "sora.emulator.multipart"
+      -- data full of near-delimiters, a preamble and an epilogue
+      local body = "preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n"
+        .. "hello\r\n--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x.bin\"\r\n"
+        .. "Content-Type: video/mp4\r\n\r\n" .. ("\r\n--Xy"):rep(50) .. "data\r\n--XyZ--\r\nend"
+      local whole = assert(multipart.parse(body, "XyZ"))
+      assert.are.equal("hello", whole[1].data)
+      assert.are.equal(("\r\n--Xy"):rep(50) .. "data", whole[2].data)
+      for step = 1, 40 do
+        local reader = multipart.reader("XyZ", 1e9, 1e9)
+        for i = 1, #body, step do assert(reader:write(body:sub(i, i + step - 1))) end
+        local _, parts = reader:finish()
+        assert.are.equal(2, #parts)
+        for k = 1, 2 do
+          assert.are.equal(whole[k].name, parts[k].name)
+          assert.are.equal(whole[k].data, parts[k].data)
+          assert.are.equal(#whole[k].data, parts[k].size)
+        end
+        assert.are.equal("x.bin", parts[2].filename)
+      end
+    end)
+  end)
+
   describe("control values", function()
     local CONFIG_CASES = {
       { "job_seconds", "NaN" }, { "job_seconds", "Infinity" }, { "job_seconds", "-1" },

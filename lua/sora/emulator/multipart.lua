@@ -65,17 +65,18 @@ function Reader:hold(n)
   return true
 end
 
--- Adds bytes to the current part: all of a field's, the first FILE_HEAD of a file's.
-function Reader:emit(bytes)
-  local part = self.part
-  part.size = part.size + #bytes
-  local keep = #bytes
-  if part.filename then keep = math.max(0, math.min(keep, FILE_HEAD - part.kept, self.room)) end
+-- Adds bytes first..last of buf to the current part: all of a field's, the first FILE_HEAD
+-- of a file's (the rest is only counted, never copied).
+function Reader:emit(buf, first, last)
+  local part, n = self.part, last - first + 1
+  part.size = part.size + n
+  local keep = n
+  if part.filename then keep = math.max(0, math.min(n, FILE_HEAD - part.kept, self.room)) end
   if keep == 0 then return true end
   if not self:hold(keep) then
     return nil, string.format("the form's fields exceed %d bytes", self.held), 413
   end
-  part.pieces[#part.pieces + 1] = keep == #bytes and bytes or bytes:sub(1, keep)
+  part.pieces[#part.pieces + 1] = buf:sub(first, first + keep - 1)
   part.kept = part.kept + keep
   return true
 end
@@ -138,7 +139,7 @@ function Reader:step()
     -- without a delimiter, all but what could be the start of one is data
     local stop = at and at - 1 or #buf - #self.needle + 1
     if stop >= pos then
-      local ok, err, status = self:emit(buf:sub(pos, stop))
+      local ok, err, status = self:emit(buf, pos, stop)
       if not ok then return nil, err, status end
       self.pos = stop + 1
     end
