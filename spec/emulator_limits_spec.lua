@@ -318,7 +318,7 @@ describe("emulator limits", function()
   describe("control values", function()
     local CONFIG_CASES = {
       { "job_seconds", "NaN" }, { "job_seconds", "Infinity" }, { "job_seconds", "-1" },
-      { "job_seconds", "0" }, { "job_seconds", "1e300" }, { "job_seconds", '"5"' },
+      { "job_seconds", "-0.001" }, { "job_seconds", "1e300" }, { "job_seconds", '"5"' },
       { "poll_after_ms", "1e300" }, { "poll_after_ms", "-1" }, { "poll_after_ms", "1.5" },
       { "poll_after_ms", "NaN" },
       { "video_bytes", "-1" }, { "video_bytes", "1.5" }, { "video_bytes", "1e300" },

@@ -9,8 +9,9 @@ local options = {}
 local DAY = 86400
 
 -- Numeric options: { name, integer?, least, most, what the message says of the range }.
+-- job_seconds 0 settles videos at once (the launcher makes it 1 ms).
 local NUMBERS = {
-  { "job_seconds", false, 0, DAY, "a number of seconds above 0, at most 86400", exclusive = true },
+  { "job_seconds", false, 0, DAY, "a number of seconds from 0 to 86400" },
   { "asset_ttl", false, 0, 10 * 365 * DAY, "a number of seconds from 0 to 315360000" },
   { "poll_after_ms", true, 0, DAY * 1000, "an integer from 0 to 86400000" },
   { "video_bytes", true, 0, 2 ^ 40, "an integer from 0 to 1099511627776 (1 TiB)" },
@@ -22,12 +23,10 @@ local NUMBERS = {
   { "max_held_bytes", true, 1, 2 ^ 40, "an integer from 1 to 1099511627776" },
 }
 
--- Whether v is a number, finite, within least..most (above least when exclusive), and an
--- integer when asked.
-local function in_range(v, integer, least, most, exclusive)
+-- Whether v is a number, finite, within least..most, and an integer when asked.
+local function in_range(v, integer, least, most)
   if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then return false end
   if integer and v ~= math.floor(v) then return false end
-  if exclusive then return v > least and v <= most end
   return v >= least and v <= most
 end
 
@@ -58,7 +57,7 @@ end
 function options.check(o)
   for _, spec in ipairs(NUMBERS) do
     local name = spec[1]
-    if o[name] ~= nil and not in_range(o[name], spec[2], spec[3], spec[4], spec.exclusive) then
+    if o[name] ~= nil and not in_range(o[name], spec[2], spec[3], spec[4]) then
       return nil, string.format("%s must be %s", name, spec[5]), name
     end
   end
