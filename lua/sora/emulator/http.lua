@@ -280,8 +280,9 @@ local function read_chunked(conn, sink)
   local total = 0
   while true do
     local line = conn:read_line(http.limits.chunk_line)
-    -- at most 13 hex digits (4 TiB), so that no Lua reads the size wrapped or rounded
-    local digits = line and line:match("^%s*(%x+)")
+    -- at most 13 significant hex digits (4 TiB), so that no Lua reads the size wrapped or
+    -- rounded
+    local digits = line and line:match("^%s*0*(%x+)")
     if not digits or #digits > 13 then return nil, "bad chunk", 400 end
     local size = tonumber(digits, 16)
     if size == 0 then break end
