@@ -137,7 +137,8 @@ local function check_enum(params, name, values, listed)
 end
 
 local function mime(ct)
-  return ct and ct:match("^%s*([^;%s]+)"):lower()
+  local m = ct and ct:match("^%s*([^;%s]+)")
+  return m and m:lower()
 end
 
 -- A file part of one of `types`, whose bytes are of that type too.
@@ -483,8 +484,12 @@ end
 local function apply_range(src, header)
   local total = src.length
   if not header or header:find(",", 1, true) then return src, 200, {} end
-  local first, last = header:match("^%s*bytes%s*=%s*(%d*)%s*%-%s*(%d*)%s*$")
-  if not first or (first == "" and last == "") then return src, 200, {} end
+  -- split, then trimmed: "%s*(%d*)%s*%-" would try every split of a run of spaces
+  local first, last = (header:match("^%s*bytes%s*=(.*)$") or ""):match("^([^-]*)%-(.*)$")
+  if first then first, last = http.trim(first), http.trim(last) end
+  if not first or not (first .. last):find("^%d*$") or (first == "" and last == "") then
+    return src, 200, {}
+  end
   if first == "" then                       -- suffix: the last N bytes
     first, last = math.max(0, total - tonumber(last)), total - 1
     if tonumber(header:match("%-(%d+)")) == 0 then first = total end

@@ -16,6 +16,9 @@ usage: sora-emulator [options]
   --fault-kinds LIST  comma-separated kinds the schedule may draw (default: all)
   --record-limit N    recorded requests kept for the control API (default 1000; 0 = none)
   --max-connections N connections served at once; more wait to be accepted (default 1008)
+  --max-body-bytes N  largest request body; larger ones get 413 (default 536870912)
+  --max-held-bytes N  most of a request held in memory, so the largest JSON body
+                      (default 33554432; uploads beyond it are streamed)
   --webhook-url URL   POST a signed video.completed / video.failed event here (http://)
   --webhook-secret S  the whsec_... secret that signs them (needed with --webhook-url)
   --quiet             do not log requests to stderr
@@ -36,6 +39,8 @@ local OPTIONS = {
   ["--fault-rate"] = { "fault_rate", "number" }, ["--fault-seed"] = { "fault_seed", "integer" },
   ["--fault-kinds"] = { "fault_kinds", "list" }, ["--record-limit"] = { "record_limit", "integer" },
   ["--max-connections"] = { "max_connections", "integer" },
+  ["--max-body-bytes"] = { "max_body_bytes", "integer" },
+  ["--max-held-bytes"] = { "max_held_bytes", "integer" },
   ["--webhook-url"] = { "webhook_url", "string" }, ["--webhook-secret"] = { "webhook_secret", "string" },
 }
 

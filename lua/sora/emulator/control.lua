@@ -29,8 +29,62 @@ local function ok(obj)
     body = json.encode(obj) }
 end
 
-local function bad(message)
-  return errors.response(400, message, nil, nil)
+-- A 400 naming the field at fault (param) as well as in the message.
+local function bad(message, field)
+  return errors.response(400, message, field, nil)
+end
+
+-- Fields that always have a value: null restores the one the server started with.
+local DEFAULTED_KEYS = { job_seconds = true, asset_ttl = true, record_limit = true,
+  fault_rate = true }
+
+-- The numeric fields of a scripted fault: { integer?, least, most, what the range is }.
+local FAULT_NUMBERS = {
+  times = { true, 1, 1000000, "an integer from 1 to 1000000" },
+  status = { true, 100, 599, "an integer from 100 to 599" },
+  delay_ms = { false, 0, 3600000, "a number of milliseconds from 0 to 3600000" },
+  stall_ms = { false, 0, 3600000, "a number of milliseconds from 0 to 3600000" },
+  after_bytes = { true, 0, 2 ^ 53 - 1, "a non-negative integer" },
+}
+
+-- Checks the fields of a scripted fault that the queue reads as numbers or strings; returns
+-- nil or a 400 naming the first bad one (faults.lua checks the action and the path).
+local function check_fault(spec)
+  local names = {}
+  for name in pairs(FAULT_NUMBERS) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local v, range = spec[name], FAULT_NUMBERS[name]
+    if v ~= nil and not options.in_range(v, range[1], range[2], range[3]) then
+      return bad(string.format("fault field %s must be %s", name, range[4]), name)
+    end
+  end
+  if spec.method ~= nil and (type(spec.method) ~= "string" or not spec.method:find("^%a+$")) then
+    return bad("fault field method must be an HTTP method name", "method")
+  end
+  if spec.headers ~= nil then
+    if type(spec.headers) ~= "table" then return bad("fault field headers must be an object", "headers") end
+    for k, v in pairs(spec.headers) do
+      if type(k) ~= "string" or not k:find("^[%w!#$%%&'*+.^_`|~-]+$")
+          or type(v) ~= "string" or v:find("[%c]") then
+        return bad("fault field headers must map header names to strings without control "
+          .. "characters", "headers")
+      end
+    end
+  end
+end
+
+-- The path of the first number in a decoded JSON value that JSON cannot carry (NaN,
+-- infinities), or nil.
+local function non_finite(value, path)
+  if type(value) == "number" then
+    if value ~= value or value == math.huge or value == -math.huge then return path end
+  elseif type(value) == "table" then
+    for k, v in pairs(value) do
+      local found = non_finite(v, path and (path .. "." .. tostring(k)) or tostring(k))
+      if found then return found end
+    end
+  end
 end
 
 local function body_object(req)
@@ -56,25 +110,26 @@ local function config_view(cfg)
   return view
 end
 
+-- Sets the config fields given, all or none: any bad value is a 400 naming its field.
 local function set_config(server, fields)
   local proposed, reschedule = {}, false
   for k, v in pairs(server.config) do proposed[k] = v end
   for k, v in pairs(fields) do
     local kind = CONFIG_KEYS[k]
-    if not kind then return bad("unknown config field: " .. tostring(k)) end
+    if not kind then return bad("unknown config field: " .. tostring(k), tostring(k)) end
     if v ~= json.null and type(v) ~= kind then
       local what = kind == "table" and "an array" or ("a " .. kind)
-      return bad(string.format("config field %s must be %s or null", k, what))
+      return bad(string.format("config field %s must be %s or null", k, what), k)
     end
     if v == json.null then
-      proposed[k] = nil
+      proposed[k] = DEFAULTED_KEYS[k] and server.initial[k] or nil
     else
       proposed[k] = v
     end
     reschedule = reschedule or SCHEDULE_KEYS[k]
   end
-  local valid, err = options.check(proposed)
-  if not valid then return bad(err) end
+  local valid, err, field = options.check(proposed)
+  if not valid then return bad("config field " .. err, field) end
   for k, v in pairs(proposed) do
     -- decoded JSON numbers are floats on Lua 5.3+
     if INTEGER_KEYS[k] and type(v) == "number" then proposed[k] = math.floor(v) end
@@ -136,6 +191,8 @@ function control.handle(server, req)
   elseif path == "/__emulator/faults" then
     if m == "GET" then return ok(json.array(server.faults.list)) end
     if m == "POST" then
+      local invalid = check_fault(fields)
+      if invalid then return invalid end
       local fault, err = server.faults:add(fields)
       if not fault then return bad(err) end
       return ok(fault)
@@ -143,6 +200,11 @@ function control.handle(server, req)
     if m == "DELETE" then server.faults:clear(); return ok({ cleared = true }) end
   elseif path:find("^/__emulator/videos/[^/]+$") and m == "POST" then
     local id = http.unescape(path:match("([^/]+)$"))
+    local field = non_finite(fields)
+    if field then
+      return bad(string.format("forced field %s must be finite: JSON has no NaN or infinity",
+        field), field)
+    end
     local v = server.store:force(id, fields)
     if not v then return errors.not_found_video(id) end
     return ok(server.store:render(v))

@@ -9,15 +9,29 @@ local socket = require "socket"
 
 local http = {}
 
-local MAX_HEADER_BYTES = 64 * 1024
-local MAX_BODY_BYTES = 2 * 1024 * 1024 * 1024
 local CHUNK = 64 * 1024
+
+-- What a request may be. The head's limits are fixed (as nginx's and Go's are); the body's
+-- come from the emulator's options (max_body_bytes, max_held_bytes).
+http.limits = {
+  request_line = 16 * 1024,     -- longer: 414
+  header_line = 32 * 1024,      -- longer: 431
+  header_count = 100,           -- more: 431
+  head_bytes = 64 * 1024,       -- request line and headers together; more: 431
+  chunk_line = 1024,            -- a chunk-size line with its extensions
+  -- The largest body: OpenAI's own per-file upload limit (the Files API), since the Videos
+  -- API states none for its video uploads.
+  body_bytes = 512 * 1024 * 1024,
+  -- The most of a request held in memory: a whole JSON body (the spec's largest, a 20 MiB
+  -- image_url data URL and a 32,000-character prompt, fits), multipart fields and part heads.
+  held_bytes = 32 * 1024 * 1024,
+}
 
 http.reasons = {
   [100] = "Continue", [200] = "OK", [206] = "Partial Content",
   [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
   [404] = "Not Found", [405] = "Method Not Allowed", [408] = "Request Timeout",
-  [409] = "Conflict", [410] = "Gone", [413] = "Payload Too Large",
+  [409] = "Conflict", [410] = "Gone", [413] = "Payload Too Large", [414] = "URI Too Long",
   [416] = "Range Not Satisfiable", [422] = "Unprocessable Entity",
   [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
   [500] = "Internal Server Error", [502] = "Bad Gateway",
@@ -34,16 +48,18 @@ local function new_conn(sock)
   sock:settimeout(0)
   -- Without nodelay, a head and body sent apart can wait out delayed ACKs.
   sock:setoption("tcp-nodelay", true)
-  return setmetatable({ sock = sock, buf = "", closed = false }, Conn)
+  return setmetatable({ sock = sock, buf = "", pos = 1, closed = false }, Conn)
 end
 
--- Reads whatever has arrived into the buffer; false once the peer has gone.
+-- Reads whatever has arrived into the buffer; false once the peer has gone. The readers
+-- below take everything buffered before they fill again, so nothing is copied twice.
 function Conn:fill()
   while not self.closed do
     local data, err, partial = self.sock:receive(CHUNK)
     local got = data or partial
     if got and #got > 0 then
-      self.buf = self.buf .. got
+      self.buf = self.buf:sub(self.pos) .. got
+      self.pos = 1
       return true
     end
     if err ~= "timeout" then self.closed = true; return false end
@@ -52,33 +68,47 @@ function Conn:fill()
   return false
 end
 
--- Returns the next line without its line ending, or nil when the peer closed.
-function Conn:read_line()
+-- Returns the next line without its line ending; nil, "closed" when the peer closed, nil,
+-- "too long" as soon as the line exceeds limit bytes. Each byte is looked at once.
+function Conn:read_line(limit)
+  limit = limit or http.limits.header_line
+  local pieces, size = {}, 0
   while true do
-    local nl = self.buf:find("\n", 1, true)
+    local nl = self.buf:find("\n", self.pos, true)
+    local stop = (nl or #self.buf + 1) - 1
+    size = size + stop - self.pos + 1
+    if size > limit + 1 then return nil, "too long" end    -- + 1: a CR before the LF
+    if stop >= self.pos then pieces[#pieces + 1] = self.buf:sub(self.pos, stop) end
+    self.pos = stop + 1
     if nl then
-      local line = self.buf:sub(1, nl - 1):gsub("\r$", "")
-      self.buf = self.buf:sub(nl + 1)
+      self.pos = nl + 1
+      local line = table.concat(pieces)
+      if line:byte(-1) == 13 then line = line:sub(1, -2) end
+      if #line > limit then return nil, "too long" end
       return line
     end
-    if #self.buf > MAX_HEADER_BYTES then return nil, "too long" end
     if not self:fill() then return nil, "closed" end
   end
+end
+
+-- Returns up to n (> 0) bytes, as many as have arrived; nil when the peer closed first.
+function Conn:read_some(n)
+  if self.pos > #self.buf and not self:fill() then return nil end
+  local piece = self.buf:sub(self.pos, self.pos + n - 1)
+  self.pos = self.pos + #piece
+  return piece
 end
 
 -- Returns exactly n bytes, or nil when the peer closed first.
 function Conn:read(n)
   local parts, have = {}, 0
-  while true do
-    local take = math.min(n - have, #self.buf)
-    if take > 0 then
-      parts[#parts + 1] = self.buf:sub(1, take)
-      self.buf = self.buf:sub(take + 1)
-      have = have + take
-    end
-    if have >= n then return table.concat(parts) end
-    if not self:fill() then return nil end
+  while have < n do
+    local piece = self:read_some(n - have)
+    if not piece then return nil end
+    parts[#parts + 1] = piece
+    have = have + #piece
   end
+  return table.concat(parts)
 end
 
 -- Sends all of data; false when the peer has gone.
@@ -106,7 +136,20 @@ end
 
 -- Reads and discards until the peer hangs up: how a stalled server looks.
 function Conn:drain()
-  while self:fill() do self.buf = "" end
+  while self:fill() do self.buf, self.pos = "", 1 end
+end
+
+-- Stops sending and discards what the peer still sends, up to max bytes or its close: a
+-- client still sending a refused body then reads the answer, which a close with unread
+-- bytes (a reset) could destroy in flight.
+function Conn:linger(max)
+  if self.closed then return end
+  self.sock:shutdown("send")
+  local left = max - (#self.buf - self.pos + 1)
+  while left > 0 and self:fill() do
+    left = left - #self.buf
+    self.buf, self.pos = "", 1
+  end
 end
 
 -- Closes the connection; with reset, abortively (TCP RST instead of FIN). `closed` also
@@ -146,25 +189,59 @@ function http.parse_query(qs)
   return query
 end
 
+-- Returns s without leading and trailing whitespace, in linear time (a pattern such as
+-- "^%s*(.-)%s*$" tries every split of a run of spaces: quadratic).
+function http.trim(s)
+  local first = s:find("%S")
+  if not first then return "" end
+  return s:match("^.*%S", first)
+end
+
+-- Splits a header line into its lower-case name and trimmed value; nil when it is none.
+function http.header_line(line)
+  local name, value = line:match("^([^:%s]+):(.*)$")
+  if not name then return nil end
+  return name:lower(), http.trim(value)
+end
+
+local HEAD_TOO_LARGE = 431
+
+-- Reads the request line and headers; nil, message, status when they are not acceptable.
 local function read_head(conn)
+  local limits = http.limits
   local line, err
   repeat                                   -- tolerate blank lines between requests
-    line, err = conn:read_line()
-    if not line then return nil, err end
+    line, err = conn:read_line(limits.request_line)
+    if not line then
+      if err == "too long" then
+        return nil, string.format("the request line exceeds %d bytes", limits.request_line), 414
+      end
+      return nil, err
+    end
   until line ~= ""
   local method, target, version = line:match("^(%u+) (%S+) HTTP/(%d%.%d)$")
-  if not method then return nil, "bad request line" end
+  if not method then return nil, "bad request line", 400 end
   local req = { method = method, target = target, version = version, headers = {} }
-  local size = #line
+  local size, count = #line, 0
   while true do
-    line, err = conn:read_line()
-    if not line then return nil, err end
+    local room = math.min(limits.header_line, limits.head_bytes - size)
+    line, err = conn:read_line(room)
+    if not line then
+      if err ~= "too long" then return nil, err end
+      if room < limits.header_line then
+        return nil, string.format("the request's headers exceed %d bytes", limits.head_bytes),
+          HEAD_TOO_LARGE
+      end
+      return nil, string.format("a header line exceeds %d bytes", limits.header_line),
+        HEAD_TOO_LARGE
+    end
     if line == "" then break end
-    size = size + #line
-    if size > MAX_HEADER_BYTES then return nil, "too long" end
-    local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
-    if not name then return nil, "bad header" end
-    name = name:lower()
+    size, count = size + #line, count + 1
+    if count > limits.header_count then
+      return nil, string.format("more than %d header lines", limits.header_count), HEAD_TOO_LARGE
+    end
+    local name, value = http.header_line(line)
+    if not name then return nil, "bad header", 400 end
     local old = req.headers[name]
     req.headers[name] = old and (old .. ", " .. value) or value
   end
@@ -173,50 +250,96 @@ local function read_head(conn)
   return req
 end
 
-local function read_chunked(conn)
-  local parts, total = {}, 0
-  while true do
-    local line = conn:read_line()
-    local size = line and tonumber(line:match("^%s*(%x+)"), 16)
-    if not size then return nil, "bad chunk" end
-    if size == 0 then break end
-    total = total + size
-    if total > MAX_BODY_BYTES then return nil, "too large" end
-    parts[#parts + 1] = conn:read(size)
-    if not parts[#parts] or conn:read_line() ~= "" then return nil, "bad chunk" end
-  end
-  repeat                                   -- trailers, up to the blank line
-    local line = conn:read_line()
-    if not line then return nil, "closed" end
-  until line == ""
-  return table.concat(parts)
+local function too_large(limit)
+  return nil, string.format("the request body exceeds %d bytes", limit), 413
 end
 
-local function read_body(conn, req)
+-- A body sink that holds the body in memory (up to limit bytes) and returns it whole.
+function http.held_sink(limit)
+  local parts = {}
+  return {
+    limit = limit,
+    write = function(_, bytes) parts[#parts + 1] = bytes; return true end,
+    finish = function() return table.concat(parts) end,
+  }
+end
+
+-- Passes n body bytes from conn to sink, a piece at a time.
+local function pass(conn, sink, n)
+  while n > 0 do
+    local piece = conn:read_some(math.min(n, CHUNK))
+    if not piece then return nil, "closed" end
+    local ok, err, status = sink:write(piece)
+    if not ok then return nil, err, status end
+    n = n - #piece
+  end
+  return true
+end
+
+local function read_chunked(conn, sink)
+  local total = 0
+  while true do
+    local line = conn:read_line(http.limits.chunk_line)
+    -- at most 13 significant hex digits (4 TiB), so that no Lua reads the size wrapped or
+    -- rounded
+    local digits = line and line:match("^%s*0*(%x+)")
+    if not digits or #digits > 13 then return nil, "bad chunk", 400 end
+    local size = tonumber(digits, 16)
+    if size == 0 then break end
+    total = total + size
+    if total > sink.limit then return too_large(sink.limit) end
+    local ok, err, status = pass(conn, sink, size)
+    if not ok then return nil, err, status end
+    if conn:read_line(http.limits.chunk_line) ~= "" then return nil, "bad chunk", 400 end
+  end
+  local size = 0
+  repeat                                   -- trailers, up to the blank line
+    local line = conn:read_line(http.limits.header_line)
+    if not line then return nil, "closed" end
+    size = size + #line
+    if size > http.limits.head_bytes then return nil, "trailers too large", HEAD_TOO_LARGE end
+  until line == ""
+  return true
+end
+
+-- Reads the body into the sink chosen for the request; nil, message, status when it is
+-- refused. A body over the sink's limit is refused before a byte of it is read.
+local function read_body(conn, req, sink)
   local te = (req.headers["transfer-encoding"] or ""):lower()
   local length = req.headers["content-length"]
   local chunked = te:find("chunked", 1, true) ~= nil
   if not chunked and not length then return "" end
-  if length and not length:match("^%d+$") then return nil, "bad length" end
+  if length and not length:match("^%d+$") then return nil, "bad length", 400 end
   length = tonumber(length)
-  if length and length > MAX_BODY_BYTES then return nil, "too large" end
+  if not chunked and length > sink.limit then return too_large(sink.limit) end
   if (req.headers["expect"] or ""):lower() == "100-continue"
       and (chunked or length > 0) then
     -- libcurl waits (1 s) for this before sending bodies over 1 MB.
     conn:send("HTTP/1.1 100 Continue\r\n\r\n")
   end
-  if chunked then return read_chunked(conn) end
-  local body = conn:read(length)
-  if not body then return nil, "closed" end
-  return body
+  local ok, err, status
+  if chunked then
+    ok, err, status = read_chunked(conn, sink)
+  else
+    ok, err, status = pass(conn, sink, length)
+  end
+  if not ok then return nil, err, status end
+  return sink:finish()
 end
 
--- Reads one request (head and body); nil, reason when there is none.
-function http.read_request(conn)
-  local req, err = read_head(conn)
-  if not req then return nil, err end
-  req.body, err = read_body(conn, req)
-  if not req.body then return nil, err end
+-- Reads one request (head and body); nil, reason, status when there is none: status is
+-- the answer due (400, 413, 414, 431), nil when the peer has gone. body_sink(req), when
+-- given, returns the sink for a request's body ({ limit, write(self, bytes) -> true | nil,
+-- message, status; finish(self) -> body[, parts] }), whose finish gives req.body and
+-- req.parts; by default the body is held whole, up to http.limits.held_bytes.
+function http.read_request(conn, body_sink)
+  local req, err, status = read_head(conn)
+  if not req then return nil, err, status end
+  local sink = body_sink and body_sink(req) or http.held_sink(http.limits.held_bytes)
+  local body, parts
+  body, parts, status = read_body(conn, req, sink)
+  if not body then return nil, parts, status end
+  req.body, req.parts = body, parts
   local connection = (req.headers["connection"] or ""):lower()
   if req.version == "1.0" then
     req.keep_alive = connection:find("keep%-alive") ~= nil

@@ -71,8 +71,15 @@ function emulator.new(opts)
     webhook_url = opts.webhook_url, webhook_secret = opts.webhook_secret,
   }
   local ok, err = options.check(self.initial)
-  if ok then ok, err = options.check{ max_connections = opts.max_connections } end
+  if ok then
+    ok, err = options.check{ max_connections = opts.max_connections,
+      max_body_bytes = opts.max_body_bytes, max_held_bytes = opts.max_held_bytes }
+  end
   if not ok then error("sora.emulator.new: " .. err, 2) end
+  local body_bytes = opts.max_body_bytes or http.limits.body_bytes
+  self.body_limits = { body = body_bytes,
+    held = math.min(body_bytes, opts.max_held_bytes or http.limits.held_bytes) }
+  self.body_sink = function(req) return self:sink_for(req) end
   -- a deep backlog: clients beyond max_connections wait in it to be accepted
   local listener = assert(socket.bind(opts.host or "127.0.0.1", opts.port or 0, 1024))
   self.host, self.port = listener:getsockname()
@@ -208,15 +215,13 @@ local function record(self, req)
   if (self.config.record_limit or RECORD_LIMIT) <= 0 then return end
   local rec = { method = req.method, path = req.path, query = req.query,
     headers = recorded_headers(req.headers) }
-  local boundary = multipart.boundary(req.headers["content-type"])
-  local parts = boundary and multipart.parse(req.body, boundary)
+  local parts = req.parts
   if parts then
-    req.parts = parts
     rec.parts = json.array()
     for i, p in ipairs(parts) do
       rec.parts[i] = { name = p.name, filename = p.filename or json.null,
-        content_type = p.content_type or json.null, size = #p.data,
-        data = #p.data <= MAX_RECORDED_PART and p.data or nil }
+        content_type = p.content_type or json.null, size = p.size,
+        data = p.size <= MAX_RECORDED_PART and p.data or nil }
     end
   elseif #req.body <= MAX_RECORDED_BODY then
     rec.body = req.body
@@ -338,16 +343,36 @@ function Server:serve_request(conn, req)
   return http.write_response(conn, res, { head = head }), res.status
 end
 
+-- The sink of a request's body (see http.read_request): a multipart body is parsed as it
+-- arrives, up to the body limit, holding at most the held limit; any other is held whole,
+-- up to the held limit.
+function Server:sink_for(req)
+  local limits = self.body_limits
+  local boundary = multipart.boundary(req.headers["content-type"])
+  if boundary then return multipart.reader(boundary, limits.body, limits.held) end
+  return http.held_sink(limits.held)
+end
+
+-- What a client still sending a refused request may send before the close.
+local LINGER_BYTES = 4 * 1024 * 1024
+
+-- Answers a request that could not be read (status 400, 413, 414 or 431), then closes.
+local function refuse(conn, status, err)
+  local message = status == 400 and ("Malformed HTTP request: " .. tostring(err))
+    or (tostring(err):gsub("^%l", string.upper) .. ".")
+  local res = finish(errors.response(status, message), "req_" .. videos.hex(32))
+  res.headers["connection"] = "close"
+  if http.write_response(conn, res) then conn:linger(LINGER_BYTES) end
+end
+
 -- A connection's coroutine: requests in turn while the client keeps it open.
 function Server:serve(conn)
   while not conn.closed do
-    local req, err = http.read_request(conn)
+    local req, err, refusal = http.read_request(conn, self.body_sink)
     if not req then
-      if err ~= "closed" and not conn.closed then
-        local res = finish(errors.response(400, "Malformed HTTP request: " .. tostring(err)),
-          "req_" .. videos.hex(32))
-        res.headers["connection"] = "close"
-        http.write_response(conn, res)
+      if refusal and not conn.closed then
+        self:note(string.format("refused %d: %s", refusal, tostring(err)))
+        refuse(conn, refusal, err)
       end
       return
     end
