@@ -60,13 +60,13 @@ local function refused(check, fmt, ...)
 end
 
 -- The three webhook headers, found whatever the case of their names: { id =, timestamp =,
--- signature = }, or nil, err. A name given twice (in two cases) must carry one value.
+-- signature = }, or nil, err. A name given twice (in two cases) must carry one value. A value
+-- that is not a string (a number, a table, ...) is refused, as HTTP gives only text.
 local function webhook_headers(headers)
   local found = {}
   for name, value in pairs(headers) do
     local field = type(name) == "string" and NAMES[name:lower()]
     if field then
-      if type(value) == "number" then value = format("%d", value) end
       if type(value) ~= "string" then
         return refused("headers", "header '%s' must be a string, got %s", name:lower(), type(value))
       end
@@ -102,16 +102,18 @@ local function check_timestamp(text, tolerance)
   return true
 end
 
--- True when one of the v1 entries of the signature header is the expected MAC; entries of
--- other versions (v1a, ...) are not ours to check and are skipped.
+-- True when one of the v1 entries of the signature header is the expected MAC's base64 text;
+-- entries of other versions (v1a, ...) are not ours to check and are skipped. The text is
+-- compared, as the Standard Webhooks reference libraries do: base64 that decodes to the same
+-- bytes but differs in its unused trailing bits (or lacks its padding) is not the signature.
 local function check_signature(header, expected)
   local v1 = 0
+  expected = crypto.base64_encode(expected)
   for entry in header:gmatch("[^ ]+") do
     local version, value = entry:match("^([^,]*),(.*)$")
     if version == "v1" then
       v1 = v1 + 1
-      local given = crypto.base64_decode(value)
-      if given and crypto.equal(given, expected) then return true end
+      if crypto.equal(value, expected) then return true end
     end
   end
   if v1 == 0 then
