@@ -86,6 +86,10 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
   lua_setfield(L, -2, "_check_output");
   lua_pushcfunction(L, core_redact);
   lua_setfield(L, -2, "_redact");
+  lua_pushcfunction(L, sora_set_lua_dir);
+  lua_setfield(L, -2, "_lua_dir");
+  lua_pushcfunction(L, sora_raise_message);
+  lua_setfield(L, -2, "_raise");
   lua_pushcfunction(L, core_now);
   lua_setfield(L, -2, "now");
   lua_pushliteral(L, SORA_VERSION);

@@ -102,36 +102,12 @@ describe("secrets, everywhere a person looks", function()
   end)
 
   describe("in Neovim", function()
-    if select(2, H.sh("command -v nvim >/dev/null")) ~= 0 then
+    local nvim = require "support.nvim_checkout"
+    if not nvim.available() then
       it("needs nvim", function() pending("nvim is not installed (tools/deps.sh installs it)") end)
       return
     end
-    local cjson = require "cjson"
-    local root = (H.sh("pwd")):match("[^\n]+")
-
-    -- One headless session (spec/support/nvim_session.lua) with the checkout on the
-    -- runtimepath: its notifications and the buffer's lines, all as one text.
-    local function session(command, setup, stop_at)
-      local dir = H.tempdir()
-      local result = dir .. "/result.json"
-      local paths = "package.path = '" .. root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;"
-        .. "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;' .. package.path; "
-        .. "package.cpath = '" .. root .. "/build/5.1/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;' .. package.cpath"
-      local env = "env -u OPENAI_API_KEY -u OPENAI_BASE_URL XDG_CONFIG_HOME=" .. dir .. " XDG_DATA_HOME=" .. dir
-        .. " XDG_STATE_HOME=" .. dir .. " XDG_CACHE_HOME=" .. dir
-        .. " SORA_SESSION_RESULT=" .. H.shell_quote(result) .. " SORA_SESSION_COMMAND=" .. H.shell_quote(command)
-        .. " SORA_SESSION_SETUP=" .. H.shell_quote(setup)
-        .. (stop_at and " SORA_SESSION_UNTIL=" .. H.shell_quote(stop_at) or "")
-      local out = H.sh(env .. " timeout 60 nvim --headless -i NONE -n --cmd " .. H.shell_quote("set rtp^=" .. root)
-        .. " --cmd " .. H.shell_quote("lua " .. paths) .. " -u " .. H.shell_quote(root .. "/spec/support/nvim_session.lua")
-        .. " </dev/null")
-      assert.is_true(H.exists(result), "no result; nvim said: " .. out)
-      local r = cjson.decode(H.read(result))
-      H.rmdir(dir)
-      local texts = { out, r.command_error or "", r.session_error or "", table.concat(r.lines or {}, "\n") }
-      for _, n in ipairs(r.notifications) do texts[#texts + 1] = n.message end
-      return table.concat(texts, "\n")
-    end
+    local function session(...) return select(2, nvim.session(...)) end
 
     it("in :checkhealth sora and the commands' notifications", function()
       for _, server in ipairs(SERVERS) do

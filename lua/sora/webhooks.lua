@@ -82,11 +82,14 @@ local function webhook_headers(headers)
   return found
 end
 
+-- A timestamp has at most 15 digits: every such number is exact in a double.
+local MAX_DIGITS = 15
+local MAX_TIMESTAMP = 10 ^ MAX_DIGITS - 1
+
 -- Refuses a timestamp that is not Unix seconds, or lies more than `tolerance` seconds away
 -- from now, in the past (a replay) or in the future.
 local function check_timestamp(text, tolerance)
-  -- at most 15 digits: every such number is exact in a double
-  if not text:match("^%d+$") or #text > 15 then
+  if not text:match("^%d+$") or #text > MAX_DIGITS then
     return refused("timestamp", "header 'webhook-timestamp' is not a Unix time in seconds: '%s'",
                    text:sub(1, 40))
   end
@@ -190,6 +193,10 @@ function webhooks.sign(body, secret, opts)
                       { id = "string", timestamp = "integer" })
   local id = check_header_text("sign", 3, "id", opts.id or "msg_" .. hex(crypto.random(16)))
   if id == "" then args.fail("sign", 3, "option 'id' must not be empty") end
+  if opts.timestamp and not (opts.timestamp >= 0 and opts.timestamp <= MAX_TIMESTAMP) then
+    args.fail("sign", 3, "option 'timestamp' must be Unix seconds, 0 to %.15g, got %.15g", MAX_TIMESTAMP,
+              opts.timestamp)
+  end
   local timestamp = format("%d", opts.timestamp or time())
   return {
     ["webhook-id"] = id,
