@@ -8,10 +8,10 @@
 
 #include "sora.h"
 
-/* sora's own Lua modules pass arguments on, so an error is never blamed on them. The registry
- * field holding the source prefix of sora's Lua modules ("@lua/sora/"), set by
- * sora.args as it loads (core._lua_dir): every file under it is sora's own, the plugin's and
- * the command's included. One definition, used by the core's raises and args.lua's alike. */
+/* sora's own Lua modules pass arguments on, so an error is never blamed on them. They are the
+ * files under the source prefix this registry field holds ("@lua/sora/"), which sora.args
+ * sets as it loads (core._lua_dir): the plugin's and the command's included. One definition,
+ * for the core's raises and args.lua's alike (args.fail raises through core._raise). */
 #define LUA_DIR_FIELD "sora.lua_dir"
 
 static int is_sora_lua(lua_State *L, const char *source) {

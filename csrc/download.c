@@ -230,8 +230,8 @@ static void release_later(sora_transfer *t, const char *path) {
   int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   unlink(path);
   if (fd < 0) return; /* unlink freed it already */
-  r = t->client && fstat(fd, &st) == 0 && st.st_size > 0 && seen_only_here(fd, &st) ? malloc(sizeof *r)
-                                                                                     : NULL;
+  r = NULL;
+  if (t->client && fstat(fd, &st) == 0 && st.st_size > 0 && seen_only_here(fd, &st)) r = malloc(sizeof *r);
   if (r == NULL) {
     close(fd);
     return;
@@ -298,8 +298,9 @@ static mode_t current_umask(void) {
 }
 
 /* The mode the file gets: a replaced file keeps its permissions (0600 stays 0600) but not its
- * setuid, setgid or sticky bit (4755 becomes 0755), a new one a file's usual mode. Returns 0 for a target that is not a regular file (a device, a FIFO, a socket:
- * renaming over it would replace /dev/null itself when run as root). */
+ * setuid, setgid or sticky bit (4755 becomes 0755), a new one a file's usual mode. Returns 0
+ * for a target that is not a regular file (a device, a FIFO, a socket: renaming over it would
+ * replace /dev/null itself when run as root). */
 static int target_mode(sora_transfer *t, const char *path, mode_t *mode) {
   struct stat st;
   if (stat(path, &st) != 0) {
