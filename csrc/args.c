@@ -8,18 +8,34 @@
 
 #include "sora.h"
 
-/* True for sora's own Lua modules (lua/sora/NAME.lua): they pass arguments on, so an error is
- * never blamed on them. */
-static int is_sora_lua(const char *src) {
-  static const char *const modules[] = {"sora/init.lua", "sora/tasks.lua", "sora/args.lua",
-                                        "sora/wait.lua", "sora/lists.lua", "sora/batch.lua", NULL};
-  size_t len = strlen(src);
-  int i;
-  for (i = 0; modules[i]; i++) {
-    size_t n = strlen(modules[i]);
-    if (len >= n && strcmp(src + len - n, modules[i]) == 0) return 1;
-  }
+/* sora's own Lua modules pass arguments on, so an error is never blamed on them. They are the
+ * files under the source prefix this registry field holds ("@lua/sora/"), which sora.args
+ * sets as it loads (core._lua_dir): the plugin's and the command's included. One definition,
+ * for the core's raises and args.lua's alike (args.fail raises through core._raise). */
+#define LUA_DIR_FIELD "sora.lua_dir"
+
+static int is_sora_lua(lua_State *L, const char *source) {
+  size_t len;
+  const char *dir;
+  int own;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_DIR_FIELD);
+  dir = lua_tolstring(L, -1, &len);
+  own = dir != NULL && len > 0 && strncmp(source, dir, len) == 0;
+  lua_pop(L, 1);
+  return own;
+}
+
+/* core._lua_dir(prefix): where sora's Lua modules live (see LUA_DIR_FIELD). */
+int sora_set_lua_dir(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, LUA_DIR_FIELD);
   return 0;
+}
+
+/* core._raise(message): raises message at the program's line, as the core's own errors. */
+int sora_raise_message(lua_State *L) {
+  return sora_raise(L, "%s", luaL_checkstring(L, 1));
 }
 
 /* Pushes "file:line:" of the first caller outside sora's own Lua files, so that an argument
@@ -29,7 +45,7 @@ static void push_caller_position(lua_State *L) {
   int level;
   for (level = 1; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "Sl", &ar);
-    if (ar.currentline <= 0 || is_sora_lua(ar.short_src)) continue;
+    if (ar.currentline <= 0 || is_sora_lua(L, ar.source)) continue;
     lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
     return;
   }

@@ -111,15 +111,19 @@ static void check_header_text(lua_State *L, const char *what, const char *s, siz
   }
 }
 
-/* Appends to a list the client already owns, so a raise never leaks it. */
-static void append_header(lua_State *L, struct curl_slist **list, const char *name,
-                          const char *value) {
-  struct curl_slist *grown;
-  lua_pushfstring(L, "%s: %s", name, value);
-  grown = curl_slist_append(*list, lua_tostring(L, -1));
+/* Appends the line on top of the stack (popped) to a list the client already owns, so a raise
+ * never leaks it. */
+static void append_line(lua_State *L, struct curl_slist **list) {
+  struct curl_slist *grown = curl_slist_append(*list, lua_tostring(L, -1));
   lua_pop(L, 1);
   if (grown == NULL) sora_raise(L, "sora: out of memory");
   *list = grown;
+}
+
+static void append_header(lua_State *L, struct curl_slist **list, const char *name,
+                          const char *value) {
+  lua_pushfstring(L, "%s: %s", name, value);
+  append_line(L, list);
 }
 
 /* Header names must be HTTP tokens: no separators, no spaces. */
@@ -133,11 +137,23 @@ static int is_token(const char *s, size_t len) {
   return 1;
 }
 
+/* Whether a header value is empty once HTTP trims it: libcurl drops "Name: " (its way to
+ * remove a header) and sends an empty one only as "Name;". */
+static int is_blank(const char *value, size_t len) {
+  while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t')) len--;
+  return len == 0;
+}
+
 static void add_user_header(lua_State *L, struct curl_slist **list, const char *name,
                             size_t name_len, const char *value, size_t value_len) {
   if (!is_token(name, name_len)) sora_bad_argument(L, "new", 1, "invalid header name '%s'", name);
   check_header_text(L, "a header value", value, value_len);
-  append_header(L, list, name, value);
+  if (is_blank(value, value_len)) {
+    lua_pushfstring(L, "%s;", name); /* sent as "Name:", empty, as the user asked */
+    append_line(L, list);
+  } else {
+    append_header(L, list, name, value);
+  }
 }
 
 /* OPENAI_CUSTOM_HEADERS: newline-separated "Name: value" lines. */
@@ -190,7 +206,8 @@ static void add_option_headers(lua_State *L, int opts, struct curl_slist **list)
 static int has_header(const struct curl_slist *list, const char *name) {
   size_t len = strlen(name);
   for (; list != NULL; list = list->next) {
-    if (strncasecmp(list->data, name, len) == 0 && list->data[len] == ':') return 1;
+    if (strncasecmp(list->data, name, len) == 0 && (list->data[len] == ':' || list->data[len] == ';'))
+      return 1;
   }
   return 0;
 }

@@ -32,6 +32,16 @@ static int core_check_output(lua_State *L) {
   return 2;
 }
 
+/* core._redact(text, secret): text with every occurrence of secret (8 bytes or more) replaced
+ * by "[redacted key]", the one redaction every output uses (the command's, for the key it was
+ * given before any client exists). */
+static int core_redact(lua_State *L) {
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  sora_push_redacted(L, text, len, luaL_optstring(L, 2, NULL));
+  return 1;
+}
+
 /* core._retry_delay(header, retries_taken [, jitter]): the delay before the next attempt for a
  * retry-after header value (nil when absent), or nil when the request must not be retried.
  * Exposed for the specs that check the official SDKs' test vectors. */
@@ -74,6 +84,12 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
   lua_setfield(L, -2, "_retry_delay");
   lua_pushcfunction(L, core_check_output);
   lua_setfield(L, -2, "_check_output");
+  lua_pushcfunction(L, core_redact);
+  lua_setfield(L, -2, "_redact");
+  lua_pushcfunction(L, sora_set_lua_dir);
+  lua_setfield(L, -2, "_lua_dir");
+  lua_pushcfunction(L, sora_raise_message);
+  lua_setfield(L, -2, "_raise");
   lua_pushcfunction(L, core_now);
   lua_setfield(L, -2, "now");
   lua_pushliteral(L, SORA_VERSION);

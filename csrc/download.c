@@ -192,20 +192,46 @@ static int close_file(sora_transfer *t, int keep) {
   return ok;
 }
 
-/* ---- the replaced file's space ------------------------------------------------------ */
-/* ext4 frees a file's blocks in the unlink (or the last close) that ends it: 25-35 ms for a
- * 300 MB video, a stalled step. So the replaced file is unlinked at once (its name is gone:
- * nothing is left behind if the process dies) but kept open, and the client's next drives
- * truncate it a slice at a time (RELEASE_SLICE in client.c), then close it. */
+/* ---- replacing a file: what this path assumes, each checked where it acts ---------------
+ * 1. Bytes go only to sora's own temporary file: made by mkostemp (O_EXCL, a random name beside
+ *    the target), the only file written, gathered into or truncated (restart) until the end.
+ * 2. The target is a regular file or absent (target_mode, at open). The exchange swaps the name
+ *    path alone: every other name of the old file (a hard link) and every descriptor open on it
+ *    keeps it as it was. Whatever the exchange took out of place is checked: a directory or a
+ *    device put there since the open is put back (move_into_place).
+ * 3. ext4 frees a file's blocks in the unlink (or the last close) that ends it: 25-35 ms for a
+ *    300 MB video, a stalled step. So the replaced file is unlinked at once (its name is gone:
+ *    nothing is left behind if the process dies) but kept open, and the client's next drives
+ *    truncate it a slice at a time (RELEASE_SLICE in client.c), then close it. Truncating
+ *    changes the file for whoever else reaches it, so it is done only when no one else can: no
+ *    name left after the unlink (st_nlink 0) and no other open descriptor, in this process or
+ *    any other (a write lease is granted only then; without leases, or when the lease is
+ *    refused, the file is closed at once and the kernel frees it when its last user lets go).
+ * 4. Downloaded bytes take the replaced file's permission bits, never its setuid, setgid or
+ *    sticky bit (target_mode): those belonged to the old program, not to a server's bytes. */
 
-/* Unlinks the file at path; its space is released later when it is large. */
+/* Whether the unlinked file open at fd is seen by no one else: no name, no other descriptor. */
+static int seen_only_here(int fd, const struct stat *st) {
+  if (st->st_nlink != 0 || !S_ISREG(st->st_mode)) return 0; /* a hard link still names it */
+#ifdef F_SETLEASE
+  if (fcntl(fd, F_SETLEASE, F_WRLCK) != 0) return 0; /* open elsewhere (EAGAIN), or no leases */
+  fcntl(fd, F_SETLEASE, F_UNLCK);
+  return 1;
+#else
+  (void)fd;
+  return 0; /* no way to know who else has it open */
+#endif
+}
+
+/* Unlinks the old file at path; its space is released later when it is large and only ours. */
 static void release_later(sora_transfer *t, const char *path) {
   struct stat st;
   sora_released *r;
   int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   unlink(path);
   if (fd < 0) return; /* unlink freed it already */
-  r = t->client && fstat(fd, &st) == 0 && st.st_size > 0 ? malloc(sizeof *r) : NULL;
+  r = NULL;
+  if (t->client && fstat(fd, &st) == 0 && st.st_size > 0 && seen_only_here(fd, &st)) r = malloc(sizeof *r);
   if (r == NULL) {
     close(fd);
     return;
@@ -238,7 +264,14 @@ void sora_download_release(sora_released **list, off_t slice) {
 static int move_into_place(sora_transfer *t) {
 #ifdef RENAME_EXCHANGE
   if (!t->durable && renameat2(AT_FDCWD, t->temp_path, AT_FDCWD, t->path, RENAME_EXCHANGE) == 0) {
-    release_later(t, t->temp_path); /* now the old file */
+    struct stat old; /* now at temp_path */
+    if (lstat(t->temp_path, &old) == 0 && !S_ISREG(old.st_mode) && !S_ISLNK(old.st_mode)) {
+      renameat2(AT_FDCWD, t->temp_path, AT_FDCWD, t->path, RENAME_EXCHANGE); /* put it back */
+      t->not_regular = 1;
+      errno = EINVAL;
+      return 0;
+    }
+    release_later(t, t->temp_path);
     return 1;
   }
   /* no target yet (ENOENT), or a system without the exchange: a plain rename */
@@ -264,9 +297,10 @@ static mode_t current_umask(void) {
   return mask;
 }
 
-/* The mode the file gets: a replaced file keeps its own (0600 stays 0600), a new one a file's
- * usual mode. Returns 0 for a target that is not a regular file (a device, a FIFO, a socket:
- * renaming over it would replace /dev/null itself when run as root). */
+/* The mode the file gets: a replaced file keeps its permissions (0600 stays 0600) but not its
+ * setuid, setgid or sticky bit (4755 becomes 0755), a new one a file's usual mode. Returns 0
+ * for a target that is not a regular file (a device, a FIFO, a socket: renaming over it would
+ * replace /dev/null itself when run as root). */
 static int target_mode(sora_transfer *t, const char *path, mode_t *mode) {
   struct stat st;
   if (stat(path, &st) != 0) {
@@ -279,7 +313,7 @@ static int target_mode(sora_transfer *t, const char *path, mode_t *mode) {
     t->not_regular = 1;
     return set_io_error(t, EINVAL);
   }
-  *mode = st.st_mode & 07777;
+  *mode = st.st_mode & 0777;
   return 1;
 }
 

@@ -294,6 +294,8 @@ SORA_HIDDEN void sora_download_release(sora_released **list, off_t slice);
 
 /* Every C argument check raises "bad argument #N to 'NAME' (...)" at the program's line. */
 SORA_HIDDEN SORA_NORETURN int sora_raise(lua_State *L, const char *fmt, ...);
+SORA_HIDDEN int sora_set_lua_dir(lua_State *L);    /* core._lua_dir */
+SORA_HIDDEN int sora_raise_message(lua_State *L);  /* core._raise */
 SORA_HIDDEN SORA_NORETURN int sora_bad_argument(lua_State *L, const char *fname, int arg,
                                                 const char *fmt, ...);
 /* The same for an endpoint, its arguments numbered as the public method counts them. */

@@ -62,6 +62,45 @@ describe("sora.new", function()
       c:close()
     end)
 
+    it("sends a header with an empty value, empty, as the server receives it", function()
+      local S = require("support.rawserver").start[[
+        return function()
+          local body = '{"error": {"message": "no such video", "type": "invalid_request_error"}}'
+          return head("404 Not Found", { "Content-Type: application/json",
+            "Content-Length: " .. #body, "Connection: close" }) .. body
+        end
+      ]]
+      local env = "X-Env-Empty:\nX-Env-Blank:   \nX-Env-Full: yes"
+      local c = sora.new{ api_key = H.KEY, base_url = S.url, max_retries = 0,
+                          headers = { ["X-Empty"] = "", ["X-Blank"] = " ", ["X-Full"] = "v",
+                                      ["User-Agent"] = "" } }
+      local ok, err = pcall(function()
+        c:retrieve("video_missing")
+        c:create{ prompt = "json" }
+        c:create{ prompt = "multipart", input_reference = H.FIXTURES .. "ref-720x1280.png" }
+        local out, exited = H.run_child([[require("sora").new{ max_retries = 0 }:retrieve("video_x")]],
+          { OPENAI_CUSTOM_HEADERS = env, OPENAI_API_KEY = H.KEY, OPENAI_BASE_URL = S.url })
+        assert.is_true(exited, out)
+        local requests = S:requests()
+        assert.are.equal(4, #requests)
+        for i = 1, 3 do
+          local h = requests[i].headers
+          assert.are.equal("", h["x-empty"])
+          assert.are.equal("", h["x-blank"])
+          assert.are.equal("v", h["x-full"])
+          assert.are.equal("", h["user-agent"]) -- the user's, empty, instead of sora's
+          assert.are.equal("Bearer " .. H.KEY, h.authorization)
+        end
+        local h = requests[4].headers
+        assert.are.equal("", h["x-env-empty"])
+        assert.are.equal("", h["x-env-blank"])
+        assert.are.equal("yes", h["x-env-full"])
+      end)
+      c:close()
+      S:stop()
+      assert(ok, err)
+    end)
+
     it("accepts a base_url with a trailing slash", function()
       local c = sora.new{ api_key = H.KEY, base_url = E.url .. "/" }
       assert.are.equal(E.url, c:base_url())

@@ -58,3 +58,76 @@ describe("a replaced download", function()
     assert.are.same({ "closed.mp4", "replaced.mp4" }, H.ls(dir))
   end)
 end)
+
+-- Never harm a file sora did not name: the replaced inode is given back slice by slice only
+-- when nothing else can reach it (no other name, no other open descriptor), and downloaded
+-- bytes never carry the setuid, setgid or sticky bits of the file they replace.
+describe("a replaced download never harms what sora did not name", function()
+  local E, c, video, dir
+
+  lazy_setup(function()
+    E, c = H.start()
+    E:config{ video_bytes = 20 * MB }
+    video = H.completed_video(c, E, { prompt = "a video over a shared file" })
+    dir = H.tempdir()
+  end)
+
+  lazy_teardown(function()
+    E:config{ video_bytes = require("cjson").null }
+    H.rmdir(dir)
+    H.stop(E, c)
+  end)
+
+  local function mode(path)
+    local out = H.sh("stat -c %a " .. H.shell_quote(path))
+    return (out:gsub("%s+$", ""))
+  end
+
+  -- Downloads to target in a task, stepping the client until it is done and then some more
+  -- (the steps that give a replaced file's space back).
+  local function download_in_steps(target)
+    local task = c:spawn(function() return c:download_content(video.id, { path = target }) end)
+    while not task:done() do c:step(0.05) end
+    assert(task:result())
+    for _ = 1, 8 do c:step(0) end
+  end
+
+  it("keeps the bytes and size of a hard link's other name", function()
+    local target, other = dir .. "/linked.mp4", dir .. "/other-name.mp4"
+    local old = ("h"):rep(20 * MB)
+    H.write(other, old)
+    assert(os.execute("ln " .. H.shell_quote(other) .. " " .. H.shell_quote(target)))
+    download_in_steps(target)
+    assert.are.equal(20 * MB, #H.read(target))
+    assert.is_true(old ~= H.read(target), "the target holds the download")
+    local kept = H.read(other)
+    assert.are.equal(#old, #kept) -- its size and bytes, untouched
+    assert.is_true(old == kept, "the other name's bytes changed")
+    assert.are.equal(0, held_in(dir))
+  end)
+
+  it("keeps the bytes of a replaced file another descriptor still reads", function()
+    local target = dir .. "/open.mp4"
+    local old = ("o"):rep(12 * MB)
+    H.write(target, old)
+    local reader = assert(io.open(target, "rb"))
+    download_in_steps(target)
+    local kept = reader:read("*a") -- the old file, whole, for whoever had it open
+    reader:close()
+    assert.are.equal(#old, #kept)
+    assert.is_true(old == kept, "the open file's bytes changed")
+    assert.are.equal(20 * MB, #H.read(target))
+  end)
+
+  it("gives downloaded bytes no setuid, setgid or sticky bit", function()
+    for _, bits in ipairs{ "4755", "2755", "6755", "1644" } do
+      local target = dir .. "/mode-" .. bits .. ".mp4"
+      H.write(target, "old bytes")
+      assert(os.execute("chmod " .. bits .. " " .. H.shell_quote(target)))
+      assert.are.equal(bits, mode(target)) -- the bits were set
+      assert(c:download_content(video.id, { path = target }))
+      assert.are.equal(20 * MB, #H.read(target))
+      assert.are.equal(bits:sub(2), mode(target)) -- the permissions kept, the special bits not
+    end
+  end)
+end)

@@ -124,6 +124,40 @@ describe("sora.webhooks.verify", function()
     refused("headers", "'webhook%-id' must be a string, got table", BODY, h, SECRET)
   end)
 
+  it("refuses, never raises, for any header value that is not a string", function()
+    local nan, inf = 0 / 0, math.huge
+    for _, value in ipairs{ 1.5, nan, inf, -inf, 1758941485, true, false, {}, print,
+                            coroutine.create(print), io.stdout } do
+      for _, name in ipairs{ "webhook-id", "Webhook-Timestamp", "webhook-signature" } do
+        local h = webhooks.sign(BODY, SECRET)
+        h[name:lower()] = nil
+        h[name] = value
+        local ok, event, err = pcall(webhooks.verify, BODY, h, SECRET)
+        assert.is_true(ok, tostring(event))
+        assert.is_nil(event)
+        assert.are.equal("headers", err.check)
+        assert.matches("header '" .. name:lower():gsub("%-", "%%-") .. "' must be a string, got "
+          .. type(value), err.message)
+      end
+    end
+  end)
+
+  it("compares signatures as canonical base64 text, as the reference libraries do", function()
+    local h = webhooks.sign(BODY, SECRET)
+    local good = h["webhook-signature"]:sub(4) -- 43 characters and '=': 2 unused trailing bits
+    local last = good:sub(-2, -2)
+    local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    local at = alphabet:find(last, 1, true)
+    local twin = good:sub(1, -3) .. alphabet:sub(at + 1, at + 1) .. "=" -- other unused bits
+    assert.are.equal(core.webhooks.base64_decode(good), core.webhooks.base64_decode(twin))
+    h["webhook-signature"] = "v1," .. twin
+    refused("signature", "matches", BODY, h, SECRET)
+    h["webhook-signature"] = "v1," .. good:gsub("=$", "") -- unpadded: not the canonical text
+    refused("signature", "matches", BODY, h, SECRET)
+    h["webhook-signature"] = "v1," .. good
+    assert.is_table(webhooks.verify(BODY, h, SECRET))
+  end)
+
   it("refuses a signed body that is not a JSON object", function()
     for _, body in ipairs{ "not json", "[1,2]", '"text"', "", '{"a":' } do
       refused("body", "not a JSON object", body, webhooks.sign(body, SECRET), SECRET)

@@ -8,34 +8,21 @@ local format, floor, huge = string.format, math.floor, math.huge
 
 local args = {}
 
--- "@lua/sora/args.lua" -> "@lua/sora/": the sources of sora's own modules start with it.
-local OWN_DIR = debug.getinfo(1, "S").source:match("^(.*[/\\])[^/\\]*$") or ""
+local core = require "sora.core"
 
-local function is_own(source)
-  return source:sub(1, #OWN_DIR) == OWN_DIR and not source:find("[/\\]", #OWN_DIR + 1)
-end
-
--- "file:line: " of the first Lua frame outside sora's modules, or "" (a C caller).
-local function caller_position()
-  for level = 3, 1000 do
-    local info = debug.getinfo(level, "Sl")
-    if not info then break end
-    if info.currentline > 0 and not is_own(info.source) then
-      return format("%s:%d: ", info.short_src, info.currentline)
-    end
-  end
-  return ""
-end
+-- "@lua/sora/args.lua" -> "@lua/sora/": every module under it is sora's own (the plugin's and
+-- the command's included). The core keeps it and is the one that finds the program's line.
+core._lua_dir(debug.getinfo(1, "S").source:match("^(.*[/\\])[^/\\]*$") or "")
+local raise = core._raise
 
 --- Raises a usage error (a message formatted as string.format does) at the program's line.
 function args.usage(fmt, ...)
-  error(caller_position() .. format(fmt, ...), 0)
+  raise(format(fmt, ...))
 end
 
 --- Raises "bad argument #n to 'fname' (message)" at the program's line.
 function args.fail(fname, n, fmt, ...)
-  local message = format("bad argument #%d to '%s' (%s)", n, fname, format(fmt, ...))
-  error(caller_position() .. message, 0)
+  raise(format("bad argument #%d to '%s' (%s)", n, fname, format(fmt, ...)))
 end
 
 --- true for a function, or a table or userdata whose metatable has __call (as luv accepts).
@@ -61,6 +48,7 @@ local KINDS = {
   boolean = { type = "boolean", says = "a boolean" },
   table = { type = "table", says = "a table" },
   callable = { says = "a function", check = args.is_callable },
+  any = { says = "anything" }, -- checked by its caller
   integer = { type = "number", says = "an integer",
               check = function(v) return floor(v) == v and v > -huge and v < huge end },
   duration = { type = "number", says = "a non-negative number",
@@ -129,7 +117,7 @@ end
 -- cannot write 'x/y.mp4': no such directory)"; returns path. nil passes (no file asked for).
 function args.output(fname, n, path, name, prefix)
   if path == nil then return nil end
-  local ok, why = require("sora.core")._check_output(path)
+  local ok, why = core._check_output(path)
   if not ok then
     args.fail(fname, n, "%soption '%s': cannot write '%s': %s", prefix or "", name, path, why)
   end
@@ -140,13 +128,16 @@ end
 -- calls) as an error of the public call `fname`: "bad argument #1 to 'create' (...)" from
 -- generate's create becomes "bad argument #1 to 'generate' (...)"; `prefix` says where in
 -- fname's arguments the value sits ("jobs[2]: "), `n` renumbers it. The position the C core
--- found (the program's line) is kept. Any other error is raised again as it is.
+-- found (the program's line) is kept. A refusal of the call itself ("calling 'watch' on a
+-- closed sora.Client") names fname too. Any other error is raised again as it is.
 function args.reraise(err, fname, inner, n, prefix)
   if type(err) == "string" then
     local position, number, rest = err:match("^(.-)bad argument #(%d+) to '" .. inner .. "' %((.*)%)$")
     if position then
       err = format("%sbad argument #%d to '%s' (%s%s)", position, n or tonumber(number), fname,
                    prefix or "", rest)
+    else -- "calling 'watch' on a closed sora.Client"
+      err = err:gsub("^(.-)calling '" .. inner .. "' on ", "%1calling '" .. fname .. "' on ", 1)
     end
   end
   error(err, 0)

@@ -62,8 +62,8 @@ local function check_reachable(sora, options, have_key)
     return
   end
   local page, err = client:list_page{ limit = 1 }
+  local url = client:base_url() -- as the client shows it: never its userinfo (a password)
   client:close()
-  local url = options.base_url or os.getenv("OPENAI_BASE_URL") or "https://api.openai.com/v1"
   if page then
     ok("base URL " .. url .. " is reachable and accepts the key")
   elseif err.kind == "authentication" or err.kind == "permission_denied" then

@@ -37,7 +37,24 @@ end
 -- later (Neovim: vim.schedule, the default there). opts.on_advance(running), when given, is
 -- called after each advance with the number of tasks still running. Returns detach(), which stops it: the
 -- client goes back to being stepped (docs/event-loop.md). Closing the client detaches too.
+-- Checks attach's arguments, as the rest of sora does: "bad argument #n to 'attach' (...)".
+local function check_arguments(client, uv, opts)
+  local args = require "sora.args" -- not at load: the Neovim plugin loads this file before sora
+  local meta = getmetatable(client)
+  if type(meta) ~= "table" or rawget(meta, "__name") ~= "sora.Client" then
+    args.fail("attach", 1, "sora.Client expected, got %s", type(client))
+  end
+  if uv ~= nil and not (type(uv) == "table" and type(uv.new_timer) == "function") then
+    args.fail("attach", 2, "a luv module expected, got %s", type(uv))
+  end
+  args.options("attach", 3, args.table("attach", 3, opts, true), { schedule = "any", on_advance = "callable" })
+  if opts and opts.schedule ~= nil and opts.schedule ~= false and not args.is_callable(opts.schedule) then
+    args.fail("attach", 3, "option 'schedule' must be a function or false, got %s", type(opts.schedule))
+  end
+end
+
 function M.attach(client, uv, opts)
+  check_arguments(client, uv, opts)
   uv = uv or default_uv()
   opts = opts or {}
   local schedule, on_advance = opts.schedule, opts.on_advance
@@ -117,7 +134,8 @@ function M.attach(client, uv, opts)
     on_timer(nil)
   end
 
-  client:watch(on_socket, on_timer, on_unwatch)
+  local watching, err = pcall(client.watch, client, on_socket, on_timer, on_unwatch)
+  if not watching then require("sora.args").reraise(err, "attach", "watch") end -- closed, or already watched
   return function()
     if attached then client:unwatch() end
   end

@@ -60,13 +60,13 @@ local function refused(check, fmt, ...)
 end
 
 -- The three webhook headers, found whatever the case of their names: { id =, timestamp =,
--- signature = }, or nil, err. A name given twice (in two cases) must carry one value.
+-- signature = }, or nil, err. A name given twice (in two cases) must carry one value. A value
+-- that is not a string (a number, a table, ...) is refused, as HTTP gives only text.
 local function webhook_headers(headers)
   local found = {}
   for name, value in pairs(headers) do
     local field = type(name) == "string" and NAMES[name:lower()]
     if field then
-      if type(value) == "number" then value = format("%d", value) end
       if type(value) ~= "string" then
         return refused("headers", "header '%s' must be a string, got %s", name:lower(), type(value))
       end
@@ -82,11 +82,14 @@ local function webhook_headers(headers)
   return found
 end
 
+-- A timestamp has at most 15 digits: every such number is exact in a double.
+local MAX_DIGITS = 15
+local MAX_TIMESTAMP = 10 ^ MAX_DIGITS - 1
+
 -- Refuses a timestamp that is not Unix seconds, or lies more than `tolerance` seconds away
 -- from now, in the past (a replay) or in the future.
 local function check_timestamp(text, tolerance)
-  -- at most 15 digits: every such number is exact in a double
-  if not text:match("^%d+$") or #text > 15 then
+  if not text:match("^%d+$") or #text > MAX_DIGITS then
     return refused("timestamp", "header 'webhook-timestamp' is not a Unix time in seconds: '%s'",
                    text:sub(1, 40))
   end
@@ -102,16 +105,18 @@ local function check_timestamp(text, tolerance)
   return true
 end
 
--- True when one of the v1 entries of the signature header is the expected MAC; entries of
--- other versions (v1a, ...) are not ours to check and are skipped.
+-- True when one of the v1 entries of the signature header is the expected MAC's base64 text;
+-- entries of other versions (v1a, ...) are not ours to check and are skipped. The text is
+-- compared, as the Standard Webhooks reference libraries do: base64 that decodes to the same
+-- bytes but differs in its unused trailing bits (or lacks its padding) is not the signature.
 local function check_signature(header, expected)
   local v1 = 0
+  expected = crypto.base64_encode(expected)
   for entry in header:gmatch("[^ ]+") do
     local version, value = entry:match("^([^,]*),(.*)$")
     if version == "v1" then
       v1 = v1 + 1
-      local given = crypto.base64_decode(value)
-      if given and crypto.equal(given, expected) then return true end
+      if crypto.equal(value, expected) then return true end
     end
   end
   if v1 == 0 then
@@ -188,6 +193,10 @@ function webhooks.sign(body, secret, opts)
                       { id = "string", timestamp = "integer" })
   local id = check_header_text("sign", 3, "id", opts.id or "msg_" .. hex(crypto.random(16)))
   if id == "" then args.fail("sign", 3, "option 'id' must not be empty") end
+  if opts.timestamp and not (opts.timestamp >= 0 and opts.timestamp <= MAX_TIMESTAMP) then
+    args.fail("sign", 3, "option 'timestamp' must be Unix seconds, 0 to %.15g, got %.15g", MAX_TIMESTAMP,
+              opts.timestamp)
+  end
   local timestamp = format("%d", opts.timestamp or time())
   return {
     ["webhook-id"] = id,

@@ -19,21 +19,11 @@ function output.new(json, secrets)
     Printer)
 end
 
--- Shorter secrets are left alone, as the module does: replacing every "abc" would garble
--- every text they appear in (and a key that short is refused by any real server).
-local MIN_SECRET = 8
+local redact = require("sora.core")._redact -- the module's own redaction (8 bytes or more)
 
--- Replaces every occurrence of each secret (a plain search, not a pattern).
+-- Replaces every occurrence of each secret.
 function Printer:redact(text)
-  for _, secret in pairs(self.secrets) do
-    if #secret >= MIN_SECRET then
-      local from = text:find(secret, 1, true)
-      while from do
-        text = text:sub(1, from - 1) .. "[redacted key]" .. text:sub(from + #secret)
-        from = text:find(secret, from + 14, true)
-      end
-    end
-  end
+  for _, secret in pairs(self.secrets) do text = redact(text, secret) end
   return text
 end
 

@@ -41,9 +41,11 @@ function commands.download(cmd)
 end
 
 function commands.list(cmd)
-  local limit = cmd.fargs[1] and tonumber(cmd.fargs[1])
-  if cmd.fargs[1] and not (limit and limit >= 1 and limit % 1 == 0) then
-    return usage("usage: :SoraList [limit], a whole number of videos")
+  local word = cmd.fargs[1] ~= "" and cmd.fargs[1] or nil -- Neovim 0.7: one empty word for none
+  local limit = word and tonumber(word)
+  if word and not (limit and limit >= 1 and limit <= nvim.LIST_LIMIT and limit % 1 == 0) then
+    return usage(string.format(":SoraList: the limit must be a whole number from 1 to %d, got '%s' "
+      .. "(usage: :SoraList [limit])", nvim.LIST_LIMIT, word))
   end
   nvim.list{ limit = limit }
 end

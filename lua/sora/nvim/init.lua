@@ -5,7 +5,8 @@
 -- advances from Neovim's event loop; when a task ends, its outcome becomes one vim.notify
 -- call. Every failure, whether the plugin's core is missing, the key is absent, the base URL
 -- is invalid, the API refuses, or the video fails, is a notification at ERROR level, never a
--- Lua error. The commands (plugin/sora.lua) and :help sora (doc/sora.txt) sit on top of this.
+-- Lua error; only a mistake in the arguments of a Lua call raises, naming the call at the
+-- caller's line, as sora's own functions do (bad argument #1 to 'list' (...)). The commands (plugin/sora.lua) and :help sora (doc/sora.txt) sit on top of this.
 local driver = require "sora.nvim.driver"
 
 local M = {}
@@ -206,13 +207,17 @@ end
 --- Downloads a video's content (variant: "video", "thumbnail" or "spritesheet") to `path`
 -- (default <output_dir>/<id>.mp4, .webp or .jpg) without blocking; returns the task.
 function M.download(id, path, opts)
-  opts = opts or {}
-  if type(id) ~= "string" or id == "" then
+  if id == nil or id == "" then
     notify("a video id is needed: :SoraDownload {id} [path]", levels.ERROR)
     return nil
   end
-  local c = client_for(opts.on_done)
+  local c = client_for(type(opts) == "table" and opts.on_done or nil)
   if not c then return nil end
+  local args = require "sora.args" -- loaded with sora: a mistake raises, as sora's calls do
+  args.check("download", 1, id, "string")
+  args.check("download", 2, path, "string", true)
+  opts = args.options("download", 3, args.table("download", 3, opts, true),
+                      { variant = "string", on_done = "callable" })
   local target = output_path({ output = path }, id, opts.variant)
   local job = { what = "download " .. id, on_done = opts.on_done,
     on_success = function() notify(string.format("%s saved to %s", id, target)) end }
@@ -241,11 +246,18 @@ local function show_videos(lines)
   vim.api.nvim_set_current_buf(buf)
 end
 
+--- The most videos a page lists (the API's limit).
+M.LIST_LIMIT = 100
+
 --- Lists the latest videos (default 20) in a scratch buffer, without blocking; returns the task.
 function M.list(opts)
-  opts = opts or {}
-  local c = client_for(opts.on_done)
+  local c = client_for(type(opts) == "table" and opts.on_done or nil)
   if not c then return nil end
+  local args = require "sora.args" -- loaded with sora: a mistake raises, as sora's calls do
+  opts = args.options("list", 1, args.table("list", 1, opts, true), { limit = "count", on_done = "callable" })
+  if opts.limit and opts.limit > M.LIST_LIMIT then
+    args.fail("list", 1, "option 'limit' must be at most %d, got %.14g", M.LIST_LIMIT, opts.limit)
+  end
   local job = { what = "list", on_done = opts.on_done, on_success = function(page)
     local lines = {}
     for _, v in ipairs(page.data) do lines[#lines + 1] = video_line(v) end
