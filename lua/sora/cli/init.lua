@@ -46,12 +46,21 @@ local function secrets_of(argv)
   return secrets
 end
 
+-- Whether --json is among the options (before a "--" that ends them).
+local function wants_json(argv)
+  for i = 1, #argv do
+    if argv[i] == "--" then return false end
+    if argv[i] == "--json" then return true end
+  end
+  return false
+end
+
 local function parse(argv, printer)
   local p = parser.new()
   local ok, args = pcall(p.parse, p, argv)
   if ok then return args, p end
   if type(args) ~= "table" or not args.usage then error(args, 0) end
-  printer.err:write(printer:redact(format("%s\n\nsora: %s (try --help)\n", args.usage, args.message)))
+  printer:usage_error(format("%s\n\nsora: %s (try --help)\n", args.usage, args.message), args.message)
   return nil
 end
 
@@ -129,7 +138,7 @@ local function run(args, printer)
     return exit.INTERRUPTED
   end
   local usage = argument_error(err)
-  printer:error(args.command, usage or err)
+  printer:error(args.command, usage or err, usage and "usage" or nil)
   return usage and exit.USAGE or exit.OTHER
 end
 
@@ -137,13 +146,15 @@ end
 function cli.main(argv)
   local args = {}
   for i = 1, #argv do args[i] = argv[i] end
-  local printer = output.new(false, secrets_of(args))
+  -- --json as written, before the parser has read it: a usage error is JSON too
+  local printer = output.new(wants_json(args), secrets_of(args))
   local parsed, p = parse(args, printer)
   if not parsed then return exit.USAGE end
   printer.json = parsed.json
   if parsed.version then return version() end
   if not parsed.command then
-    io.stderr:write(p:get_usage(), "\n\nsora: a command is required (try --help)\n")
+    printer:usage_error(p:get_usage() .. "\n\nsora: a command is required (try --help)\n",
+      "a command is required")
     return exit.USAGE
   end
   if parsed.command == "emulator" then return emulator(parsed, printer) end

@@ -6,6 +6,7 @@
 local cjson = require "cjson"
 
 local format, concat, floor = string.format, table.concat, math.floor
+local byte, sub = string.byte, string.sub
 local type, pairs, tostring = type, pairs, tostring
 
 local output = {}
@@ -43,12 +44,50 @@ end
 
 -- ---- values as plain tables ----------------------------------------------------------------
 
--- A copy of a value fit for cjson: Videos become their fields, nested tables are copied.
+-- The length of the UTF-8 sequence at byte i of s (RFC 3629: no overlong forms, no
+-- surrogates, nothing above U+10FFFF), or nil when the bytes there are not one.
+local function sequence_at(s, i)
+  local b1, b2, b3, b4 = byte(s, i, i + 3)
+  if b1 < 0x80 then return 1 end
+  local function cont(b) return b and b >= 0x80 and b <= 0xBF end
+  if b1 >= 0xC2 and b1 <= 0xDF then return cont(b2) and 2 or nil end
+  if b1 >= 0xE0 and b1 <= 0xEF then
+    local low = (b1 == 0xE0 and 0xA0) or 0x80
+    local high = (b1 == 0xED and 0x9F) or 0xBF
+    return b2 and b2 >= low and b2 <= high and cont(b3) and 3 or nil
+  end
+  if b1 >= 0xF0 and b1 <= 0xF4 then
+    local low = (b1 == 0xF0 and 0x90) or 0x80
+    local high = (b1 == 0xF4 and 0x8F) or 0xBF
+    return b2 and b2 >= low and b2 <= high and cont(b3) and cont(b4) and 4 or nil
+  end
+  return nil
+end
+
+local REPLACEMENT = "\239\191\189" -- U+FFFD
+
+-- Text that JSON can carry: cjson copies bytes as they are, and a server's text that is not
+-- UTF-8 would make stdout something no JSON parser accepts. Each byte that starts no valid
+-- sequence becomes U+FFFD, as a browser's decoder reads it; valid text is returned as is.
+local function valid_utf8(s)
+  if not s:find("[\128-\255]") then return s end
+  local parts, i, n = {}, 1, #s
+  while i <= n do
+    local len = sequence_at(s, i)
+    parts[#parts + 1] = len and sub(s, i, i + len - 1) or REPLACEMENT
+    i = i + (len or 1)
+  end
+  return concat(parts)
+end
+
+-- A copy of a value fit for cjson: Videos become their fields, nested tables are copied,
+-- text becomes valid UTF-8; cjson.null (a light userdata, inside a field) stays null.
 local function plain(value)
-  if type(value) == "userdata" and value.to_table then return plain(value:to_table()) end
+  if type(value) == "string" then return valid_utf8(value) end
+  if type(value) == "userdata" and value ~= cjson.null then return plain(value:to_table()) end
   if type(value) ~= "table" then return value end
   local copy = {}
-  for k, v in pairs(value) do copy[k] = plain(v) end
+  for k, v in pairs(value) do copy[plain(k)] = plain(v) end
   return copy
 end
 output.plain = plain
@@ -140,8 +179,9 @@ local ERROR_FIELDS = { "kind", "status", "code", "type", "param", "message", "re
                        "retry_after", "curl_code" }
 
 --- An error that ended the command: one line on stderr ("sora <command>: ..."), and with
--- --json an {"error": {...}} object on stdout (a failed or timed-out video included).
-function Printer:error(command, err)
+-- --json an {"error": {...}} object on stdout (a failed or timed-out video included); `kind`
+-- names what a message that is not a sora.Error is ("usage").
+function Printer:error(command, err, kind)
   -- an error prints as "sora: kind ...": the command's name takes the place of "sora:"
   local text = tostring(err):gsub("^sora: ", "")
   self.err:write(self:redact(format("sora%s: %s", command and " " .. command or "", text)), "\n")
@@ -151,9 +191,16 @@ function Printer:error(command, err)
     for _, name in ipairs(ERROR_FIELDS) do fields_out[name] = err[name] end
     if err.video then fields_out.video = plain(err.video) end
   else
-    fields_out.message = tostring(err)
+    fields_out.kind, fields_out.message = kind, self:redact(tostring(err))
   end
   self:json_line{ error = fields_out }
+end
+
+--- A usage error caught before any command ran: `text` (the usage and the message) on stderr,
+-- and with --json {"error": {"kind": "usage", "message": ...}} on stdout, as for any failure.
+function Printer:usage_error(text, message)
+  self.err:write(self:redact(text))
+  if self.json then self:json_line{ error = { kind = "usage", message = self:redact(message) } } end
 end
 
 return output
