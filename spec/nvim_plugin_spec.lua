@@ -243,6 +243,19 @@ describe("the Neovim plugin", function()
       assert.matches("^sora: failed: video video_%w+ failed: .*moderation_blocked", errors[1])
     end)
 
+    it("refuses an output or output_dir it cannot write, before anything is sent", function()
+      E:clear_requests()
+      local r = session{ command = "SoraGenerate output=" .. dir .. "/no/such/x.mp4 a boat",
+        ["until"] = "saved to", env = served() }
+      assert.are.same({ "sora: option 'output': cannot write '" .. dir .. "/no/such/x.mp4': no such directory" },
+        errors_of(r))
+      r = session{ command = "SoraGenerate a boat", ["until"] = "saved to",
+        setup = string.format("{ output_dir = %q }", dir .. "/missing"), env = served() }
+      assert.are.same({ "sora: option 'output_dir': cannot write '" .. dir .. "/missing/<id>.mp4': "
+        .. "no such directory" }, errors_of(r))
+      assert.are.same({}, E:requests())
+    end)
+
     it("reports a missing prompt as a notification", function()
       local r = session{ command = "SoraGenerate", ["until"] = "saved to", env = served() }
       assert.matches("a prompt is needed", errors_of(r)[1])

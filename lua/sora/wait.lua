@@ -213,6 +213,7 @@ end
 function wait.generate(client, params)
   params = args.table("generate", 1, params)
   local create, opts, output, variant = wait.split("generate", 1, params)
+  args.output("generate", 1, output, "output") -- before the create: no video paid for in vain
   local timeout = opts.timeout or wait.DEFAULT_TIMEOUT
   local deadline = now() + timeout
   local video, err = wait.create(client, "generate", create_params(create, deadline))

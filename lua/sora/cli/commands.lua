@@ -4,6 +4,7 @@
 -- are raised by sora and turned into exit code 2 by main.
 local sora = require "sora"
 local core = require "sora.core"
+local check = require "sora.args"
 
 local now, make_error = sora.now, core.error
 local format = string.format
@@ -117,8 +118,18 @@ local function finish(ctx, video, args, left, timeout, always)
   return nil
 end
 
+-- Raises the usage error "--output: cannot write 'x': why" when `output` could not be written,
+-- before anything is sent: a video made for a file that cannot be written is paid for in vain.
+-- A default name is checked as "<id>.mp4" (the id is not known yet), in the same directory.
+local function check_output(command, output)
+  check.output(command, 1, output, "output")
+end
+
 -- A request that makes a video (create, remix, edit, extend), then finish.
 local function making(ctx, args, always, request)
+  if always or args.output then
+    check_output(args.command, args.output or default_output("<id>", args.variant))
+  end
   local left, timeout = budget(args.timeout)
   local video, err = request(left())
   if not video then return err end
@@ -167,6 +178,7 @@ function commands.get(ctx, args)
 end
 
 function commands.wait(ctx, args)
+  check_output("wait", args.output)
   local left, timeout = budget(args.timeout)
   local video, err = ctx.client:retrieve(args.id, { deadline = left() })
   if not video then return err end

@@ -17,7 +17,7 @@ local cli = {}
 local FLAG_OF = {
   input_reference = "--image", prompt = "<prompt>", model = "--model", seconds = "--seconds",
   size = "--size", video = "<video>", name = "--name", limit = "--limit", order = "--order",
-  after = "--after", variant = "--variant", path = "--output", timeout = "--timeout",
+  after = "--after", variant = "--variant", path = "--output", output = "--output", timeout = "--timeout",
   interval = "--interval", max_retries = "--max-retries", base_url = "--base-url",
   organization = "--organization", project = "--project", api_key = "--api-key",
   api_key_cmd = "--api-key-cmd", proxy = "--proxy",

@@ -184,6 +184,18 @@ local function generation(c, opts, job)
   end
 end
 
+-- Whether the generation's file could be written, checked before the create (a video made
+-- for a file that cannot be written is paid for in vain); false after notifying. The default
+-- name is checked as "<id>.mp4" in output_dir, the id being unknown before the create.
+local function output_writable(opts)
+  local option = opts.output and opts.output ~= "" and "output" or "output_dir"
+  local ok, err = pcall(require("sora.args").output, "generate", 1, output_path(opts, "<id>"), option)
+  if ok then return true end
+  notify(configuration_message(err), levels.ERROR)
+  if opts.on_done then pcall(opts.on_done, nil, "sora: " .. configuration_message(err)) end
+  return false
+end
+
 --- Starts a generation and returns its sora task at once (nil after notifying, when it
 -- cannot start). opts: prompt (required), output (default <output_dir>/<video id>.mp4),
 -- model, seconds, size, image (an input reference), on_done(video, path) or on_done(nil, err).
@@ -195,7 +207,7 @@ function M.generate(opts)
     return nil
   end
   local c = client_for(opts.on_done)
-  if not c then return nil end
+  if not c or not output_writable(opts) then return nil end
   local job = { what = "generate", status = "creating", progress = 0, on_done = opts.on_done,
     on_success = function(video, path) notify(string.format("%s saved to %s", video.id, path)) end }
   return start(c, job, generation(c, opts, job))
