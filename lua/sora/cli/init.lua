@@ -91,7 +91,18 @@ local function emulator(args, printer)
   return exit.OK
 end
 
-local LOG_LEVELS = { "info", "debug" }
+-- The request log of -v: a line per request (method, URL, status, time, request id), through
+-- the printer, which ends a progress bar first. The client logs a retried attempt twice (its
+-- line, then the same with ", retrying in N ms"): -v shows it once, -vv both.
+local function request_log(args, printer)
+  local verbose, last = args.verbose or 0, nil
+  if verbose == 0 then return nil end
+  return function(line)
+    local repeated = last and line:sub(1, #last) == last
+    last = line
+    if not repeated or verbose >= 2 then printer:log(line) end
+  end
+end
 
 -- The client, from the flags and the environment; nil and an exit code when it cannot be.
 local function client_for(args, printer)
@@ -105,10 +116,13 @@ local function client_for(args, printer)
   local ok, client = pcall(sora.new, {
     api_key = key, api_key_cmd = not args.api_key and args.api_key_cmd or nil,
     base_url = args.base_url, proxy = args.proxy, organization = args.organization,
-    project = args.project, max_retries = args.max_retries,
-    log = LOG_LEVELS[math.min(args.verbose or 0, 2)],
+    project = args.project, max_retries = args.max_retries, log = request_log(args, printer),
   })
-  if ok then return client end
+  if ok then
+    printer:debug(format("base URL %s, max retries %s, sora %s, libcurl %s", client:base_url(),
+      tostring(args.max_retries or 2), sora._VERSION, sora.curl_version))
+    return client
+  end
   local message = argument_error(client) or tostring(client)
   printer:error(args.command, message)
   -- a key command that fails or prints nothing leaves no key: as without one
@@ -120,10 +134,9 @@ local function run(args, printer)
   local client, code = client_for(args, printer)
   if not client then return code end
   local progress = require "sora.cli.progress"
-  local data_on_stdout = printer.json or (args.command == "download" and args.output == "-")
-  local mode = progress.mode(args.progress, not data_on_stdout)
-  local ctx = { client = client, printer = printer,
-                reporter = progress.new(mode, data_on_stdout and io.stderr or io.stdout) }
+  local mode = args.quiet and "none" or progress.mode(args.progress)
+  local ctx = { client = client, printer = printer, reporter = progress.new(mode, io.stderr) }
+  printer.reporter = ctx.reporter
   local commands = require "sora.cli.commands"
   local ok, err = pcall(commands[args.command], ctx, args)
   client:close()
@@ -134,7 +147,9 @@ local function run(args, printer)
   end
   -- the interpreter's SIGINT handler raises "interrupted!" at the next Lua instruction
   if type(err) == "string" and err:match("interrupted!$") then
-    printer:error(args.command, "interrupted")
+    -- what was being done when it came: the command that picks the video up again
+    local hint = ctx.resume and "; resume with: " .. ctx.resume or ""
+    printer:error(args.command, "interrupted" .. hint, "interrupted", { resume = ctx.resume })
     return exit.INTERRUPTED
   end
   local usage = argument_error(err)
@@ -150,7 +165,7 @@ function cli.main(argv)
   local printer = output.new(wants_json(args), secrets_of(args))
   local parsed, p = parse(args, printer)
   if not parsed then return exit.USAGE end
-  printer.json = parsed.json
+  printer.json, printer.quiet, printer.verbose = parsed.json, parsed.quiet, parsed.verbose or 0
   if parsed.version then return version() end
   if not parsed.command then
     printer:usage_error(p:get_usage() .. "\n\nsora: a command is required (try --help)\n",

@@ -1,6 +1,8 @@
 --- What the `sora` command prints: for people (aligned fields, one row per video) or, with
--- --json, for programs (one JSON object per result, one per line for lists). Errors go to
--- stderr as one line; with --json stdout also gets them as {"error": {...}}.
+-- --json, for programs (one JSON object per result, one per line for lists). As curl and gh do,
+-- stdout holds only results (paths, ids, JSON); status lines, logs and errors go to stderr, and
+-- a progress bar drawn there is ended before any of them. Errors go to stderr as one line;
+-- with --json stdout also gets them as {"error": {...}}.
 -- Nothing printed ever holds the API key: sora redacts it from what the server sends, and
 -- every line written here passes through `redact` for the key the user gave.
 local cjson = require "cjson"
@@ -14,10 +16,12 @@ local output = {}
 local Printer = {}
 Printer.__index = Printer
 
---- A printer: `json` selects the format; `secrets` lists strings never to print.
+--- A printer: `json` selects the format; `secrets` lists strings never to print. Set later:
+-- `quiet` (no status lines), `verbose` (2: debug lines) and `reporter` (the progress, whose
+-- bar is ended before anything is printed).
 function output.new(json, secrets)
-  return setmetatable({ json = json, secrets = secrets or {}, out = io.stdout, err = io.stderr },
-    Printer)
+  return setmetatable({ json = json, secrets = secrets or {}, out = io.stdout, err = io.stderr,
+                        quiet = false, verbose = 0 }, Printer)
 end
 
 -- Shorter secrets are left alone, as the module does: replacing every "abc" would garble
@@ -38,8 +42,23 @@ function Printer:redact(text)
   return text
 end
 
+-- Ends a progress bar drawn on the terminal, so that the next text starts a line of its own.
+function Printer:end_bar()
+  if self.reporter then self.reporter:interrupt() end
+end
+
+--- A result on stdout.
 function Printer:write(text)
+  self:end_bar()
   self.out:write(self:redact(text), "\n")
+  self.out:flush()
+end
+
+-- A line on stderr.
+function Printer:tell(text)
+  self:end_bar()
+  self.err:write(self:redact(text), "\n")
+  self.err:flush()
 end
 
 -- ---- values as plain tables ----------------------------------------------------------------
@@ -156,21 +175,30 @@ function Printer:character(c)
   self:write(fields{ { "id", c.id or "(none yet)" }, { "name", c.name }, { "created", date(c.created_at) } })
 end
 
---- A finished download: the video id, the variant, where it went and how many bytes.
+--- A finished download: the video id, the variant, where it went and how many bytes. For
+-- people the result is the file's path (what `f=$(sora generate ...)` wants); how it went is
+-- a status line.
 function Printer:downloaded(result)
   if self.json then return self:json_line(result) end
-  self:write(format("wrote %s (%d bytes)", result.output, result.bytes))
+  self:status(format("wrote %s (%d bytes)", result.output, result.bytes))
+  self:write(result.output)
 end
 
---- A line for people, on stdout beside the result (not printed with --json, where stdout
--- holds only JSON).
-function Printer:say(text)
-  if not self.json then self:write(text) end
+--- A status line for people ("created video_123 (queued)", a hint), on stderr so that stdout
+-- stays what a pipe expects; -q silences it.
+function Printer:status(text)
+  if not self.quiet then self:tell(text) end
+end
+Printer.note = Printer.status
+
+--- A line of the request log (-v), on stderr whatever -q says: it was asked for.
+function Printer:log(line)
+  self:tell(line)
 end
 
---- A hint for people, on stderr so that stdout stays what a pipe expects (not with --json).
-function Printer:note(text)
-  if not self.json then self.err:write(self:redact(text), "\n") end
+--- Detail for -vv: "sora: debug: ..." on stderr.
+function Printer:debug(text)
+  if self.verbose >= 2 then self:tell("sora: debug: " .. text) end
 end
 
 -- ---- errors ------------------------------------------------------------------------------------
@@ -180,11 +208,12 @@ local ERROR_FIELDS = { "kind", "status", "code", "type", "param", "message", "re
 
 --- An error that ended the command: one line on stderr ("sora <command>: ..."), and with
 -- --json an {"error": {...}} object on stdout (a failed or timed-out video included); `kind`
--- names what a message that is not a sora.Error is ("usage").
-function Printer:error(command, err, kind)
+-- names what a message that is not a sora.Error is ("usage", "interrupted"), and `extra`
+-- holds more fields of its object (resume: the command that picks the video up again).
+function Printer:error(command, err, kind, extra)
   -- an error prints as "sora: kind ...": the command's name takes the place of "sora:"
   local text = tostring(err):gsub("^sora: ", "")
-  self.err:write(self:redact(format("sora%s: %s", command and " " .. command or "", text)), "\n")
+  self:tell(format("sora%s: %s", command and " " .. command or "", text))
   if not self.json then return end
   local fields_out = {}
   if type(err) == "table" then
@@ -193,6 +222,7 @@ function Printer:error(command, err, kind)
   else
     fields_out.kind, fields_out.message = kind, self:redact(tostring(err))
   end
+  for name, value in pairs(extra or {}) do fields_out[name] = value end
   self:json_line{ error = fields_out }
 end
 
