@@ -4,7 +4,8 @@
 -- Every piece of sora work runs as a sora task (client:spawn) that lua/sora/nvim/driver.lua
 -- advances from Neovim's event loop; when a task ends, its outcome becomes one vim.notify
 -- call. Every failure, whether the plugin's core is missing, the key is absent, the base URL
--- is invalid, the API refuses, or the video fails, is a notification at ERROR level, never a
+-- is invalid, the API refuses, or the video fails, is a notification at ERROR level (a cancel
+-- the user asked for is INFO), never a
 -- Lua error. The commands (plugin/sora.lua) and :help sora (doc/sora.txt) sit on top of this.
 local driver = require "sora.nvim.driver"
 
@@ -90,6 +91,8 @@ local function report(job)
   if value then
     local shown, err = pcall(job.on_success, value, detail)
     if not shown then notify_error(err) end
+  elseif job.cancelled then
+    notify((tostring(detail):gsub("^sora: ", ""))) -- asked for (:SoraCancel): INFO, not an error
   else
     notify_error(detail)
   end
@@ -276,7 +279,10 @@ end
 function M.cancel()
   local count = 0
   for _, job in ipairs(jobs) do
-    if not job.task:done() and job.task:cancel() then count = count + 1 end
+    if not job.task:done() and job.task:cancel() then
+      job.cancelled = true
+      count = count + 1
+    end
   end
   notify(count == 0 and "nothing to cancel" or string.format("cancelled %d job(s)", count))
   report_finished() -- each cancelled job ends now, as "aborted"
