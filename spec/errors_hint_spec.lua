@@ -85,6 +85,15 @@ describe("errors that say what to do", function()
         message(c.download_content, c, "video_1", { varaint = "thumbnail" }))
     end)
 
+    it("for generate: create's names (in C) and generate's own (output, interval...)", function()
+      assert.matches("to 'generate' %(unknown option 'promt' %(did you mean 'prompt'%?%)%)$",
+        message(c.generate, c, { promt = "x" }))
+      assert.matches("^spec/errors_hint_spec%.lua:%d+: bad argument #1 to 'generate' %(unknown option 'outptu' "
+        .. "%(did you mean 'output'%?%)%)$", message(c.generate, c, { prompt = "x", outptu = "x.mp4" }))
+      assert.matches("unknown option 'intervall' %(did you mean 'interval'%?%)%)$",
+        message(c.generate, c, { prompt = "x", intervall = 1 }))
+    end)
+
     it("in the Lua layer: wait, list, webhooks", function()
       local video = H.completed_video(c, E, { prompt = "hint" })
       assert.matches("to 'wait' %(unknown option 'timout' %(did you mean 'timeout'%?%)%)$",
