@@ -169,12 +169,18 @@ describe("sora conventions", function()
     end
 
     -- Runs `args` in the background, sends it SIGINT once `ready(stderr)` is true; returns the
-    -- exit code, stdout and stderr.
-    local function interrupted(args, ready)
+    -- exit code, stdout and stderr. With `tty`, on a pseudo-terminal (`script`), whose output
+    -- is both.
+    local function interrupted(args, ready, tty)
       local out, err, pid, code = os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname()
       os.remove(code)
-      os.execute("cd " .. H.shell_quote(dir) .. " && { " .. cli.command(args, env, {}) .. " >" .. out
-        .. " 2>" .. err .. " & echo $! >" .. pid .. "; wait $!; echo $? >" .. code .. ".tmp; mv "
+      local run = cli.command(args, env, {}) .. " >" .. out .. " 2>" .. err .. " & echo $! >" .. pid .. "; wait $!"
+      if tty then
+        err = out
+        run = "script -qfec " .. H.shell_quote("echo $$ >" .. pid .. "; exec " .. cli.command(args, env, {}))
+          .. " /dev/null </dev/null >" .. out .. " 2>&1"
+      end
+      os.execute("cd " .. H.shell_quote(dir) .. " && { " .. run .. "; echo $? >" .. code .. ".tmp; mv "
         .. code .. ".tmp " .. code .. "; } >/dev/null 2>&1 &")
       assert.is_true(within(20, function() return ready(H.read(err)) end), H.read(err))
       sleep(0.2)
@@ -200,6 +206,17 @@ describe("sora conventions", function()
       assert.is_truthy(id, stderr)
       assert.matches("\nsora generate: interrupted; resume with: sora wait " .. id .. " %-o 'long one%.mp4'\n$",
         stderr)
+    end)
+
+    it("on a terminal ends the bar before it says so", function()
+      if needs_sigint_handler() then return pending("needs lua.c's SIGINT handler") end
+      E:config{ job_seconds = 60 }
+      local code, output = interrupted({ "generate", "a long one", "-o", "tty-long.mp4", "--interval", "0.1" },
+        stderr_has("in_progress"), true)
+      assert.are.equal(130, code, output)
+      local from = output:find("sora generate: interrupted; resume with: sora wait video_", 1, true)
+      assert.is_truthy(from, output)
+      assert.matches("%] +%d+%% in_progress *\r?\n$", output:sub(1, from - 1))
     end)
 
     it("while downloading prints sora download ID -o FILE, and exits 130", function()
