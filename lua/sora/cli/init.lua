@@ -93,13 +93,15 @@ end
 
 -- The request log of -v: a line per request (method, URL, status, time, request id), through
 -- the printer, which ends a progress bar first. The client logs a retried attempt twice (its
--- line, then the same with ", retrying in N ms"): -v shows it once, -vv both.
+-- line, then the same with ", retrying in N ms"; each tells the time it was made): -v shows it
+-- once, -vv both.
 local function request_log(args, printer)
   local verbose, last = args.verbose or 0, nil
   if verbose == 0 then return nil end
   return function(line)
-    local repeated = last and line:sub(1, #last) == last
-    last = line
+    local timeless = line:gsub(", %d+ ms", "", 1)
+    local repeated = last and timeless:sub(1, #last) == last
+    last = timeless
     if not repeated or verbose >= 2 then printer:log(line) end
   end
 end
