@@ -3,6 +3,7 @@
  * plain copy, so that no value is used after its anchor is gone (an __index that returns fresh
  * strings and runs the collector cannot free what the core still reads). */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +81,56 @@ int sora_arg_error(lua_State *L, const sora_endpoint *e, int arg, const char *fm
   lua_pushvfstring(L, fmt, args);
   va_end(args);
   sora_bad_argument(L, e->name, arg - 1, "%s", lua_tostring(L, -1));
+}
+
+/* ---- the nearest known name ----------------------------------------------------------- */
+
+#define NEAREST_MAX_LEN 64 /* option names are far shorter: a longer one is near nothing */
+#define NEAREST_MAX_EDITS 2
+
+/* Edits from a to b (insert, delete, replace, swap of two neighbours: the optimal string
+ * alignment distance), both at most NEAREST_MAX_LEN bytes; rows of the table in turn. */
+static int edit_distance(const char *a, size_t la, const char *b, size_t lb) {
+  int rows[3][NEAREST_MAX_LEN + 1];
+  size_t i, j;
+  for (j = 0; j <= lb; j++) rows[0][j] = (int)j;
+  for (i = 1; i <= la; i++) {
+    int *row = rows[i % 3], *up = rows[(i - 1) % 3], *up2 = rows[(i + 1) % 3];
+    row[0] = (int)i;
+    for (j = 1; j <= lb; j++) {
+      int cost = a[i - 1] != b[j - 1], best = up[j - 1] + cost;
+      if (up[j] + 1 < best) best = up[j] + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && up2[j - 2] + 1 < best)
+        best = up2[j - 2] + 1;
+      row[j] = best;
+    }
+  }
+  return rows[la % 3][lb];
+}
+
+void sora_nearest_init(sora_nearest *n, const char *name) {
+  n->name = name;
+  n->best = NULL;
+  n->distance = NEAREST_MAX_EDITS + 1;
+}
+
+void sora_nearest_consider(sora_nearest *n, const char *known) {
+  size_t la = strlen(n->name), lb = strlen(known), longer = la > lb ? la : lb;
+  int d;
+  if (la > NEAREST_MAX_LEN || lb > NEAREST_MAX_LEN) return;
+  d = edit_distance(n->name, la, known, lb);
+  if (d > NEAREST_MAX_EDITS || (size_t)d * 3 > longer) return;
+  if (d < n->distance || (d == n->distance && n->best && strcmp(known, n->best) < 0)) {
+    n->best = known;
+    n->distance = d;
+  }
+}
+
+const char *sora_did_you_mean(const sora_nearest *n, char *buf, size_t size) {
+  if (n->best == NULL) return "";
+  snprintf(buf, size, " (did you mean '%s'?)", n->best);
+  return buf;
 }
 
 /* Every entry point that touches the multi handle asks this first: from inside a callback,
@@ -209,6 +260,21 @@ static void check_value(lua_State *L, const sora_endpoint *e, int params, const 
                  luaL_typename(L, value));
 }
 
+/* Raises "unknown option 'name'", with the nearest name of the lists when one is near. */
+static void unknown_option(lua_State *L, const sora_endpoint *e, const sora_field *const *lists,
+                           int params, const char *name) {
+  sora_nearest nearest;
+  char hint[NEAREST_MAX_LEN + 32];
+  const sora_field *f;
+  int i;
+  sora_nearest_init(&nearest, name);
+  for (i = 0; i < 3; i++) {
+    for (f = lists[i]; f && f->name; f++) sora_nearest_consider(&nearest, f->name);
+  }
+  sora_arg_error(L, e, params, "unknown option '%s'%s", name,
+                 sora_did_you_mean(&nearest, hint, sizeof hint));
+}
+
 /* Raises for a raw key of the options table that no list names. */
 static void check_names(lua_State *L, const sora_endpoint *e, const sora_field *const *lists,
                         int params) {
@@ -218,7 +284,7 @@ static void check_names(lua_State *L, const sora_endpoint *e, const sora_field *
     int i;
     if (lua_type(L, -2) != LUA_TSTRING) sora_arg_error(L, e, params, "option names must be strings");
     for (i = 0; i < 3 && f == NULL; i++) f = find_field(lists[i], lua_tostring(L, -2));
-    if (f == NULL) sora_arg_error(L, e, params, "unknown option '%s'", lua_tostring(L, -2));
+    if (f == NULL) unknown_option(L, e, lists, params, lua_tostring(L, -2));
     lua_pop(L, 1);
   }
 }

@@ -42,6 +42,16 @@ static const char *const option_names[] = {
     "stall_timeout", "deadline", "max_retries", "headers", "log", "tls_verify", "ca_file",
     "proxy", "no_proxy", "proxy_tunnel", "api_key_cmd", "api_key_header", "api_version", NULL};
 
+/* Raises "unknown option 'name'" for new, with the nearest option name when one is near. */
+static void unknown_option(lua_State *L, const char *name) {
+  sora_nearest nearest;
+  char hint[96];
+  int i;
+  sora_nearest_init(&nearest, name);
+  for (i = 0; option_names[i]; i++) sora_nearest_consider(&nearest, option_names[i]);
+  sora_bad_argument(L, "new", 1, "unknown option '%s'%s", name, sora_did_you_mean(&nearest, hint, sizeof hint));
+}
+
 /* Replaces the options at opts with a plain copy of the known ones, each read once (through
  * __index too): every string read later is anchored by the copy until new returns. */
 static void read_options(lua_State *L, int opts) {
@@ -52,7 +62,7 @@ static void read_options(lua_State *L, int opts) {
     for (i = 0; option_names[i]; i++) {
       if (strcmp(option_names[i], lua_tostring(L, -2)) == 0) break;
     }
-    if (option_names[i] == NULL) sora_bad_argument(L, "new", 1, "unknown option '%s'", lua_tostring(L, -2));
+    if (option_names[i] == NULL) unknown_option(L, lua_tostring(L, -2));
     lua_pop(L, 1);
   }
   lua_newtable(L); /* copy */

@@ -66,6 +66,18 @@ static void push_excerpt(lua_State *L, sora_transfer *t, const char *body, size_
   lua_remove(L, -2);
 }
 
+/* OpenAI answers a path it does not serve with 404 "Invalid URL (POST /videos)": when the base
+ * URL's path does not end in /v1 (the usual cause: "https://api.openai.com"), the message says
+ * so and what to try. The prefix has no userinfo and no query (url.c). Returns the message,
+ * perhaps a new one pushed on the stack. */
+static const char *with_base_url_hint(lua_State *L, sora_transfer *t, const char *message) {
+  const char *prefix = t->client->base.prefix;
+  size_t len = prefix ? strlen(prefix) : 0;
+  if (t->status != 404 || strncmp(message, "Invalid URL (", 13) != 0 || len == 0) return message;
+  if (len >= 3 && strcmp(prefix + len - 3, "/v1") == 0) return message;
+  return lua_pushfstring(L, "%s (base_url %s does not end in /v1: try %s/v1)", message, prefix, prefix);
+}
+
 /* The API's {"error": {message, type, param, code}}, or a message made from the status. */
 static void push_http_error(lua_State *L, sora_transfer *t) {
   sora_buffer *body = &t->handle->response;
@@ -78,7 +90,8 @@ static void push_http_error(lua_State *L, sora_transfer *t) {
       const char *fields[] = {"type", "param", "code", NULL};
       int i, detail = lua_gettop(L);
       lua_getfield(L, detail, "message");
-      push_failure(L, t, kind, lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+      push_failure(L, t, kind, lua_isstring(L, -1) ? with_base_url_hint(L, t, lua_tostring(L, -1))
+                                                    : "(no message)");
       for (i = 0; fields[i]; i++) {
         lua_getfield(L, detail, fields[i]);
         if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, -2, fields[i]);

@@ -301,6 +301,19 @@ SORA_HIDDEN SORA_NORETURN int sora_bad_argument(lua_State *L, const char *fname,
 /* The same for an endpoint, its arguments numbered as the public method counts them. */
 SORA_HIDDEN SORA_NORETURN int sora_arg_error(lua_State *L, const sora_endpoint *e, int arg,
                                              const char *fmt, ...);
+/* The known name nearest to a misspelt one, for "unknown option 'promt' (did you mean
+ * 'prompt'?)": consider each known name, then sora_did_you_mean formats the hint. Near means
+ * at most two edits (insert, delete, replace, swap two neighbours), and at most a third of the
+ * longer name; ties go to the name first in byte order. lua/sora/args.lua has the same rule. */
+typedef struct sora_nearest {
+  const char *name;      /* the misspelt name */
+  const char *best;      /* the nearest known name so far, or NULL */
+  int distance;
+} sora_nearest;
+SORA_HIDDEN void sora_nearest_init(sora_nearest *n, const char *name);
+SORA_HIDDEN void sora_nearest_consider(sora_nearest *n, const char *known);
+/* " (did you mean 'x'?)" into buf, or "" when no known name is near. */
+SORA_HIDDEN const char *sora_did_you_mean(const sora_nearest *n, char *buf, size_t size);
 /* Raises unless `call` may run now: the client is open and no callback of it is running. */
 SORA_HIDDEN int sora_check_usable(lua_State *L, sora_client *c, const char *call);
 /* Replaces the options at params (a table or nil) with a plain copy of the fields the

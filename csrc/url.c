@@ -1,6 +1,7 @@
 /* URLs: the base URL taken apart once by libcurl's URL API, and each request's URL built from
  * it: prefix, the endpoint's path with the escaped id, the endpoint's query, then the base
  * URL's own query. Userinfo never enters a URL string (it would be printed in log lines). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,6 +210,29 @@ void sora_base_url_free(sora_base_url *base) {
   memset(base, 0, sizeof *base);
 }
 
+/* For a text with no "scheme://" ("api.openai.com/v1"): " (did you mean 'https://host/v1'?)"
+ * into buf, from the host and port libcurl finds when https is assumed (never the userinfo,
+ * which may hold a password), or "". */
+static const char *scheme_hint(const char *text, char *buf, size_t size) {
+  CURLU *u;
+  char *host = NULL, *port = NULL;
+  buf[0] = '\0';
+  if (strstr(text, "://") != NULL) return buf;
+  u = curl_url();
+  if (u && curl_url_set(u, CURLUPART_URL, text, CURLU_DEFAULT_SCHEME) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && *host) {
+    int len;
+    curl_url_get(u, CURLUPART_PORT, &port, 0); /* only a port the text names */
+    len = snprintf(buf, size, " (did you mean 'https://%s%s%s/v1'?)", host, port ? ":" : "",
+                   port ? port : "");
+    if (len < 0 || (size_t)len >= size) buf[0] = '\0'; /* a cut hint would mislead */
+  }
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(u);
+  return buf;
+}
+
 void sora_base_url_parse(lua_State *L, const char *text, const char *origin, sora_base_url *base) {
   CURLU *u = curl_url();
   const char *why = NULL;
@@ -218,7 +242,9 @@ void sora_base_url_parse(lua_State *L, const char *text, const char *origin, sor
   else why = unusable(u, text);
   ok = why == NULL && split(u, base);
   curl_url_cleanup(u);
-  if (why) /* the text itself is never quoted: it may hold a password */
-    sora_bad_argument(L, "new", 1, "%s %s", origin, why);
+  if (why) { /* the text itself is never quoted: it may hold a password */
+    char hint[320];
+    sora_bad_argument(L, "new", 1, "%s %s%s", origin, why, scheme_hint(text, hint, sizeof hint));
+  }
   if (!ok) sora_raise(L, "sora: out of memory");
 }

@@ -161,7 +161,7 @@ describe("sora exit codes", function()
   it("10 when the video fails, with its code", function()
     local r = exits(exit.FAILED, { "generate", "a storm #fail", "--progress", "none" })
     assert.matches("moderation_blocked", r.stderr)
-    assert.is_false(H.exists(dir .. "/" .. r.stdout:match("created (video_%w+)") .. ".mp4"))
+    assert.is_false(H.exists(dir .. "/" .. r.stderr:match("created (video_%w+)") .. ".mp4"))
     r = exits(exit.FAILED, { "--json", "generate", "a storm #fail" })
     local err = cli.decode(cli.lines(r.stdout)[1]).error
     assert.are.same({ "failed", "moderation_blocked", "failed" },

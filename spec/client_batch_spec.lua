@@ -105,7 +105,7 @@ describe("generate_many", function()
     assert.has_error(function() c:generate_many("x") end,
       "bad argument #1 to 'generate_many' (table expected, got string)")
     assert.has_error(function() c:generate_many({}, { concurency = 2 }) end,
-      "bad argument #2 to 'generate_many' (unknown option 'concurency')")
+      "bad argument #2 to 'generate_many' (unknown option 'concurency' (did you mean 'concurrency'?))")
     assert.has_error(function() c:generate_many({ { prompt = "x", output = 5 } }) end)
   end)
 end)

@@ -117,7 +117,7 @@ describe("sora.new", function()
   describe("argument checks", function()
     it("raises for an unknown option, naming it", function()
       assert.has_error(function() sora.new{ api_key = H.KEY, bse_url = E.url } end,
-        "bad argument #1 to 'new' (unknown option 'bse_url')")
+        "bad argument #1 to 'new' (unknown option 'bse_url' (did you mean 'base_url'?))")
     end)
 
     it("raises for options of the wrong type", function()

@@ -169,7 +169,7 @@ describe("listing", function()
 
   it("raises for unknown options and wrong types", function()
     assert.has_error(function() c:list{ lmit = 3 } end,
-      "bad argument #1 to 'list' (unknown option 'lmit')")
+      "bad argument #1 to 'list' (unknown option 'lmit' (did you mean 'limit'?))")
     assert.has_error(function() c:pages{ limit = "3" } end,
       "bad argument #1 to 'pages' (option 'limit' must be a number, got string)")
     assert.has_error(function() c:pages{ order = 1 } end)

@@ -120,7 +120,7 @@ describe("waiting", function()
     it("raises for unknown options and wrong types", function()
       local v = assert(c:create{ prompt = "options" })
       assert.has_error(function() v:wait{ timeot = 1 } end,
-        "bad argument #1 to 'wait' (unknown option 'timeot')")
+        "bad argument #1 to 'wait' (unknown option 'timeot' (did you mean 'timeout'?))")
       assert.has_error(function() v:wait{ timeout = "1" } end,
         "bad argument #1 to 'wait' (option 'timeout' must be a number, got string)")
       assert.has_error(function() v:wait{ on_progress = true } end)

@@ -142,13 +142,13 @@ describe("argument checks of the Lua layer", function()
 
     it("and names the public call, not the endpoint it uses", function()
       assert.has_error(function() c:generate{ promt = "typo" } end,
-        "bad argument #1 to 'generate' (unknown option 'promt')")
+        "bad argument #1 to 'generate' (unknown option 'promt' (did you mean 'prompt'?))")
       assert.matches("^[^\n]*bad argument #1 to 'create_and_wait' %(field 'seconds' must be a string or an integer",
         raised(function() c:create_and_wait({ prompt = "x", seconds = {} }) end))
       E:clear_requests()
       local jobs = { { prompt = "fine", interval = 0.03 }, { promt = "typo" }, { prompt = "never started" } }
       assert.has_error(function() c:generate_many(jobs, { concurrency = 1 }) end,
-        "bad argument #1 to 'generate_many' (jobs[2]: unknown option 'promt')")
+        "bad argument #1 to 'generate_many' (jobs[2]: unknown option 'promt' (did you mean 'prompt'?))")
       assert.are.equal(0, #H.matching(E, "POST", "^/v1/videos$")) -- every job checked first
       -- a task's create is made the same way, and still yields
       local task = c:spawn(function() return c:generate{ prompt = "in a task", interval = 0.03 } end)

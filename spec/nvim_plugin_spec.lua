@@ -243,6 +243,37 @@ describe("the Neovim plugin", function()
       assert.matches("^sora: failed: video video_%w+ failed: .*moderation_blocked", errors[1])
     end)
 
+    it("refuses an output or output_dir it cannot write, before anything is sent", function()
+      E:clear_requests()
+      local r = session{ command = "SoraGenerate output=" .. dir .. "/no/such/x.mp4 a boat",
+        ["until"] = "saved to", env = served() }
+      assert.are.same({ "sora: option 'output': cannot write '" .. dir .. "/no/such/x.mp4': no such directory" },
+        errors_of(r))
+      r = session{ command = "SoraGenerate a boat", ["until"] = "saved to",
+        setup = string.format("{ output_dir = %q }", dir .. "/missing"), env = served() }
+      assert.are.same({ "sora: option 'output_dir': cannot write '" .. dir .. "/missing/<id>.mp4': "
+        .. "no such directory" }, errors_of(r))
+      assert.are.same({}, E:requests())
+    end)
+
+    it("refuses an unknown key=value option, naming it, and sends nothing", function()
+      E:clear_requests()
+      local r = session{ command = "SoraGenerate bogus=1 a boat", ["until"] = "saved to", env = served() }
+      local errors = errors_of(r)
+      assert.are.equal(1, #errors)
+      assert.matches("^sora: :SoraGenerate: unknown option 'bogus' %(its options: ", errors[1])
+      r = session{ command = "SoraGenerate modle=sora-2 a boat", ["until"] = "saved to", env = served() }
+      assert.matches("unknown option 'modle' %(did you mean 'model'%?%)", errors_of(r)[1])
+      assert.are.same({}, E:requests())
+      -- after --, a word with = is the prompt's
+      local output = dir .. "/emc2.mp4"
+      r = session{ command = "SoraGenerate output=" .. output .. " -- E=mc2 explained", ["until"] = "saved to",
+        env = served() }
+      assert.are.same({}, errors_of(r))
+      local created = H.matching(E, "POST", "^/v1/videos$")
+      assert.are.equal("E=mc2 explained", cjson.decode(created[#created].body).prompt)
+    end)
+
     it("reports a missing prompt as a notification", function()
       local r = session{ command = "SoraGenerate", ["until"] = "saved to", env = served() }
       assert.matches("a prompt is needed", errors_of(r)[1])
@@ -274,7 +305,9 @@ describe("the Neovim plugin", function()
     assert.matches("^sora: aborted", messages[3])
     assert.are.equal("sora: nothing running", messages[4])
     assert.are.equal(4, #messages, table.concat(messages, "\n"))
-    assert.are.same({ messages[3] }, errors_of(r))
+    -- a cancel the user asked for is news, not an error
+    assert.are.same({}, errors_of(r))
+    assert.are.equal(2, r.notifications[3].level) -- vim.log.levels.INFO
   end)
 
   it("sora.nvim.download: a thumbnail named by its type; a raising on_done is a notification", function()

@@ -192,7 +192,7 @@ describe("sora.webhooks.verify", function()
       BODY, h, "whsec_***")
     raises("bad argument #3 to 'verify' %(the part of the secret after 'whsec_'", BODY, h, "whsec_")
     raises("bad argument #3 to 'verify' %(the secret is empty%)", BODY, h, "")
-    raises("bad argument #4 to 'verify' %(unknown option 'tolerence'%)", BODY, h, SECRET, { tolerence = 5 })
+    raises("bad argument #4 to 'verify' %(unknown option 'tolerence' %(did you mean 'tolerance'%?%)%)", BODY, h, SECRET, { tolerence = 5 })
     raises("bad argument #4 to 'verify' %(option 'tolerance' must be a non%-negative number, got %-1%)",
       BODY, h, SECRET, { tolerance = -1 })
     raises("bad argument #4 to 'verify' %(table expected, got number%)", BODY, h, SECRET, 300)

@@ -99,12 +99,59 @@ function args.option(fname, n, name, value, kind, prefix)
   return value
 end
 
+-- Edits from a to b: insert, delete, replace, swap of two neighbours (the optimal string
+-- alignment distance), row by row.
+local function edit_distance(a, b)
+  local up2, up = {}, {}
+  for j = 0, #b do up[j] = j end
+  for i = 1, #a do
+    local row = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local best = math.min(up[j - 1] + cost, up[j] + 1, row[j - 1] + 1)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        best = math.min(best, up2[j - 2] + 1)
+      end
+      row[j] = best
+    end
+    up2, up = up, row
+  end
+  return up[#b]
+end
+
+local MAX_EDITS, MAX_LENGTH = 2, 64
+
+--- The known name nearest to a misspelt `name` (the keys of `known` that are strings), or nil
+-- when none is near: at most two edits and at most a third of the longer name; ties go to the
+-- name first in byte order. csrc/args.c sora_nearest_consider has the same rule.
+function args.nearest(name, known)
+  if type(name) ~= "string" or #name > MAX_LENGTH then return nil end
+  local best, best_distance = nil, MAX_EDITS + 1
+  for candidate in pairs(known) do
+    if type(candidate) == "string" and #candidate <= MAX_LENGTH then
+      local d = edit_distance(name, candidate)
+      if d <= MAX_EDITS and d * 3 <= math.max(#name, #candidate)
+         and (d < best_distance or (d == best_distance and candidate < best)) then
+        best, best_distance = candidate, d
+      end
+    end
+  end
+  return best
+end
+
+--- " (did you mean 'x'?)" for the nearest known name, or "".
+function args.did_you_mean(name, known)
+  local nearest = args.nearest(name, known)
+  return nearest and format(" (did you mean '%s'?)", nearest) or ""
+end
+
 --- Checks every key of the options table `opts` against `allowed` (name -> kind); returns it.
 function args.options(fname, n, opts, allowed, prefix)
   for name, value in pairs(opts) do
     local kind = allowed[name]
     if kind == nil then
-      args.fail(fname, n, "%sunknown option '%s'", prefix or "", tostring(name))
+      args.fail(fname, n, "%sunknown option '%s'%s", prefix or "", tostring(name),
+                args.did_you_mean(name, allowed))
     end
     args.option(fname, n, name, value, kind, prefix)
   end

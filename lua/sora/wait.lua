@@ -142,7 +142,7 @@ local start = core.Client._start
 -- start is protected, never the wait for the answer, so that a task still yields on PUC 5.1.
 function wait.create(client, fname, params, n, prefix)
   local ok, transfer, err = pcall(start, client, "create", params)
-  if not ok then args.reraise(transfer, fname, "create", n, prefix) end
+  if not ok then args.reraise(wait.hint_own_option(transfer, fname), fname, "create", n, prefix) end
   return tasks.await(client, transfer, err)
 end
 
@@ -176,6 +176,17 @@ end
 -- generate's own options; the other keys of its table go to create.
 local GENERATE_LOCAL = { output = "string", variant = "string", timeout = "duration",
                          interval = "duration", max_interval = "duration", on_progress = "callable" }
+
+--- The C core's "unknown option 'outptu'" for a generation's parameters, with the nearest of
+-- generate's own names when one is near: the core knows only create's names, and a misspelt
+-- output or interval reaches it. Any other error is returned as it is.
+function wait.hint_own_option(err, fname)
+  if fname == "create_and_wait" or type(err) ~= "string" then return err end
+  local name = err:match("unknown option '([^']*)'%)$")
+  local nearest = name and args.nearest(name, GENERATE_LOCAL)
+  if not nearest then return err end
+  return err:sub(1, -2) .. format(" (did you mean '%s'?))", nearest)
+end
 
 --- Splits the parameters of a generation into those of create, of wait, and the output file,
 -- checking generate's own options (`prefix` names a batch's job in messages).
@@ -220,6 +231,7 @@ end
 function wait.generate(client, params)
   params = args.table("generate", 1, params)
   local create, opts, output, variant = wait.split("generate", 1, params)
+  args.output("generate", 1, output, "output") -- before the create: no video paid for in vain
   local timeout = opts.timeout or wait.DEFAULT_TIMEOUT
   local deadline = now() + timeout
   local video, err = wait.create(client, "generate", create_params(create, deadline))

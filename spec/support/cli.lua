@@ -89,6 +89,24 @@ function M.decode(line)
   return require("cjson").decode(line)
 end
 
+-- Python's json module, with strict UTF-8, on each non-empty line of `text`: a JSON parser
+-- that refuses what cjson lets through (invalid UTF-8). Returns true, or false and its reason.
+local STRICT_JSON = [[
+import json, sys
+for line in sys.stdin.buffer.read().split(b"\n"):
+    if line.strip():
+        json.loads(line.decode("utf-8"))
+]]
+
+function M.strict_json(text)
+  local input = os.tmpname()
+  H.write(input, text)
+  local out, status = H.sh("python3 -c " .. H.shell_quote(STRICT_JSON) .. " <" .. input)
+  os.remove(input)
+  if status == 0 then return true end
+  return false, out
+end
+
 -- The non-empty lines of a text.
 function M.lines(text)
   local lines = {}

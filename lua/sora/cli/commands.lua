@@ -4,9 +4,10 @@
 -- are raised by sora and turned into exit code 2 by main.
 local sora = require "sora"
 local core = require "sora.core"
+local check = require "sora.args"
 
 local now, make_error = sora.now, core.error
-local format = string.format
+local format, concat = string.format, table.concat
 
 local commands = {}
 
@@ -63,14 +64,35 @@ local function timed_out(err, timeout)
       tostring(video.status), tostring(video.progress)) }
 end
 
+-- A word of a command line, quoted for a POSIX shell when it needs to be.
+local function shell_word(text)
+  if text:match("^[%w@%%+=:,./_-]+$") then return text end
+  return "'" .. text:gsub("'", "'\\''") .. "'"
+end
+
+-- The command that picks a video up again after Ctrl-C: `sora wait ID [-o FILE]` while
+-- waiting, `sora download ID -o FILE` while downloading (with the variant when not a video).
+local function resume_command(command, id, output, variant)
+  local words = { "sora", command, shell_word(id) }
+  if output then words[#words + 1] = "-o " .. shell_word(output) end
+  if output and variant and variant ~= "video" then words[#words + 1] = "--variant " .. variant end
+  return concat(words, " ")
+end
+
 -- Waits for `video` within the budget, drawing its progress; the completed video or nil, err.
-local function wait_for(ctx, video, args, left, timeout)
-  local reporter = ctx.reporter
+-- `output` is where a download will follow, for the Ctrl-C hint.
+local function wait_for(ctx, video, args, left, timeout, output)
+  local reporter, printer = ctx.reporter, ctx.printer
+  ctx.resume = resume_command("wait", video.id, output, args.variant)
   reporter:video(video)
   local done, err = video:wait{ timeout = left(), interval = args.interval,
-    on_progress = function(v) reporter:video(v) end }
+    on_progress = function(v)
+      printer:debug(format("poll %s: %s %s%%", v.id, tostring(v.status), tostring(v.progress)))
+      reporter:video(v)
+    end }
   if done then reporter:video(done) end
   reporter:finish()
+  ctx.resume = nil
   if err and err.kind == "timeout" and err.video and not err.status then
     err = timed_out(err, timeout)
   end
@@ -81,9 +103,13 @@ end
 -- printer, or nil, err.
 local function download_to(ctx, id, variant, path, deadline)
   local reporter = ctx.reporter
+  ctx.printer:debug(format("download %s (%s) to %s", id, variant, path))
+  ctx.resume = resume_command("download", id, path, variant)
   local ok, err = ctx.client:download_content(id, { path = path, variant = variant,
-    deadline = deadline, on_progress = function(received, total) reporter:bytes(received, total) end })
+    deadline = deadline, on_progress = reporter:shows() and function(received, total)
+      reporter:bytes(received, total) end or nil })
   reporter:finish()
+  ctx.resume = nil
   if not ok then return nil, err end
   return { id = id, variant = variant, output = path, bytes = size_of(path) }
 end
@@ -95,14 +121,14 @@ local function finish(ctx, video, args, left, timeout, always)
     ctx.printer:video(video)
     return nil
   end
-  ctx.printer:say(format("created %s (%s)", video.id, tostring(video.status)))
-  local done, err = wait_for(ctx, video, args, left, timeout)
+  ctx.printer:status(format("created %s (%s)", video.id, tostring(video.status)))
+  local output = (always or args.output) and (args.output or default_output(video.id, args.variant))
+  local done, err = wait_for(ctx, video, args, left, timeout, output)
   if not done then return err end
-  if not (always or args.output) then
+  if not output then
     ctx.printer:video(done)
     return nil
   end
-  local output = args.output or default_output(done.id, args.variant)
   local result
   result, err = download_to(ctx, done.id, args.variant, output, left())
   if not result then return err end
@@ -111,14 +137,24 @@ local function finish(ctx, video, args, left, timeout, always)
     fields.output, fields.bytes, fields.variant = result.output, result.bytes, result.variant
     ctx.printer:json_line(fields)
   else
-    ctx.printer:write(format("%s completed", done.id))
+    ctx.printer:status(format("%s completed", done.id))
     ctx.printer:downloaded(result)
   end
   return nil
 end
 
+-- Raises the usage error "--output: cannot write 'x': why" when `output` could not be written,
+-- before anything is sent: a video made for a file that cannot be written is paid for in vain.
+-- A default name is checked as "<id>.mp4" (the id is not known yet), in the same directory.
+local function check_output(command, output)
+  check.output(command, 1, output, "output")
+end
+
 -- A request that makes a video (create, remix, edit, extend), then finish.
 local function making(ctx, args, always, request)
+  if always or args.output then
+    check_output(args.command, args.output or default_output("<id>", args.variant))
+  end
   local left, timeout = budget(args.timeout)
   local video, err = request(left())
   if not video then return err end
@@ -167,6 +203,7 @@ function commands.get(ctx, args)
 end
 
 function commands.wait(ctx, args)
+  check_output("wait", args.output)
   local left, timeout = budget(args.timeout)
   local video, err = ctx.client:retrieve(args.id, { deadline = left() })
   if not video then return err end

@@ -17,7 +17,7 @@ local cli = {}
 local FLAG_OF = {
   input_reference = "--image", prompt = "<prompt>", model = "--model", seconds = "--seconds",
   size = "--size", video = "<video>", name = "--name", limit = "--limit", order = "--order",
-  after = "--after", variant = "--variant", path = "--output", timeout = "--timeout",
+  after = "--after", variant = "--variant", path = "--output", output = "--output", timeout = "--timeout",
   interval = "--interval", max_retries = "--max-retries", base_url = "--base-url",
   organization = "--organization", project = "--project", api_key = "--api-key",
   api_key_cmd = "--api-key-cmd", proxy = "--proxy",
@@ -46,12 +46,21 @@ local function secrets_of(argv)
   return secrets
 end
 
+-- Whether --json is among the options (before a "--" that ends them).
+local function wants_json(argv)
+  for i = 1, #argv do
+    if argv[i] == "--" then return false end
+    if argv[i] == "--json" then return true end
+  end
+  return false
+end
+
 local function parse(argv, printer)
   local p = parser.new()
   local ok, args = pcall(p.parse, p, argv)
   if ok then return args, p end
   if type(args) ~= "table" or not args.usage then error(args, 0) end
-  printer.err:write(printer:redact(format("%s\n\nsora: %s (try --help)\n", args.usage, args.message)))
+  printer:usage_error(format("%s\n\nsora: %s (try --help)\n", args.usage, args.message), args.message)
   return nil
 end
 
@@ -82,7 +91,20 @@ local function emulator(args, printer)
   return exit.OK
 end
 
-local LOG_LEVELS = { "info", "debug" }
+-- The request log of -v: a line per request (method, URL, status, time, request id), through
+-- the printer, which ends a progress bar first. The client logs a retried attempt twice (its
+-- line, then the same with ", retrying in N ms"; each tells the time it was made): -v shows it
+-- once, -vv both.
+local function request_log(args, printer)
+  local verbose, last = args.verbose or 0, nil
+  if verbose == 0 then return nil end
+  return function(line)
+    local timeless = line:gsub(", %d+ ms", "", 1)
+    local repeated = last and timeless:sub(1, #last) == last
+    last = timeless
+    if not repeated or verbose >= 2 then printer:log(line) end
+  end
+end
 
 -- The client, from the flags and the environment; nil and an exit code when it cannot be.
 local function client_for(args, printer)
@@ -96,10 +118,13 @@ local function client_for(args, printer)
   local ok, client = pcall(sora.new, {
     api_key = key, api_key_cmd = not args.api_key and args.api_key_cmd or nil,
     base_url = args.base_url, proxy = args.proxy, organization = args.organization,
-    project = args.project, max_retries = args.max_retries,
-    log = LOG_LEVELS[math.min(args.verbose or 0, 2)],
+    project = args.project, max_retries = args.max_retries, log = request_log(args, printer),
   })
-  if ok then return client end
+  if ok then
+    printer:debug(format("base URL %s, max retries %s, sora %s, libcurl %s", client:base_url(),
+      tostring(args.max_retries or 2), sora._VERSION, sora.curl_version))
+    return client
+  end
   local message = argument_error(client) or tostring(client)
   printer:error(args.command, message)
   -- a key command that fails or prints nothing leaves no key: as without one
@@ -111,10 +136,9 @@ local function run(args, printer)
   local client, code = client_for(args, printer)
   if not client then return code end
   local progress = require "sora.cli.progress"
-  local data_on_stdout = printer.json or (args.command == "download" and args.output == "-")
-  local mode = progress.mode(args.progress, not data_on_stdout)
-  local ctx = { client = client, printer = printer,
-                reporter = progress.new(mode, data_on_stdout and io.stderr or io.stdout) }
+  local mode = args.quiet and "none" or progress.mode(args.progress)
+  local ctx = { client = client, printer = printer, reporter = progress.new(mode, io.stderr) }
+  printer.reporter = ctx.reporter
   local commands = require "sora.cli.commands"
   local ok, err = pcall(commands[args.command], ctx, args)
   client:close()
@@ -125,11 +149,13 @@ local function run(args, printer)
   end
   -- the interpreter's SIGINT handler raises "interrupted!" at the next Lua instruction
   if type(err) == "string" and err:match("interrupted!$") then
-    printer:error(args.command, "interrupted")
+    -- what was being done when it came: the command that picks the video up again
+    local hint = ctx.resume and "; resume with: " .. ctx.resume or ""
+    printer:error(args.command, "interrupted" .. hint, "interrupted", { resume = ctx.resume })
     return exit.INTERRUPTED
   end
   local usage = argument_error(err)
-  printer:error(args.command, usage or err)
+  printer:error(args.command, usage or err, usage and "usage" or nil)
   return usage and exit.USAGE or exit.OTHER
 end
 
@@ -137,13 +163,15 @@ end
 function cli.main(argv)
   local args = {}
   for i = 1, #argv do args[i] = argv[i] end
-  local printer = output.new(false, secrets_of(args))
+  -- --json as written, before the parser has read it: a usage error is JSON too
+  local printer = output.new(wants_json(args), secrets_of(args))
   local parsed, p = parse(args, printer)
   if not parsed then return exit.USAGE end
-  printer.json = parsed.json
+  printer.json, printer.quiet, printer.verbose = parsed.json, parsed.quiet, parsed.verbose or 0
   if parsed.version then return version() end
   if not parsed.command then
-    io.stderr:write(p:get_usage(), "\n\nsora: a command is required (try --help)\n")
+    printer:usage_error(p:get_usage() .. "\n\nsora: a command is required (try --help)\n",
+      "a command is required")
     return exit.USAGE
   end
   if parsed.command == "emulator" then return emulator(parsed, printer) end

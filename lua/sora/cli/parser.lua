@@ -31,7 +31,7 @@ end
 
 local GLOBAL_EPILOG = [[
 Global options (before or after the command): --api-key, --api-key-cmd, --base-url, --proxy, --organization,
---project, --json, --progress, --max-retries, -v. See `sora --help`.]]
+--project, --json, --progress, --max-retries, -v, -q. See `sora --help`.]]
 
 -- The parameters of a create (POST /videos).
 local function create_flags(cmd)
@@ -140,7 +140,8 @@ local function add_globals(p)
   p:flag("--json", "Machine-readable output: one JSON object (one per line for lists).")
   p:option("--progress", "Progress while waiting and downloading: a bar on a terminal, "
     .. "else lines."):choices{ "auto", "bar", "lines", "none" }:default("auto")
-  p:flag("-v --verbose", "Log requests to stderr (twice: in detail)."):count("*")
+  p:flag("-v --verbose", "Log each request to stderr (twice: and debug detail)."):count("*")
+  p:flag("-q --quiet", "No progress or status lines on stderr (errors still are).")
   p:flag("--version", "Show the versions of sora and libcurl and exit.")
 end
 

@@ -1,11 +1,11 @@
---- Progress of the `sora` command while it waits for a video and downloads it: a bar redrawn
--- in place when a person watches a terminal, plain lines otherwise (pipes, logs, CI), nothing
--- when asked.
+--- Progress of the `sora` command while it waits for a video and downloads it, on stderr (as
+-- curl and gh write theirs; stdout holds only results): a bar redrawn in place when a person
+-- watches a terminal, plain lines otherwise (pipes, logs, CI), nothing when asked.
 --
--- Whether stdout is a terminal is asked of the kernel through `test -t 1`: the shell that
--- os.execute starts inherits our descriptor 1, and `test -t` is isatty(3) on it. This costs
+-- Whether stderr is a terminal is asked of the kernel through `test -t 2`: the shell that
+-- os.execute starts inherits our descriptor 2, and `test -t` is isatty(3) on it. This costs
 -- one fork per command (a millisecond), needs nothing from the C core, and works the same on
--- every Lua; io.stdout offers no way to ask.
+-- every Lua; io.stderr offers no way to ask.
 local format, rep, floor = string.format, string.rep, math.floor
 local max, min = math.max, math.min
 
@@ -13,19 +13,18 @@ local progress = {}
 
 local BAR_WIDTH = 24 -- the longest line stays under 60 columns, so it never wraps
 
---- True when descriptor 1 is a terminal.
-function progress.stdout_is_terminal()
-  local ok = os.execute("test -t 1")
+--- True when descriptor 2 is a terminal.
+function progress.stderr_is_terminal()
+  local ok = os.execute("test -t 2")
   if type(ok) == "number" then return ok == 0 end -- 5.1 and LuaJIT return the status
   return ok == true
 end
 
 --- The mode for a `--progress` choice: "bar", "lines" or "none". `auto` draws a bar when
--- stdout is a terminal and holds only what people read (no JSON, no media bytes).
-function progress.mode(choice, stdout_is_for_people)
+-- stderr is a terminal.
+function progress.mode(choice)
   if choice ~= "auto" then return choice end
-  if stdout_is_for_people and progress.stdout_is_terminal() then return "bar" end
-  return "lines"
+  return progress.stderr_is_terminal() and "bar" or "lines"
 end
 
 local Reporter = {}
@@ -75,6 +74,11 @@ function Reporter:video(video)
   end
 end
 
+--- Whether the reporter shows anything: without it, a transfer needs no progress callback.
+function Reporter:shows()
+  return self.mode ~= "none"
+end
+
 --- Bytes of a download so far, as a download's on_progress sees them (total may be 0 or nil
 -- when the server does not say).
 function Reporter:bytes(received, total)
@@ -95,6 +99,16 @@ function Reporter:bytes(received, total)
       self.tenth = tenth
       self:line(format("download %d%% (%d of %d bytes)", tenth * 10, received, total))
     end
+  end
+end
+
+--- Ends a bar drawn on the current line, before anything else is printed (a log line, an
+-- error, a result on the same terminal); the next draw starts a fresh line.
+function Reporter:interrupt()
+  if self.mode == "bar" and self.drawn > 0 then
+    self.out:write("\n")
+    self.out:flush()
+    self.drawn, self.last = 0, nil
   end
 end
 

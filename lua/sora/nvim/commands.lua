@@ -1,6 +1,6 @@
 --- The user commands' argument parsing: what plugin/sora.lua hands to sora.nvim.
 --
---   :SoraGenerate [model=... seconds=... size=... output=... image=...] {prompt}
+--   :SoraGenerate [model=... seconds=... size=... output=... image=...] [--] {prompt}
 --   :SoraDownload {id} [path]
 --   :SoraList [limit]
 --   :SoraCancel
@@ -16,12 +16,22 @@ local function usage(text)
   vim.notify("sora: " .. text, vim.log.levels.ERROR)
 end
 
---- Splits leading key=value words (known options only) from the prompt that follows.
+--- Splits leading key=value words from the prompt that follows; a word `--` ends them (a
+-- prompt may then start with "E=mc2"). Returns the options, or nil and a message for an
+-- unknown option: it would otherwise become part of the prompt, unnoticed.
 function commands.parse_generate(text)
   local opts, rest = {}, text or ""
   while true do
-    local key, value, after = rest:match("^%s*(%a+)=(%S+)%s*(.*)$")
-    if not (key and GENERATE_OPTIONS[key]) then break end
+    local key, value, after = rest:match("^%s*([%a_]+)=(%S+)%s*(.*)$")
+    if not key then
+      rest = rest:gsub("^%s*%-%-%s", "", 1)
+      break
+    end
+    if not GENERATE_OPTIONS[key] then
+      return nil, string.format(":SoraGenerate: unknown option '%s'%s (its options: image, model, "
+        .. "output, seconds, size; -- before a prompt that starts with word=)", key,
+        require("sora.args").did_you_mean(key, GENERATE_OPTIONS))
+    end
     opts[key], rest = value, after
   end
   opts.prompt = vim.trim(rest)
@@ -29,7 +39,8 @@ function commands.parse_generate(text)
 end
 
 function commands.generate(cmd)
-  local opts = commands.parse_generate(cmd.args)
+  local opts, err = commands.parse_generate(cmd.args)
+  if not opts then return usage(err) end
   if opts.prompt == "" then return usage("a prompt is needed: :SoraGenerate [option=value ...] {prompt}") end
   nvim.generate(opts)
 end

@@ -4,9 +4,10 @@
 -- Every piece of sora work runs as a sora task (client:spawn) that lua/sora/nvim/driver.lua
 -- advances from Neovim's event loop; when a task ends, its outcome becomes one vim.notify
 -- call. Every failure, whether the plugin's core is missing, the key is absent, the base URL
--- is invalid, the API refuses, or the video fails, is a notification at ERROR level, never a
--- Lua error; only a mistake in the arguments of a Lua call raises, naming the call at the
--- caller's line, as sora's own functions do (bad argument #1 to 'list' (...)). The commands (plugin/sora.lua) and :help sora (doc/sora.txt) sit on top of this.
+-- is invalid, the API refuses, or the video fails, is a notification at ERROR level (a cancel
+-- the user asked for is INFO), never a Lua error; only a mistake in the arguments of a Lua call
+-- raises, naming the call at the caller's line, as sora's own functions do (bad argument #1 to
+-- 'list' (...)). The commands (plugin/sora.lua) and :help sora (doc/sora.txt) sit on top of this.
 local driver = require "sora.nvim.driver"
 
 local M = {}
@@ -91,6 +92,8 @@ local function report(job)
   if value then
     local shown, err = pcall(job.on_success, value, detail)
     if not shown then notify_error(err) end
+  elseif job.cancelled then
+    notify((tostring(detail):gsub("^sora: ", ""))) -- asked for (:SoraCancel): INFO, not an error
   else
     notify_error(detail)
   end
@@ -185,6 +188,18 @@ local function generation(c, opts, job)
   end
 end
 
+-- Whether the generation's file could be written, checked before the create (a video made
+-- for a file that cannot be written is paid for in vain); false after notifying. The default
+-- name is checked as "<id>.mp4" in output_dir, the id being unknown before the create.
+local function output_writable(opts)
+  local option = opts.output and opts.output ~= "" and "output" or "output_dir"
+  local ok, err = pcall(require("sora.args").output, "generate", 1, output_path(opts, "<id>"), option)
+  if ok then return true end
+  notify(configuration_message(err), levels.ERROR)
+  if opts.on_done then pcall(opts.on_done, nil, "sora: " .. configuration_message(err)) end
+  return false
+end
+
 --- Starts a generation and returns its sora task at once (nil after notifying, when it
 -- cannot start). opts: prompt (required), output (default <output_dir>/<video id>.mp4),
 -- model, seconds, size, image (an input reference), on_done(video, path) or on_done(nil, err).
@@ -196,7 +211,7 @@ function M.generate(opts)
     return nil
   end
   local c = client_for(opts.on_done)
-  if not c then return nil end
+  if not c or not output_writable(opts) then return nil end
   local job = { what = "generate", status = "creating", progress = 0, on_done = opts.on_done,
     on_success = function(video, path) notify(string.format("%s saved to %s", video.id, path)) end }
   return start(c, job, generation(c, opts, job))
@@ -276,7 +291,10 @@ end
 function M.cancel()
   local count = 0
   for _, job in ipairs(jobs) do
-    if not job.task:done() and job.task:cancel() then count = count + 1 end
+    if not job.task:done() and job.task:cancel() then
+      job.cancelled = true
+      count = count + 1
+    end
   end
   notify(count == 0 and "nothing to cancel" or string.format("cancelled %d job(s)", count))
   report_finished() -- each cancelled job ends now, as "aborted"
