@@ -35,7 +35,7 @@ describe("sora.luv.attach", function()
                    raised(luv.attach, c, uv, { schedule = 5 }))
     assert.matches(THIS .. "bad argument #3 to 'attach' %(option 'on_advance' must be a function, got string%)",
                    raised(luv.attach, c, uv, { on_advance = "x" }))
-    assert.matches(THIS .. "bad argument #3 to 'attach' %(unknown option 'shedule'%)",
+    assert.matches(THIS .. "bad argument #3 to 'attach' %(unknown option 'shedule' %(did you mean 'schedule'%?%)%)",
                    raised(luv.attach, c, uv, { shedule = print }))
     local detach = luv.attach(c, uv)
     assert.matches(THIS .. "calling 'attach' on a sora.Client that a loop already watches",
