@@ -680,10 +680,23 @@ static CURLM *new_multi(void) {
 
 /* ---- callbacks ----------------------------------------------------------------------- */
 
+/* Whether the error being handled was raised by a debug hook (lua.c's "interrupted!", a
+ * sandbox's instruction limit): 5.3 and 5.4 name a hook's frame; earlier versions cannot tell. */
+static int raised_by_hook(lua_State *L) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    if (lua_getinfo(L, "n", &ar) && ar.namewhat != NULL && strcmp(ar.namewhat, "hook") == 0)
+      return 1;
+  }
+  return 0;
+}
+
 /* The message handler of callbacks: a message gets the traceback of the user's function; an
- * error object goes on as it is (a program may raise a table and catch it). */
+ * error object, or what a hook raised, goes on as it is (a program may raise a table and catch
+ * it; a host matches its interruption's message). */
 static int traceback(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TSTRING) return 1;
+  if (lua_type(L, 1) != LUA_TSTRING || raised_by_hook(L)) return 1;
   sora_traceback(L, lua_tostring(L, 1));
   return 1;
 }
@@ -740,6 +753,22 @@ static int run_callback(lua_State *L) {
   return 1;
 }
 
+/* The runner itself failed: out of memory, or a hook raised outside the user's function (lua.c's
+ * SIGINT hook fires at the runner's call). Anything but out of memory goes on as itself: kept
+ * as the transfer's error, and raised by the drive once it has ended (drive_end). Nothing here
+ * allocates: the transfer's slots exist, and "transfers" is a string the user value holds. */
+static void keep_runner_error(lua_State *L, sora_client *c, sora_callback *cb, int status) {
+  int pending = c->callback_base + 3;
+  if (status == LUA_ERRMEM) {
+    if (cb->t) cb->t->io_errno = ENOMEM;
+    return;
+  }
+  if (cb->t) keep_error(L, cb, c->callback_base + 1);
+  if (lua_isnil(L, pending)) lua_replace(L, pending); /* the first one is raised */
+  else lua_pop(L, 1);
+  lua_pushnil(L); /* in place of the error, popped by the caller */
+}
+
 int sora_client_callback(sora_client *c, sora_callback *cb) {
   lua_State *L = c->L;
   int status, ok;
@@ -751,8 +780,8 @@ int sora_client_callback(sora_client *c, sora_callback *cb) {
   status = lua_pcall(L, 2, 1, 0);
   c->in_callback--;
   ok = status == 0 && lua_toboolean(L, -1);
-  lua_pop(L, 1); /* the result or the runner's own error (out of memory) */
-  if (status != 0 && cb->t) cb->t->io_errno = ENOMEM;
+  if (status != 0) keep_runner_error(L, c, cb, status);
+  lua_pop(L, 1); /* the result */
   return ok;
 }
 
@@ -858,7 +887,7 @@ static double wake_retries(lua_State *L, sora_client *c, double limit) {
 
 /* A watched client runs on libcurl's socket interface (loop.c), never on curl_multi_perform. */
 static int perform(lua_State *L, sora_client *c) {
-  if (!sora_loop_run(c, 0)) curl_multi_perform(c->multi, &c->running);
+  if (!sora_loop_run(c, 0, -1)) curl_multi_perform(c->multi, &c->running);
   return collect_completed(L, c);
 }
 
@@ -903,6 +932,7 @@ static int drive_begin(lua_State *L, sora_client *c, int client_idx, double wait
   lua_pushcfunction(L, run_callback); /* runner */
   sora_getuservalue(L, client_idx);   /* runner, uv */
   sora_push_transfers(L, client_idx); /* runner, uv, transfers */
+  lua_pushnil(L);                     /* runner, uv, transfers, what drive_end raises */
   c->L = L;
   c->callback_base = top + 1;
   resume_paused(L, c, wait_s);
@@ -910,16 +940,31 @@ static int drive_begin(lua_State *L, sora_client *c, int client_idx, double wait
 }
 
 /* Lets go of the finished transfers (queuing those a task awaits) and tells a watching host
- * what changed. Returns the number of transfers in flight or waiting to retry. */
+ * what changed; then raises what a hook raised around a callback (keep_runner_error). Returns
+ * the number of transfers in flight or waiting to retry. */
 static int drive_end(lua_State *L, sora_client *c, int client_idx, int top) {
   c->L = NULL;
   c->callback_base = 0;
   c->slice_end = 0;
   sora_download_release(&c->released, RELEASE_SLICE);
   release_finished(L, top + 2, top + 3);
-  lua_settop(L, top);
+  lua_replace(L, top + 1); /* what to raise, or nil */
+  lua_settop(L, top + 1);
   sora_loop_flush(L, client_idx);
+  if (!lua_isnil(L, top + 1)) lua_error(L);
+  lua_settop(L, top);
   return count_pending(c);
+}
+
+/* Waits at most timeout_ms for the client's sockets, or less: Ctrl-C ends the wait where the
+ * host handles SIGINT (interrupt.c), and the caller's loop lets the host's hook act on it. */
+static void wait_for_activity(sora_client *c, int timeout_ms) {
+  int wake_fd = sora_interrupt_arm();
+  if (!sora_loop_run(c, timeout_ms, wake_fd)) {
+    struct curl_waitfd wake = {wake_fd, CURL_WAIT_POLLIN, 0};
+    curl_multi_poll(c->multi, &wake, wake_fd >= 0 ? 1 : 0, timeout_ms, NULL);
+  }
+  sora_interrupt_disarm(wake_fd);
 }
 
 /* One turn of the loop: run what can run and, unless a transfer just ended, wait at most
@@ -934,7 +979,7 @@ int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
   idle = perform(L, c) ? 0 : wake_retries(L, c, wait_s);
   if (idle > 0 && c->paused == 0) { /* a paused transfer has more to give at once */
     int timeout_ms = (int)((idle < MAX_POLL_S ? idle : MAX_POLL_S) * 1000 + 0.999);
-    if (!sora_loop_run(c, timeout_ms)) curl_multi_poll(c->multi, NULL, 0, timeout_ms, NULL);
+    wait_for_activity(c, timeout_ms);
     perform(L, c);
     wake_retries(L, c, 0);
   }
@@ -1064,6 +1109,7 @@ static int client_sleep(lua_State *L) {
   while ((left = until - sora_now()) > 0) {
     check_usable(L, call); /* a log function may have closed it (it raised then) */
     sora_client_drive(L, 1, left);
+    sora_interrupt_point(L); /* Ctrl-C under lua.c raises here */
   }
   return 0;
 }

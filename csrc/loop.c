@@ -123,13 +123,14 @@ void sora_loop_action(sora_client *c, curl_socket_t fd, int ev_bitmask) {
   }
 }
 
+/* Room for every socket and the wake descriptor (sora_interrupt_arm). */
 static int grow_polled(sora_loop *loop) {
   struct pollfd *grown;
-  if (loop->polled_room >= loop->count) return 1;
-  grown = realloc(loop->polled, loop->count * sizeof *grown);
+  if (loop->polled_room >= loop->count + 1) return 1;
+  grown = realloc(loop->polled, (loop->count + 1) * sizeof *grown);
   if (grown == NULL) return 0;
   loop->polled = grown;
-  loop->polled_room = loop->count;
+  loop->polled_room = loop->count + 1;
   return 1;
 }
 
@@ -157,9 +158,10 @@ static int select_bits(short revents) {
 }
 
 /* The client's own wait when step or a blocking call drives a watched client: poll() its
- * sockets at most timeout_ms (and no later than libcurl's timer), act on those ready, then on
- * the timeouts that are due. Returns 0 when it was never watched (curl_multi_perform then). */
-int sora_loop_run(sora_client *c, int timeout_ms) {
+ * sockets (and wake_fd, which ends the wait early) at most timeout_ms and no later than
+ * libcurl's timer, act on those ready, then on the timeouts that are due. Returns 0 when it
+ * was never watched (curl_multi_perform then). */
+int sora_loop_run(sora_client *c, int timeout_ms, int wake_fd) {
   sora_loop *loop = c->loop;
   nfds_t n, i;
   if (loop == NULL) return 0;
@@ -168,7 +170,12 @@ int sora_loop_run(sora_client *c, int timeout_ms) {
     if (left_ms < timeout_ms) timeout_ms = left_ms > 0 ? (int)left_ms : 0;
   }
   n = fill_polled(loop);
-  if (poll(loop->polled, n, timeout_ms) > 0) {
+  if (wake_fd >= 0 && loop->polled_room > n) { /* last, so the loop below skips it */
+    loop->polled[n].fd = wake_fd;
+    loop->polled[n].events = POLLIN;
+    loop->polled[n].revents = 0;
+  }
+  if (poll(loop->polled, n + (wake_fd >= 0 && loop->polled_room > n), timeout_ms) > 0) {
     for (i = 0; i < n; i++) {
       if (loop->polled[i].revents)
         sora_loop_action(c, loop->polled[i].fd, select_bits(loop->polled[i].revents));

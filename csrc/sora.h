@@ -152,10 +152,10 @@ SORA_HIDDEN int sora_open_client(lua_State *L);
  * of its life: libcurl's socket and timer functions only record what changed, and
  * sora_loop_flush tells the host, outside libcurl, at the end of each call that drove it. */
 typedef struct sora_loop sora_loop;
-/* The client's own turn on a watched client (step, blocking calls): poll()s its sockets at most
- * timeout_ms, acts on them and the due timeouts. Returns 0 when it was never watched (it runs
+/* The client's own turn on a watched client (step, blocking calls): poll()s its sockets (and
+ * wake_fd, unless -1) at most timeout_ms, acts on them and the due timeouts. Returns 0 when it was never watched (it runs
  * on curl_multi_perform then). */
-SORA_HIDDEN int sora_loop_run(sora_client *c, int timeout_ms);
+SORA_HIDDEN int sora_loop_run(sora_client *c, int timeout_ms, int wake_fd);
 SORA_HIDDEN void sora_loop_action(sora_client *c, curl_socket_t fd, int ev_bitmask);
 SORA_HIDDEN void sora_loop_flush(lua_State *L, int client_idx);
 SORA_HIDDEN void sora_loop_close(lua_State *L, sora_client *c, int client_idx);
@@ -163,6 +163,16 @@ SORA_HIDDEN void sora_loop_close(lua_State *L, sora_client *c, int client_idx);
  * after it: finished transfers collected, awaiting tasks queued, the host told. */
 SORA_HIDDEN int sora_client_act(lua_State *L, int client_idx, curl_socket_t fd, int ev_bitmask);
 SORA_HIDDEN void sora_open_loop(lua_State *L, int methods_idx);
+
+/* ---- Ctrl-C during a wait (interrupt.c) ------------------------------------------------ */
+
+/* Around a wait that may block: arm returns a descriptor the wait polls too (readable once a
+ * SIGINT came), or -1 when the host has no SIGINT handler of its own; disarm takes it back. */
+SORA_HIDDEN int sora_interrupt_arm(void);
+SORA_HIDDEN void sora_interrupt_disarm(int fd);
+/* Between two waits of a C loop that blocks: lets a hook a signal handler set (lua.c's, which
+ * raises "interrupted!") run, by a call, as it would at the program's next call. May raise. */
+SORA_HIDDEN void sora_interrupt_point(lua_State *L);
 
 /* ---- transfers (transfer.c) ------------------------------------------------------------- */
 

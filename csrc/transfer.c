@@ -627,6 +627,7 @@ static void drive_until_done(lua_State *L, int transfer_idx) {
     push_usable_client(L, t, transfer_idx, "wait"); /* client */
     sora_client_drive(L, -1, wait > 0 ? wait : 0);
     lua_pop(L, 1);
+    sora_interrupt_point(L); /* Ctrl-C under lua.c raises here (interrupt.c) */
   }
 }
 
