@@ -823,9 +823,11 @@ void sora_push_transfers(lua_State *L, int client_idx) {
  * in the client's user value (the table client:_state() returns), which the task scheduler
  * drains in step, so that a step looks only at the transfers that ended, not at every task.
  * Only flagged transfers are queued: a program that never calls step never grows the queue. */
-static void notify_waiter(lua_State *L, sora_transfer *t, int uv_idx, int transfer_idx) {
+static void notify_waiter(lua_State *L, sora_client *c, sora_transfer *t, int uv_idx,
+                          int transfer_idx) {
   if (!t->notify) return;
   t->notify = 0;
+  sora_loop_task_ready(c); /* whatever drove it, a watching host comes back to run the task */
   lua_getfield(L, uv_idx, "finished"); /* queue */
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
@@ -841,11 +843,11 @@ static void notify_waiter(lua_State *L, sora_transfer *t, int uv_idx, int transf
 /* Lets go of the transfers that have finished: their owners hold them now, if anyone does.
  * The table is walked rather than the client's list: a transfer whose result was read is no
  * longer in the list. The user value (uv_idx) gets the ones a task awaits (notify_waiter). */
-static void release_finished(lua_State *L, int uv_idx, int transfers_idx) {
+static void release_finished(lua_State *L, sora_client *c, int uv_idx, int transfers_idx) {
   lua_pushnil(L);
   while (lua_next(L, transfers_idx)) { /* key, transfer */
     sora_transfer *t = lua_touserdata(L, -1);
-    if (t->state == SORA_STATE_DONE) notify_waiter(L, t, uv_idx, lua_gettop(L));
+    if (t->state == SORA_STATE_DONE) notify_waiter(L, c, t, uv_idx, lua_gettop(L));
     lua_pop(L, 1);
     if (t->state != SORA_STATE_DONE) continue;
     t->anchored = 0;
@@ -947,7 +949,7 @@ static int drive_end(lua_State *L, sora_client *c, int client_idx, int top) {
   c->callback_base = 0;
   c->slice_end = 0;
   sora_download_release(&c->released, RELEASE_SLICE);
-  release_finished(L, top + 2, top + 3);
+  release_finished(L, c, top + 2, top + 3);
   lua_replace(L, top + 1); /* what to raise, or nil */
   lua_settop(L, top + 1);
   sora_loop_flush(L, client_idx);

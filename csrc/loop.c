@@ -185,6 +185,12 @@ int sora_loop_run(sora_client *c, int timeout_ms, int wake_fd) {
   return 1;
 }
 
+/* A task can go on now (a transfer it awaits ended): the host's next flush asks for the timer
+ * at once, whatever drove the client (a blocking call, step, the host itself). */
+void sora_loop_task_ready(sora_client *c) {
+  if (c->loop != NULL) c->loop->tasks_due = sora_now();
+}
+
 /* ---- the host's side: telling it --------------------------------------------------------- */
 
 static int host_traceback(lua_State *L) {
@@ -454,6 +460,20 @@ static int client_tasks_due(lua_State *L) {
   return 0;
 }
 
+/* client:_usable(call [, open_only]): raises as the C calls do unless `call` may run now: the
+ * client is open and (unless open_only) no callback of it is running. The task scheduler
+ * checks this before it resumes any task: a refused call changes nothing. */
+static int client_usable(lua_State *L) {
+  sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
+  const char *call = luaL_checkstring(L, 2);
+  if (lua_toboolean(L, 3)) {
+    if (c->multi == NULL || c->close_pending) sora_raise(L, "calling '%s' on a closed sora.Client", call);
+  } else {
+    sora_check_usable(L, c, call);
+  }
+  return 0;
+}
+
 /* client:watching(): true while a host's loop watches the client. */
 static int client_watching(lua_State *L) {
   sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
@@ -464,7 +484,7 @@ static int client_watching(lua_State *L) {
 static const luaL_Reg loop_methods[] = {
     {"watch", client_watch}, {"unwatch", client_unwatch}, {"watching", client_watching},
     {"_socket_action", client_socket_action}, {"_timeout_action", client_timeout_action},
-    {"_tasks_due", client_tasks_due}, {NULL, NULL}};
+    {"_tasks_due", client_tasks_due}, {"_usable", client_usable}, {NULL, NULL}};
 
 void sora_open_loop(lua_State *L, int methods_idx) {
   const luaL_Reg *r;

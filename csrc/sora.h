@@ -158,6 +158,8 @@ typedef struct sora_loop sora_loop;
 SORA_HIDDEN int sora_loop_run(sora_client *c, int timeout_ms, int wake_fd);
 SORA_HIDDEN void sora_loop_action(sora_client *c, curl_socket_t fd, int ev_bitmask);
 SORA_HIDDEN void sora_loop_flush(lua_State *L, int client_idx);
+/* A transfer a task awaits has ended (client.c queues it): the host is asked to come back now. */
+SORA_HIDDEN void sora_loop_task_ready(sora_client *c);
 SORA_HIDDEN void sora_loop_close(lua_State *L, sora_client *c, int client_idx);
 /* One socket action (client.c) on the client at client_idx, then what a turn of the loop does
  * after it: finished transfers collected, awaiting tasks queued, the host told. */
