@@ -97,7 +97,8 @@ int sora_interrupt_arm(void) {
 
 static void drain(void) {
   char buf[64];
-  while (read(wake_pipe[0], buf, sizeof buf) > 0) continue;
+  while (read(wake_pipe[0], buf, sizeof buf) > 0) {
+  }
 }
 
 void sora_interrupt_disarm(int fd) {
