@@ -695,7 +695,7 @@ static int raised_by_hook(lua_State *L) {
 /* The message handler of callbacks: a message gets the traceback of the user's function; an
  * error object, or what a hook raised, goes on as it is (a program may raise a table and catch
  * it; a host matches its interruption's message). */
-static int traceback(lua_State *L) {
+int sora_callback_traceback(lua_State *L) {
   if (lua_type(L, 1) != LUA_TSTRING || raised_by_hook(L)) return 1;
   sora_traceback(L, lua_tostring(L, 1));
   return 1;
@@ -745,7 +745,7 @@ static void keep_error(lua_State *L, sora_callback *cb, int uv) {
 static int run_callback(lua_State *L) {
   sora_callback *cb = lua_touserdata(L, 2);
   int nargs, ok;
-  lua_pushcfunction(L, traceback); /* uv, cb, handler */
+  lua_pushcfunction(L, sora_callback_traceback); /* uv, cb, handler */
   nargs = push_call(L, cb, 1);
   ok = lua_pcall(L, nargs, 0, 3) == 0;
   if (!ok) keep_error(L, cb, 1);

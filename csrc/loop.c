@@ -193,17 +193,11 @@ void sora_loop_task_ready(sora_client *c) {
 
 /* ---- the host's side: telling it --------------------------------------------------------- */
 
-static int host_traceback(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TSTRING) return 1;
-  sora_traceback(L, lua_tostring(L, 1));
-  return 1;
-}
-
 /* Calls the host's callable user value[field] with the nargs values on the stack, protected
  * and marked as a callback of the client; pops them. Never raises. */
 static void call_host(lua_State *L, sora_client *c, int client_idx, const char *field, int nargs) {
   int base = lua_gettop(L) - nargs; /* args at base + 1 ... */
-  lua_pushcfunction(L, host_traceback);
+  lua_pushcfunction(L, sora_callback_traceback);
   sora_getuservalue(L, client_idx);
   lua_getfield(L, -1, field);       /* args, handler, uv, fn */
   lua_remove(L, -2);                /* args, handler, fn */

@@ -143,6 +143,9 @@ typedef struct sora_callback {
   const char *level;         /* the log line's level */
 } sora_callback;
 SORA_HIDDEN int sora_client_callback(sora_client *c, sora_callback *cb);
+/* The message handler of every callback (the host's too): a message gets the traceback of the
+ * user's function, unless a hook raised it; any other value goes on as it is. */
+SORA_HIDDEN int sora_callback_traceback(lua_State *L);
 SORA_HIDDEN void sora_push_transfers(lua_State *L, int client_idx);
 SORA_HIDDEN int sora_open_client(lua_State *L);
 
