@@ -461,7 +461,8 @@ static int client_usable(lua_State *L) {
   sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
   const char *call = luaL_checkstring(L, 2);
   if (lua_toboolean(L, 3)) {
-    if (c->multi == NULL || c->close_pending) sora_raise(L, "calling '%s' on a closed sora.Client", call);
+    if (c->multi == NULL || c->close_pending)
+      sora_raise(L, "calling '%s' on a closed sora.Client", call);
   } else {
     sora_check_usable(L, c, call);
   }
