@@ -616,7 +616,7 @@ static void size_connection_cache(sora_client *c) {
   curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 4 * c->handles);
 }
 
-sora_handle *sora_client_acquire(sora_client *c, lua_State *L) {
+static sora_handle *acquire_handle(sora_client *c, lua_State *L) {
   sora_handle *h = c->idle;
   const char *why = "out of memory";
   if (h != NULL) {
@@ -640,7 +640,7 @@ sora_handle *sora_client_acquire(sora_client *c, lua_State *L) {
 /* Large response buffers are not kept: one 10 MB body must not pin 10 MB per handle. */
 #define KEEP_BUFFER_BYTES ((size_t)256 * 1024)
 
-void sora_client_release(sora_client *c, sora_handle *h) {
+static void release_handle(sora_client *c, sora_handle *h) {
   if (h->response.cap > KEEP_BUFFER_BYTES) sora_buffer_free(&h->response);
   h->next_idle = c->idle;
   c->idle = h;
@@ -769,7 +769,7 @@ static void keep_runner_error(lua_State *L, sora_client *c, sora_callback *cb, i
   lua_pushnil(L); /* in place of the error, popped by the caller */
 }
 
-int sora_client_callback(sora_client *c, sora_callback *cb) {
+static int run_protected(sora_client *c, sora_callback *cb) {
   lua_State *L = c->L;
   int status, ok;
   if (L == NULL || c->callback_base == 0) return 0; /* not driving: nothing to call from */
@@ -787,7 +787,7 @@ int sora_client_callback(sora_client *c, sora_callback *cb) {
 
 /* Lines never hold the key, the userinfo or any header: method, URL, status, attempt and
  * timing. A log function that raises is reported on stderr rather than breaking the loop. */
-void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) {
+static void log_line(lua_State *L, sora_client *c, int level, const char *line) {
   sora_callback cb;
   (void)L;
   if (level > c->log_level) return;
@@ -798,7 +798,7 @@ void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) 
   memset(&cb, 0, sizeof cb);
   cb.text = line;
   cb.level = level == SORA_LOG_DEBUG ? "debug" : "info";
-  sora_client_callback(c, &cb);
+  run_protected(c, &cb);
 }
 
 /* ---- anchoring: the client owns its transfers ---------------------------------------- */
@@ -806,7 +806,7 @@ void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) 
 /* Pushes the table of transfers in flight in the client's user value: transfer pointer ->
  * transfer userdata. It is what keeps a running transfer alive, and only while the client
  * is: a dropped client is collected with its transfers, which its __gc aborts. */
-void sora_push_transfers(lua_State *L, int client_idx) {
+static void push_transfers(lua_State *L, int client_idx) {
   client_idx = sora_absindex(L, client_idx);
   sora_getuservalue(L, client_idx); /* uv */
   lua_getfield(L, -1, "transfers"); /* uv, transfers */
@@ -933,7 +933,7 @@ static int drive_begin(lua_State *L, sora_client *c, int client_idx, double wait
   luaL_checkstack(L, 12, "sora: no room on the stack for callbacks");
   lua_pushcfunction(L, run_callback); /* runner */
   sora_getuservalue(L, client_idx);   /* runner, uv */
-  sora_push_transfers(L, client_idx); /* runner, uv, transfers */
+  push_transfers(L, client_idx);     /* runner, uv, transfers */
   lua_pushnil(L);                     /* runner, uv, transfers, what drive_end raises */
   c->L = L;
   c->callback_base = top + 1;
@@ -972,7 +972,7 @@ static void wait_for_activity(sora_client *c, int timeout_ms) {
 /* One turn of the loop: run what can run and, unless a transfer just ended, wait at most
  * wait_s seconds for activity. Returns the number of transfers in flight or waiting to retry.
  * The caller has checked that the client may be driven (sora_check_usable). */
-int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
+static int drive(lua_State *L, int client_idx, double wait_s) {
   sora_client *c = lua_touserdata(L, client_idx);
   int top;
   double idle;
@@ -1096,7 +1096,7 @@ static int client_drive(lua_State *L) {
   double wait_s;
   check_usable(L, "step");
   wait_s = check_seconds(L, "step", 0);
-  lua_pushinteger(L, sora_client_drive(L, 1, wait_s));
+  lua_pushinteger(L, drive(L, 1, wait_s));
   return 1;
 }
 
@@ -1110,7 +1110,7 @@ static int client_sleep(lua_State *L) {
   until = sora_now() + check_seconds(L, "sleep", 0);
   while ((left = until - sora_now()) > 0) {
     check_usable(L, call); /* a log function may have closed it (it raised then) */
-    sora_client_drive(L, 1, left);
+    drive(L, 1, left);
     sora_interrupt_point(L); /* Ctrl-C under lua.c raises here */
   }
   return 0;
@@ -1178,6 +1178,10 @@ static int client_jitter(lua_State *L) {
   return 1;
 }
 
+static const sora_services client_services = {acquire_handle, release_handle, run_protected, log_line,
+                                              push_transfers, drive, sora_client_pinned_call,
+                                              sora_loop_flush};
+
 static int client_new(lua_State *L) {
   sora_client *c;
   sora_handle *first;
@@ -1189,6 +1193,7 @@ static int client_new(lua_State *L) {
   lua_settop(L, 1);
   c = lua_newuserdata(L, sizeof *c); /* opts, client */
   memset(c, 0, sizeof *c);
+  c->services = &client_services;
   luaL_getmetatable(L, SORA_CLIENT);
   lua_setmetatable(L, -2);
   lua_newtable(L);
@@ -1198,8 +1203,8 @@ static int client_new(lua_State *L) {
   sora_rng_seed(&c->rng);
   configure(L, c, 1, 2); /* a raise here leaves a client that __gc frees */
   /* one handle now: a security option libcurl refuses fails here, not at the first request */
-  first = sora_client_acquire(c, L);
-  sora_client_release(c, first);
+  first = acquire_handle(c, L);
+  release_handle(c, first);
   return 1;
 }
 
