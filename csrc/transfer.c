@@ -624,7 +624,7 @@ static void drive_until_done(lua_State *L, int transfer_idx) {
     push_usable_client(L, t, transfer_idx, "wait");
     lua_pop(L, 1);
   }
-  while (t->state != SORA_STATE_DONE) {
+  while (t->state != SORA_STATE_DONE && t->client != NULL) { /* a detached one is done */
     double wait = 1.0;
     if (t->state == SORA_STATE_RETRY_WAIT) wait = t->retry_at - sora_now();
     push_usable_client(L, t, transfer_idx, "wait"); /* client */
