@@ -11,8 +11,10 @@
  *     would have. The host's handler is put back after the wait, unless it replaced itself
  *     meanwhile (lua.c's does: a second Ctrl-C then kills the process), which sora leaves be;
  *   - between two waits, the C loops that block (transfer:wait, sleeps) call
- *     sora_interrupt_point, which runs a no-op Lua call when the thread has a hook: the hook
- *     lua.c's handler set raises "interrupted!" there, as it would at the program's next call.
+ *     sora_interrupt_point, which calls a no-op C function when the thread has a call hook:
+ *     the hook lua.c's handler set raises "interrupted!" there, as it would at the program's
+ *     next call. (lua.c sets it on the main thread only: a blocking call made in another
+ *     coroutine runs to its end, and the program is interrupted back on the main thread.)
  *
  * The handler only writes(2) and calls the previous handler (async-signal-safe). The install
  * is counted and locked, so threads waiting at once install it once and the last restores it;
