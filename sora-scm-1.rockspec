@@ -45,6 +45,7 @@ build = {
         "csrc/image.c", "csrc/json.c", "csrc/loop.c", "csrc/marshal.c", "csrc/media.c",
         "csrc/multipart.c", "csrc/outcome.c", "csrc/reference.c", "csrc/response.c",
         "csrc/retry.c", "csrc/transfer.c", "csrc/url.c", "csrc/video.c", "csrc/webhooks.c",
+        "csrc/interrupt.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },

@@ -643,7 +643,7 @@ static void size_connection_cache(sora_client *c) {
   curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 4 * c->handles);
 }
 
-sora_handle *sora_client_acquire(sora_client *c, lua_State *L) {
+static sora_handle *acquire_handle(sora_client *c, lua_State *L) {
   sora_handle *h = c->idle;
   const char *why = "out of memory";
   if (h != NULL) {
@@ -667,7 +667,7 @@ sora_handle *sora_client_acquire(sora_client *c, lua_State *L) {
 /* Large response buffers are not kept: one 10 MB body must not pin 10 MB per handle. */
 #define KEEP_BUFFER_BYTES ((size_t)256 * 1024)
 
-void sora_client_release(sora_client *c, sora_handle *h) {
+static void release_handle(sora_client *c, sora_handle *h) {
   if (h->response.cap > KEEP_BUFFER_BYTES) sora_buffer_free(&h->response);
   h->next_idle = c->idle;
   c->idle = h;
@@ -707,10 +707,23 @@ static CURLM *new_multi(void) {
 
 /* ---- callbacks ----------------------------------------------------------------------- */
 
+/* Whether the error being handled was raised by a debug hook (lua.c's "interrupted!", a
+ * sandbox's instruction limit): 5.3 and 5.4 name a hook's frame; earlier versions cannot tell. */
+static int raised_by_hook(lua_State *L) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    if (lua_getinfo(L, "n", &ar) && ar.namewhat != NULL && strcmp(ar.namewhat, "hook") == 0)
+      return 1;
+  }
+  return 0;
+}
+
 /* The message handler of callbacks: a message gets the traceback of the user's function; an
- * error object goes on as it is (a program may raise a table and catch it). */
-static int traceback(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TSTRING) return 1;
+ * error object, or what a hook raised, goes on as it is (a program may raise a table and catch
+ * it; a host matches its interruption's message). */
+int sora_callback_traceback(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TSTRING || raised_by_hook(L)) return 1;
   sora_traceback(L, lua_tostring(L, 1));
   return 1;
 }
@@ -759,7 +772,7 @@ static void keep_error(lua_State *L, sora_callback *cb, int uv) {
 static int run_callback(lua_State *L) {
   sora_callback *cb = lua_touserdata(L, 2);
   int nargs, ok;
-  lua_pushcfunction(L, traceback); /* uv, cb, handler */
+  lua_pushcfunction(L, sora_callback_traceback); /* uv, cb, handler */
   nargs = push_call(L, cb, 1);
   ok = lua_pcall(L, nargs, 0, 3) == 0;
   if (!ok) keep_error(L, cb, 1);
@@ -767,7 +780,23 @@ static int run_callback(lua_State *L) {
   return 1;
 }
 
-int sora_client_callback(sora_client *c, sora_callback *cb) {
+/* The runner itself failed: out of memory, or a hook raised outside the user's function (lua.c's
+ * SIGINT hook fires at the runner's call). Anything but out of memory goes on as itself: kept
+ * as the transfer's error, and raised by the drive once it has ended (drive_end). Nothing here
+ * allocates: the transfer's slots exist, and "transfers" is a string the user value holds. */
+static void keep_runner_error(lua_State *L, sora_client *c, sora_callback *cb, int status) {
+  int pending = c->callback_base + 3;
+  if (status == LUA_ERRMEM) {
+    if (cb->t) cb->t->io_errno = ENOMEM;
+    return;
+  }
+  if (cb->t) keep_error(L, cb, c->callback_base + 1);
+  if (lua_isnil(L, pending)) lua_replace(L, pending); /* the first one is raised */
+  else lua_pop(L, 1);
+  lua_pushnil(L); /* in place of the error, popped by the caller */
+}
+
+static int run_protected(sora_client *c, sora_callback *cb) {
   lua_State *L = c->L;
   int status, ok;
   if (L == NULL || c->callback_base == 0) return 0; /* not driving: nothing to call from */
@@ -778,14 +807,14 @@ int sora_client_callback(sora_client *c, sora_callback *cb) {
   status = lua_pcall(L, 2, 1, 0);
   c->in_callback--;
   ok = status == 0 && lua_toboolean(L, -1);
-  lua_pop(L, 1); /* the result or the runner's own error (out of memory) */
-  if (status != 0 && cb->t) cb->t->io_errno = ENOMEM;
+  if (status != 0) keep_runner_error(L, c, cb, status);
+  lua_pop(L, 1); /* the result */
   return ok;
 }
 
 /* Lines never hold the key, the userinfo or any header: method, URL, status, attempt and
  * timing. A log function that raises is reported on stderr rather than breaking the loop. */
-void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) {
+static void log_line(lua_State *L, sora_client *c, int level, const char *line) {
   sora_callback cb;
   (void)L;
   if (level > c->log_level) return;
@@ -796,7 +825,7 @@ void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) 
   memset(&cb, 0, sizeof cb);
   cb.text = line;
   cb.level = level == SORA_LOG_DEBUG ? "debug" : "info";
-  sora_client_callback(c, &cb);
+  run_protected(c, &cb);
 }
 
 /* ---- anchoring: the client owns its transfers ---------------------------------------- */
@@ -804,7 +833,7 @@ void sora_client_log(lua_State *L, sora_client *c, int level, const char *line) 
 /* Pushes the table of transfers in flight in the client's user value: transfer pointer ->
  * transfer userdata. It is what keeps a running transfer alive, and only while the client
  * is: a dropped client is collected with its transfers, which its __gc aborts. */
-void sora_push_transfers(lua_State *L, int client_idx) {
+static void push_transfers(lua_State *L, int client_idx) {
   client_idx = sora_absindex(L, client_idx);
   sora_getuservalue(L, client_idx); /* uv */
   lua_getfield(L, -1, "transfers"); /* uv, transfers */
@@ -821,9 +850,11 @@ void sora_push_transfers(lua_State *L, int client_idx) {
  * in the client's user value (the table client:_state() returns), which the task scheduler
  * drains in step, so that a step looks only at the transfers that ended, not at every task.
  * Only flagged transfers are queued: a program that never calls step never grows the queue. */
-static void notify_waiter(lua_State *L, sora_transfer *t, int uv_idx, int transfer_idx) {
+static void notify_waiter(lua_State *L, sora_client *c, sora_transfer *t, int uv_idx,
+                          int transfer_idx) {
   if (!t->notify) return;
   t->notify = 0;
+  sora_loop_task_ready(c); /* whatever drove it, a watching host comes back to run the task */
   lua_getfield(L, uv_idx, "finished"); /* queue */
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
@@ -839,11 +870,11 @@ static void notify_waiter(lua_State *L, sora_transfer *t, int uv_idx, int transf
 /* Lets go of the transfers that have finished: their owners hold them now, if anyone does.
  * The table is walked rather than the client's list: a transfer whose result was read is no
  * longer in the list. The user value (uv_idx) gets the ones a task awaits (notify_waiter). */
-static void release_finished(lua_State *L, int uv_idx, int transfers_idx) {
+static void release_finished(lua_State *L, sora_client *c, int uv_idx, int transfers_idx) {
   lua_pushnil(L);
   while (lua_next(L, transfers_idx)) { /* key, transfer */
     sora_transfer *t = lua_touserdata(L, -1);
-    if (t->state == SORA_STATE_DONE) notify_waiter(L, t, uv_idx, lua_gettop(L));
+    if (t->state == SORA_STATE_DONE) notify_waiter(L, c, t, uv_idx, lua_gettop(L));
     lua_pop(L, 1);
     if (t->state != SORA_STATE_DONE) continue;
     t->anchored = 0;
@@ -885,7 +916,7 @@ static double wake_retries(lua_State *L, sora_client *c, double limit) {
 
 /* A watched client runs on libcurl's socket interface (loop.c), never on curl_multi_perform. */
 static int perform(lua_State *L, sora_client *c) {
-  if (!sora_loop_run(c, 0)) curl_multi_perform(c->multi, &c->running);
+  if (!sora_loop_run(c, 0, -1)) curl_multi_perform(c->multi, &c->running);
   return collect_completed(L, c);
 }
 
@@ -929,7 +960,8 @@ static int drive_begin(lua_State *L, sora_client *c, int client_idx, double wait
   luaL_checkstack(L, 12, "sora: no room on the stack for callbacks");
   lua_pushcfunction(L, run_callback); /* runner */
   sora_getuservalue(L, client_idx);   /* runner, uv */
-  sora_push_transfers(L, client_idx); /* runner, uv, transfers */
+  push_transfers(L, client_idx);     /* runner, uv, transfers */
+  lua_pushnil(L);                     /* runner, uv, transfers, what drive_end raises */
   c->L = L;
   c->callback_base = top + 1;
   resume_paused(L, c, wait_s);
@@ -937,22 +969,37 @@ static int drive_begin(lua_State *L, sora_client *c, int client_idx, double wait
 }
 
 /* Lets go of the finished transfers (queuing those a task awaits) and tells a watching host
- * what changed. Returns the number of transfers in flight or waiting to retry. */
+ * what changed; then raises what a hook raised around a callback (keep_runner_error). Returns
+ * the number of transfers in flight or waiting to retry. */
 static int drive_end(lua_State *L, sora_client *c, int client_idx, int top) {
   c->L = NULL;
   c->callback_base = 0;
   c->slice_end = 0;
   sora_download_release(&c->released, RELEASE_SLICE);
-  release_finished(L, top + 2, top + 3);
-  lua_settop(L, top);
+  release_finished(L, c, top + 2, top + 3);
+  lua_replace(L, top + 1); /* what to raise, or nil */
+  lua_settop(L, top + 1);
   sora_loop_flush(L, client_idx);
+  if (!lua_isnil(L, top + 1)) lua_error(L);
+  lua_settop(L, top);
   return count_pending(c);
+}
+
+/* Waits at most timeout_ms for the client's sockets, or less: Ctrl-C ends the wait where the
+ * host handles SIGINT (interrupt.c), and the caller's loop lets the host's hook act on it. */
+static void wait_for_activity(sora_client *c, int timeout_ms) {
+  int wake_fd = sora_interrupt_arm();
+  if (!sora_loop_run(c, timeout_ms, wake_fd)) {
+    struct curl_waitfd wake = {wake_fd, CURL_WAIT_POLLIN, 0};
+    curl_multi_poll(c->multi, &wake, wake_fd >= 0 ? 1 : 0, timeout_ms, NULL);
+  }
+  sora_interrupt_disarm(wake_fd);
 }
 
 /* One turn of the loop: run what can run and, unless a transfer just ended, wait at most
  * wait_s seconds for activity. Returns the number of transfers in flight or waiting to retry.
  * The caller has checked that the client may be driven (sora_check_usable). */
-int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
+static int drive(lua_State *L, int client_idx, double wait_s) {
   sora_client *c = lua_touserdata(L, client_idx);
   int top;
   double idle;
@@ -961,7 +1008,7 @@ int sora_client_drive(lua_State *L, int client_idx, double wait_s) {
   idle = perform(L, c) ? 0 : wake_retries(L, c, wait_s);
   if (idle > 0 && c->paused == 0) { /* a paused transfer has more to give at once */
     int timeout_ms = (int)((idle < MAX_POLL_S ? idle : MAX_POLL_S) * 1000 + 0.999);
-    if (!sora_loop_run(c, timeout_ms)) curl_multi_poll(c->multi, NULL, 0, timeout_ms, NULL);
+    wait_for_activity(c, timeout_ms);
     perform(L, c);
     wake_retries(L, c, 0);
   }
@@ -1076,7 +1123,7 @@ static int client_drive(lua_State *L) {
   double wait_s;
   check_usable(L, "step");
   wait_s = check_seconds(L, "step", 0);
-  lua_pushinteger(L, sora_client_drive(L, 1, wait_s));
+  lua_pushinteger(L, drive(L, 1, wait_s));
   return 1;
 }
 
@@ -1090,7 +1137,8 @@ static int client_sleep(lua_State *L) {
   until = sora_now() + check_seconds(L, "sleep", 0);
   while ((left = until - sora_now()) > 0) {
     check_usable(L, call); /* a log function may have closed it (it raised then) */
-    sora_client_drive(L, 1, left);
+    drive(L, 1, left);
+    sora_interrupt_point(L); /* Ctrl-C under lua.c raises here */
   }
   return 0;
 }
@@ -1157,6 +1205,10 @@ static int client_jitter(lua_State *L) {
   return 1;
 }
 
+static const sora_services client_services = {acquire_handle, release_handle, run_protected, log_line,
+                                              push_transfers, drive, sora_client_pinned_call,
+                                              sora_loop_flush};
+
 static int client_new(lua_State *L) {
   sora_client *c;
   sora_handle *first;
@@ -1168,6 +1220,7 @@ static int client_new(lua_State *L) {
   lua_settop(L, 1);
   c = lua_newuserdata(L, sizeof *c); /* opts, client */
   memset(c, 0, sizeof *c);
+  c->services = &client_services;
   luaL_getmetatable(L, SORA_CLIENT);
   lua_setmetatable(L, -2);
   lua_newtable(L);
@@ -1177,8 +1230,8 @@ static int client_new(lua_State *L) {
   sora_rng_seed(&c->rng);
   configure(L, c, 1, 2); /* a raise here leaves a client that __gc frees */
   /* one handle now: a security option libcurl refuses fails here, not at the first request */
-  first = sora_client_acquire(c, L);
-  sora_client_release(c, first);
+  first = acquire_handle(c, L);
+  release_handle(c, first);
   return 1;
 }
 

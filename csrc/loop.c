@@ -123,13 +123,14 @@ void sora_loop_action(sora_client *c, curl_socket_t fd, int ev_bitmask) {
   }
 }
 
+/* Room for every socket and the wake descriptor (sora_interrupt_arm). */
 static int grow_polled(sora_loop *loop) {
   struct pollfd *grown;
-  if (loop->polled_room >= loop->count) return 1;
-  grown = realloc(loop->polled, loop->count * sizeof *grown);
+  if (loop->polled_room >= loop->count + 1) return 1;
+  grown = realloc(loop->polled, (loop->count + 1) * sizeof *grown);
   if (grown == NULL) return 0;
   loop->polled = grown;
-  loop->polled_room = loop->count;
+  loop->polled_room = loop->count + 1;
   return 1;
 }
 
@@ -157,9 +158,10 @@ static int select_bits(short revents) {
 }
 
 /* The client's own wait when step or a blocking call drives a watched client: poll() its
- * sockets at most timeout_ms (and no later than libcurl's timer), act on those ready, then on
- * the timeouts that are due. Returns 0 when it was never watched (curl_multi_perform then). */
-int sora_loop_run(sora_client *c, int timeout_ms) {
+ * sockets (and wake_fd, which ends the wait early) at most timeout_ms and no later than
+ * libcurl's timer, act on those ready, then on the timeouts that are due. Returns 0 when it
+ * was never watched (curl_multi_perform then). */
+int sora_loop_run(sora_client *c, int timeout_ms, int wake_fd) {
   sora_loop *loop = c->loop;
   nfds_t n, i;
   if (loop == NULL) return 0;
@@ -168,7 +170,12 @@ int sora_loop_run(sora_client *c, int timeout_ms) {
     if (left_ms < timeout_ms) timeout_ms = left_ms > 0 ? (int)left_ms : 0;
   }
   n = fill_polled(loop);
-  if (poll(loop->polled, n, timeout_ms) > 0) {
+  if (wake_fd >= 0 && loop->polled_room > n) { /* last, so the loop below skips it */
+    loop->polled[n].fd = wake_fd;
+    loop->polled[n].events = POLLIN;
+    loop->polled[n].revents = 0;
+  }
+  if (poll(loop->polled, n + (wake_fd >= 0 && loop->polled_room > n), timeout_ms) > 0) {
     for (i = 0; i < n; i++) {
       if (loop->polled[i].revents)
         sora_loop_action(c, loop->polled[i].fd, select_bits(loop->polled[i].revents));
@@ -178,19 +185,19 @@ int sora_loop_run(sora_client *c, int timeout_ms) {
   return 1;
 }
 
-/* ---- the host's side: telling it --------------------------------------------------------- */
-
-static int host_traceback(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TSTRING) return 1;
-  sora_traceback(L, lua_tostring(L, 1));
-  return 1;
+/* A task can go on now (a transfer it awaits ended): the host's next flush asks for the timer
+ * at once, whatever drove the client (a blocking call, step, the host itself). */
+void sora_loop_task_ready(sora_client *c) {
+  if (c->loop != NULL) c->loop->tasks_due = sora_now();
 }
+
+/* ---- the host's side: telling it --------------------------------------------------------- */
 
 /* Calls the host's callable user value[field] with the nargs values on the stack, protected
  * and marked as a callback of the client; pops them. Never raises. */
 static void call_host(lua_State *L, sora_client *c, int client_idx, const char *field, int nargs) {
   int base = lua_gettop(L) - nargs; /* args at base + 1 ... */
-  lua_pushcfunction(L, host_traceback);
+  lua_pushcfunction(L, sora_callback_traceback);
   sora_getuservalue(L, client_idx);
   lua_getfield(L, -1, field);       /* args, handler, uv, fn */
   lua_remove(L, -2);                /* args, handler, fn */
@@ -447,6 +454,21 @@ static int client_tasks_due(lua_State *L) {
   return 0;
 }
 
+/* client:_usable(call [, open_only]): raises as the C calls do unless `call` may run now: the
+ * client is open and (unless open_only) no callback of it is running. The task scheduler
+ * checks this before it resumes any task: a refused call changes nothing. */
+static int client_usable(lua_State *L) {
+  sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
+  const char *call = luaL_checkstring(L, 2);
+  if (lua_toboolean(L, 3)) {
+    if (c->multi == NULL || c->close_pending)
+      sora_raise(L, "calling '%s' on a closed sora.Client", call);
+  } else {
+    sora_check_usable(L, c, call);
+  }
+  return 0;
+}
+
 /* client:watching(): true while a host's loop watches the client. */
 static int client_watching(lua_State *L) {
   sora_client *c = luaL_checkudata(L, 1, SORA_CLIENT);
@@ -457,7 +479,7 @@ static int client_watching(lua_State *L) {
 static const luaL_Reg loop_methods[] = {
     {"watch", client_watch}, {"unwatch", client_unwatch}, {"watching", client_watching},
     {"_socket_action", client_socket_action}, {"_timeout_action", client_timeout_action},
-    {"_tasks_due", client_tasks_due}, {NULL, NULL}};
+    {"_tasks_due", client_tasks_due}, {"_usable", client_usable}, {NULL, NULL}};
 
 void sora_open_loop(lua_State *L, int methods_idx) {
   const luaL_Reg *r;

@@ -89,6 +89,7 @@ typedef struct sora_base_url {
 
 typedef struct sora_client {
   CURLM *multi;
+  const struct sora_services *services; /* what the engine may ask of it (below) */
   sora_handle *idle;              /* free list of handles */
   long handles;                   /* handles made: the most transfers ever in flight at once */
   sora_transfer *transfers;       /* every live transfer, so close can detach them */
@@ -123,17 +124,11 @@ typedef struct sora_client {
 
 enum { SORA_LOG_NONE, SORA_LOG_INFO, SORA_LOG_DEBUG };
 
-SORA_HIDDEN void sora_client_log(lua_State *L, sora_client *c, int level, const char *line);
-/* A handle from the pool, or a new one; raises when libcurl cannot make one safely. */
-SORA_HIDDEN sora_handle *sora_client_acquire(sora_client *c, lua_State *L);
-SORA_HIDDEN void sora_client_release(sora_client *c, sora_handle *h);
-SORA_HIDDEN int sora_client_drive(lua_State *L, int client_idx, double wait_s);
 /* Calls fn with the stack's values as arguments, protected, the client at client_idx pinned:
  * a close meanwhile (by a finalizer, which may run at any allocation) waits until fn has
  * returned. Returns fn's results; raises what fn raised. */
 SORA_HIDDEN int sora_client_pinned_call(lua_State *L, int client_idx, lua_CFunction fn);
-/* Runs a Lua callback protected, under a traceback handler, with the client marked as inside
- * a callback (see sora_check_usable); never raises. Returns 1 when the callable succeeded. */
+/* A Lua callback of a transfer (or the log function) for the client's runner. */
 typedef struct sora_callback {
   sora_transfer *t;          /* NULL for the client's log function */
   int slot;                  /* the transfer's callable: SORA_SLOT_SINK or SORA_SLOT_PROGRESS */
@@ -142,9 +137,31 @@ typedef struct sora_callback {
   lua_Integer received, total; /* progress; total -1 when unknown */
   const char *level;         /* the log line's level */
 } sora_callback;
-SORA_HIDDEN int sora_client_callback(sora_client *c, sora_callback *cb);
-SORA_HIDDEN void sora_push_transfers(lua_State *L, int client_idx);
+/* The message handler of every callback (the host's too): a message gets the traceback of the
+ * user's function, unless a hook raised it; any other value goes on as it is. */
+SORA_HIDDEN int sora_callback_traceback(lua_State *L);
 SORA_HIDDEN int sora_open_client(lua_State *L);
+
+/* What the engine (transfer.c) may ask of its client, and nothing else of client.c: the engine
+ * never depends on how the client is built, and the client is the only one that calls down
+ * into the engine's insides. client.c fills it; a client's `services` points at it. */
+typedef struct sora_services {
+  /* a handle from the pool, or a new one (raises when libcurl cannot make one safely); back */
+  sora_handle *(*acquire)(sora_client *c, lua_State *L);
+  void (*release)(sora_client *c, sora_handle *h);
+  /* runs a Lua callback protected, the client marked as inside a callback (sora_check_usable
+   * refuses it then); never raises; 1 when the callable succeeded */
+  int (*callback)(sora_client *c, sora_callback *cb);
+  /* a log line at a level (SORA_LOG_*): to the log function, else stderr */
+  void (*log)(lua_State *L, sora_client *c, int level, const char *line);
+  /* pushes the table that keeps the client's running transfers alive (pointer -> transfer) */
+  void (*push_transfers)(lua_State *L, int client_idx);
+  /* one turn of the client's loop, waiting at most wait_s (the caller checked it is usable) */
+  int (*drive)(lua_State *L, int client_idx, double wait_s);
+  int (*pinned_call)(lua_State *L, int client_idx, lua_CFunction fn);
+  /* a watching host hears of what changed (loop.c sora_loop_flush) */
+  void (*tell_host)(lua_State *L, int client_idx);
+} sora_services;
 
 /* ---- the host's event loop (loop.c) ------------------------------------------------------ */
 
@@ -152,17 +169,29 @@ SORA_HIDDEN int sora_open_client(lua_State *L);
  * of its life: libcurl's socket and timer functions only record what changed, and
  * sora_loop_flush tells the host, outside libcurl, at the end of each call that drove it. */
 typedef struct sora_loop sora_loop;
-/* The client's own turn on a watched client (step, blocking calls): poll()s its sockets at most
- * timeout_ms, acts on them and the due timeouts. Returns 0 when it was never watched (it runs
+/* The client's own turn on a watched client (step, blocking calls): poll()s its sockets (and
+ * wake_fd, unless -1) at most timeout_ms, acts on them and the due timeouts. Returns 0 when it was never watched (it runs
  * on curl_multi_perform then). */
-SORA_HIDDEN int sora_loop_run(sora_client *c, int timeout_ms);
+SORA_HIDDEN int sora_loop_run(sora_client *c, int timeout_ms, int wake_fd);
 SORA_HIDDEN void sora_loop_action(sora_client *c, curl_socket_t fd, int ev_bitmask);
 SORA_HIDDEN void sora_loop_flush(lua_State *L, int client_idx);
+/* A transfer a task awaits has ended (client.c queues it): the host is asked to come back now. */
+SORA_HIDDEN void sora_loop_task_ready(sora_client *c);
 SORA_HIDDEN void sora_loop_close(lua_State *L, sora_client *c, int client_idx);
 /* One socket action (client.c) on the client at client_idx, then what a turn of the loop does
  * after it: finished transfers collected, awaiting tasks queued, the host told. */
 SORA_HIDDEN int sora_client_act(lua_State *L, int client_idx, curl_socket_t fd, int ev_bitmask);
 SORA_HIDDEN void sora_open_loop(lua_State *L, int methods_idx);
+
+/* ---- Ctrl-C during a wait (interrupt.c) ------------------------------------------------ */
+
+/* Around a wait that may block: arm returns a descriptor the wait polls too (readable once a
+ * SIGINT came), or -1 when the host has no SIGINT handler of its own; disarm takes it back. */
+SORA_HIDDEN int sora_interrupt_arm(void);
+SORA_HIDDEN void sora_interrupt_disarm(int fd);
+/* Between two waits of a C loop that blocks: lets a hook a signal handler set (lua.c's, which
+ * raises "interrupted!") run, by a call, as it would at the program's next call. May raise. */
+SORA_HIDDEN void sora_interrupt_point(lua_State *L);
 
 /* ---- transfers (transfer.c) ------------------------------------------------------------- */
 

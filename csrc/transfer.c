@@ -26,14 +26,17 @@ double sora_now(void) {
 
 static int is_success(long status) { return status >= 200 && status < 300; }
 
+/* What the engine asks of the transfer's client: only through its services (sora.h). */
+static const sora_services *services(const sora_transfer *t) { return t->client->services; }
+
 /* ---- what a transfer keeps alive: its slots (sora.h) ------------------------------------ */
-/* While it runs, the transfer itself is kept by its client (sora_push_transfers), never by
- * the registry. */
+/* While it runs, the transfer itself is kept by its client (services: push_transfers), never
+ * by the registry. */
 
 /* The client keeps the transfer at transfer_idx alive until it finishes. */
 static void anchor(lua_State *L, sora_transfer *t, int transfer_idx) {
   sora_push_slot(L, transfer_idx, SORA_SLOT_CLIENT); /* client */
-  sora_push_transfers(L, -1);                         /* client, transfers */
+  services(t)->push_transfers(L, -1);                 /* client, transfers */
   lua_pushvalue(L, transfer_idx);
   sora_rawsetp(L, -2, t);
   lua_pop(L, 2);
@@ -43,7 +46,7 @@ static void anchor(lua_State *L, sora_transfer *t, int transfer_idx) {
 static void unanchor(lua_State *L, sora_transfer *t, int transfer_idx) {
   if (!t->anchored || t->client == NULL) return;
   sora_push_slot(L, transfer_idx, SORA_SLOT_CLIENT); /* client */
-  sora_push_transfers(L, -1);                         /* client, transfers */
+  services(t)->push_transfers(L, -1);                 /* client, transfers */
   lua_pushnil(L);
   sora_rawsetp(L, -2, t);
   lua_pop(L, 2);
@@ -51,7 +54,7 @@ static void unanchor(lua_State *L, sora_transfer *t, int transfer_idx) {
 }
 
 /* ---- callbacks --------------------------------------------------------------------- */
-/* Run by sora_client_callback: protected, with the client marked as inside a callback. */
+/* Run by the client's services: protected, with the client marked as inside a callback. */
 
 int sora_transfer_sink(sora_transfer *t, const char *data, size_t len) {
   sora_callback cb;
@@ -60,7 +63,7 @@ int sora_transfer_sink(sora_transfer *t, const char *data, size_t len) {
   cb.slot = SORA_SLOT_SINK;
   cb.text = data;
   cb.text_len = len;
-  if (sora_client_callback(t->client, &cb)) return 1;
+  if (services(t)->callback(t->client, &cb)) return 1;
   t->aborted = 1;
   return 0;
 }
@@ -73,7 +76,7 @@ static int report_progress(sora_transfer *t) {
   cb.slot = SORA_SLOT_PROGRESS;
   cb.received = (lua_Integer)t->received;
   cb.total = total >= 0 ? (lua_Integer)total : -1;
-  if (sora_client_callback(t->client, &cb)) return 1;
+  if (services(t)->callback(t->client, &cb)) return 1;
   t->aborted = 1;
   return 0;
 }
@@ -261,7 +264,7 @@ static int deliver(sora_transfer *t, const char *data, size_t len) {
 /* A drive delivers content for a slice of time only: libcurl reads up to 100 buffers per
  * transfer in one curl_multi_perform, 12.8 MB at 128 KiB, which would hold the host's step(0)
  * for many milliseconds. A transfer whose slice is spent is paused, its chunk kept by libcurl,
- * and the next drive resumes it (sora_client_drive). */
+ * and the next drive resumes it (client.c resume_paused). */
 static int slice_spent(sora_transfer *t) {
   sora_client *c = t->client;
   if (c->slice_end <= 0 || sora_now() < c->slice_end) return 0;
@@ -473,7 +476,7 @@ static void log_attempt(lua_State *L, sora_transfer *t, int level, const char *w
   if (redacted != NULL) {
     format_attempt(line, room, t, shown, ms, what);
     sora_copy_redacted(redacted, redacted_room, line, room - 1, t->client->api_key);
-    sora_client_log(L, t->client, level, redacted);
+    services(t)->log(L, t->client, level, redacted);
   }
   free(redacted);
   free(line);
@@ -538,7 +541,7 @@ static void finish(lua_State *L, sora_transfer *t) {
 void sora_transfer_unlink(sora_transfer *t) {
   sora_client *c = t->client;
   if (c == NULL) return;
-  if (t->handle) sora_client_release(c, t->handle);
+  if (t->handle) c->services->release(c, t->handle);
   t->handle = NULL;
   if (t->prev) t->prev->next = t->next;
   else c->transfers = t->next;
@@ -581,7 +584,7 @@ sora_transfer *sora_transfer_new(lua_State *L, sora_client *c, const sora_endpoi
   lua_setmetatable(L, -2);
   lua_pushvalue(L, client_idx);
   sora_set_slot(L, -2, SORA_SLOT_CLIENT);
-  t->handle = sora_client_acquire(c, L);
+  t->handle = c->services->acquire(c, L);
   t->client = c;
   t->next = c->transfers;
   if (c->transfers) c->transfers->prev = t;
@@ -600,7 +603,7 @@ void sora_transfer_begin(lua_State *L, int transfer_idx) {
   if (t->state == SORA_STATE_DONE) unanchor(L, t, transfer_idx); /* it could not start */
   if (t->client && t->client->loop) { /* a watching host learns of the new timer (loop.c) */
     sora_push_slot(L, transfer_idx, SORA_SLOT_CLIENT);
-    sora_loop_flush(L, -1);
+    services(t)->tell_host(L, -1);
     lua_pop(L, 1);
   }
 }
@@ -621,12 +624,13 @@ static void drive_until_done(lua_State *L, int transfer_idx) {
     push_usable_client(L, t, transfer_idx, "wait");
     lua_pop(L, 1);
   }
-  while (t->state != SORA_STATE_DONE) {
+  while (t->state != SORA_STATE_DONE && t->client != NULL) { /* a detached one is done */
     double wait = 1.0;
     if (t->state == SORA_STATE_RETRY_WAIT) wait = t->retry_at - sora_now();
     push_usable_client(L, t, transfer_idx, "wait"); /* client */
-    sora_client_drive(L, -1, wait > 0 ? wait : 0);
+    services(t)->drive(L, -1, wait > 0 ? wait : 0);
     lua_pop(L, 1);
+    sora_interrupt_point(L); /* Ctrl-C under lua.c raises here (interrupt.c) */
   }
 }
 
@@ -641,7 +645,7 @@ static int pinned_result(lua_State *L) {
   lua_settop(L, 1);
   sora_push_slot(L, 1, SORA_SLOT_CLIENT); /* transfer, client */
   lua_insert(L, 1);                       /* client, transfer */
-  return sora_client_pinned_call(L, 1, result_pinned);
+  return services(t)->pinned_call(L, 1, result_pinned);
 }
 
 static int transfer_gc(lua_State *L) {
@@ -674,12 +678,12 @@ static int transfer_cancel(lua_State *L) {
   push_usable_client(L, t, 1, "cancel"); /* transfer, client */
   sora_transfer_abort(L, t);
   unanchor(L, t, 1);
-  sora_loop_flush(L, 2); /* a watching host stops watching its socket (loop.c) */
+  services(t)->tell_host(L, 2); /* a watching host stops watching its socket (loop.c) */
   return 0;
 }
 
 /* transfer:_notify(): a task awaits this transfer; when it ends, the client queues it for the
- * scheduler (sora_client_drive, notify_waiter in client.c). */
+ * scheduler (notify_waiter in client.c). */
 static int transfer_notify(lua_State *L) {
   sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
   if (t->state != SORA_STATE_DONE) t->notify = 1;

@@ -35,12 +35,15 @@ local task_of_thread = setmetatable({}, { __mode = "kv" })
 --   sleepers   a binary heap of sleeping tasks, earliest wake_at first
 --   awaiting   transfer -> the task that waits for it
 --   by_thread  coroutine -> task; all: task -> true; count: tasks still running
+--   client     the client (a cycle through its own user value, which the collector handles)
+-- The C core owns when work is due: it hears of every change here (report_due) and itself
+-- marks work due when it queues a finished transfer, and tells a watching host.
 local function scheduler(client)
   local state = client:_state()
   local s = state.tasks
   if not s then
     s = { state = state, ready = {}, sleepers = {}, awaiting = {}, by_thread = {}, all = {},
-          count = 0 }
+          count = 0, client = client }
     state.tasks = s
   end
   return s
@@ -102,6 +105,12 @@ local function next_due(s)
   if s.ready[1] or s.state.finished then return 0 end
   local wake = next_wake(s)
   return wake and max(0, wake)
+end
+
+-- Tells the C core when this scheduler next has work (which tells a watching host): after
+-- every pass and every change made outside one (spawn, cancel). Nothing on a closed client.
+local function report_due(s)
+  if not s.state.closed then s.client:_tasks_due(next_due(s)) end
 end
 
 -- Moves the tasks whose transfer ended or whose sleep is over to the ready queue.
@@ -314,7 +323,12 @@ function Task:cancel()
   for _, task in ipairs(victims) do
     if task.transfer and not task.transfer:done() then task.transfer:cancel() end
   end
-  for _, task in ipairs(victims) do stop(task) end
+  local schedulers = {}
+  for _, task in ipairs(victims) do
+    stop(task) -- its joiners may be ready now
+    schedulers[task.scheduler] = true
+  end
+  for s in pairs(schedulers) do report_due(s) end
   if unwind then error(CANCELLED, 0) end
   return true
 end
@@ -344,6 +358,7 @@ end
 --- Starts fn(...) as a task of client; it first runs at the next step. A task spawned by a
 -- task (of any client) is its child: cancelling the parent cancels it.
 function tasks.spawn(client, fn, ...)
+  client:_usable("spawn", true) -- a closed client raises, as for every other call
   local s = scheduler(client)
   local body = fn
   if type(fn) ~= "function" then body = function(...) return fn(...) end end -- a callable
@@ -358,7 +373,7 @@ function tasks.spawn(client, fn, ...)
   task_of_thread[task.co] = task
   s.count = s.count + 1
   make_ready(s, task)
-  client:_tasks_due(0) -- a loop watching the client runs it soon (nothing otherwise)
+  report_due(s) -- a loop watching the client runs it soon
   return task
 end
 
@@ -368,15 +383,17 @@ end
 local function run_pass(s)
   collect_woken(s)
   local batch = s.ready
-  if #batch == 0 then return end
-  s.ready = {}
-  for i = 1, #batch do
-    local task = batch[i]
-    task.queued = nil
-    if task.status == "running" then
-      if coroutine.status(task.co) == "suspended" then resume(s, task) else make_ready(s, task) end
+  if #batch > 0 then
+    s.ready = {}
+    for i = 1, #batch do
+      local task = batch[i]
+      task.queued = nil
+      if task.status == "running" then
+        if coroutine.status(task.co) == "suspended" then resume(s, task) else make_ready(s, task) end
+      end
     end
   end
+  report_due(s)
 end
 
 --- Advances transfers and tasks, waiting at most `timeout` seconds (default 0) for
@@ -385,9 +402,10 @@ function tasks.step(client, timeout)
   if tasks.current(client) then
     args.usage("step and run drive the tasks; a task of the same client cannot call them")
   end
+  -- refused (closed, or from a callback) before any task runs: a refused call changes nothing
+  client:_usable("step")
   local s = scheduler(client)
   local state = s.state
-  if state.closed then args.usage("calling 'step' on a closed sora.Client") end
   run_pass(s)
   if state.closed then return s.count end -- a task closed it just now
   local due = next_due(s)
@@ -403,7 +421,6 @@ end
 local function loop_pass(client)
   local s = scheduler(client)
   run_pass(s)
-  if not s.state.closed then client:_tasks_due(next_due(s)) end
   return s.count
 end
 
