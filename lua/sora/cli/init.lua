@@ -147,8 +147,9 @@ local function run(args, printer)
     printer:error(args.command, err)
     return exit.for_error(err)
   end
-  -- the interpreter's SIGINT handler raises "interrupted!" at the next Lua instruction
-  if type(err) == "string" and err:match("interrupted!$") then
+  -- the interpreter's SIGINT handler raises "interrupted!" at the next Lua instruction (on 5.1,
+  -- 5.2 and LuaJIT, one that lands inside on_progress comes back with a traceback appended)
+  if type(err) == "string" and (err:match("interrupted!$") or err:match("interrupted!\nstack traceback:")) then
     -- what was being done when it came: the command that picks the video up again
     local hint = ctx.resume and "; resume with: " .. ctx.resume or ""
     printer:error(args.command, "interrupted" .. hint, "interrupted", { resume = ctx.resume })
