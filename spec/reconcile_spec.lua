@@ -372,6 +372,16 @@ for _, honours in ipairs({ true, false }) do
       assert.are.equal(1, #posts(E))
     end)
 
+    it("a listing garbled on the way is asked again: the look goes on", function()
+      lose_next_answer()
+      E:fault{ method = "GET", path = "^/v1/videos$", action = "malformed_json" }
+      local v, err = c:create{ prompt = "garbled listing" }
+      assert.is_nil(err)
+      local n, ids = made("garbled listing")
+      assert.are.equal(1, n)
+      assert.are.equal(ids[1], v.id)
+    end)
+
     it("a look stays within the call's deadline", function()
       lose_next_answer()
       E:fault{ method = "GET", path = "^/v1/videos$", action = "delay", delay_ms = 5000 }

@@ -196,12 +196,30 @@ end
 
 -- One pass over the newest videos, page after page until they are older than the cutoff.
 -- Returns the video, or false; and the last listing's response; or nil, err.
+-- Failures that say nothing about the listing itself: a page is asked again after them (its
+-- request already had the client's retries), since a look that fails ends the call.
+local TRANSIENT = { connection = true, timeout = true, internal_server = true, rate_limit = true,
+                    invalid_response = true }
+local PAGE_TRIES = 4
+
+local function list_page(client, after, deadline)
+  local page, resp
+  for try = 1, PAGE_TRIES do
+    page, resp = client:list_page{ order = "desc", limit = PAGE_LIMIT, after = after,
+                                   with_response = true, deadline = seconds_before(deadline) }
+    if page or not TRANSIENT[resp.kind] or try == PAGE_TRIES then break end
+    local pause = resp.retry_after or 0.5 * try
+    if deadline and now() + pause >= deadline then break end
+    tasks.sleep(client, pause, "reconcile")
+  end
+  return page, resp
+end
+
 local function look(client, expected, since, deadline)
   local taken, after, oldest, resp = claimed(client), nil, nil, nil
   for _ = 1, MAX_PAGES do
     local page
-    page, resp = client:list_page{ order = "desc", limit = PAGE_LIMIT, after = after,
-                                   with_response = true, deadline = seconds_before(deadline) }
+    page, resp = list_page(client, after, deadline)
     if not page then return nil, resp end
     oldest = oldest or cutoff(since, resp, os_time())
     for _, video in ipairs(page.data) do
