@@ -70,6 +70,15 @@ function options.check(o)
     local ok, err = check_kinds(o.fault_kinds)
     if not ok then return nil, err, "fault_kinds" end
   end
+  if o.idempotency ~= nil and type(o.idempotency) ~= "boolean" then
+    return nil, "idempotency must be a boolean", "idempotency"
+  end
+  local delay = o.answer_delay_ms
+  if delay ~= nil and not (is_array(delay) and #delay == 2 and in_range(delay[1], true, 0, DAY * 1000)
+      and in_range(delay[2], true, delay[1], DAY * 1000)) then
+    return nil, "answer_delay_ms must be [lo, hi]: integers, 0 <= lo <= hi <= 86400000",
+      "answer_delay_ms"
+  end
   local ok, err = require("sora.emulator.webhooks").check(o)
   if not ok then
     return nil, err, err:match("^(webhook_%a+)")
