@@ -7,7 +7,9 @@
 -- then their median over the rounds. Prints figures and writes bench/RESULTS.md; asserts no
 -- timing (a contender that fails, or answers wrongly, fails the run).
 --
---   lua5.4 bench/run.lua [--quick] [--rounds N] [--out FILE]
+--   lua5.4 bench/run.lua [--quick] [--rounds N] [--out FILE] [--only CASE]
+-- --only runs one case (retrieve, list, download, tls, step, rss, startup, jobs, callgrind),
+-- whatever the run's size would skip, and prints it; RESULTS.md is left as it is.
 -- Expects build/5.4 and build/5.1 modules and build/bench/limit (the Makefile's bench target).
 -- Node is skipped when `node` or the npm package cannot be had (installed under build/npm).
 local socket = require "socket"
@@ -15,13 +17,14 @@ package.path = "bench/?.lua;" .. package.path
 local nginx = require "support.nginx"
 
 local MiB = 1024 * 1024
-local QUICK, ROUNDS, OUT = false, nil, "bench/RESULTS.md"
+local QUICK, ROUNDS, OUT, ONLY = false, nil, "bench/RESULTS.md", nil
 do
   local i = 1
   while arg[i] do
     if arg[i] == "--quick" then QUICK = true
     elseif arg[i] == "--rounds" then i = i + 1; ROUNDS = tonumber(arg[i])
     elseif arg[i] == "--out" then i = i + 1; OUT = arg[i]
+    elseif arg[i] == "--only" then i = i + 1; ONLY = arg[i]
     else error("run.lua: unknown argument " .. arg[i], 0) end
     i = i + 1
   end
@@ -445,6 +448,13 @@ local function main()
   if not QUICK then big.big_100 = 100 * MiB end
   S = nginx.start(TMP, big)
   local ok, err = pcall(function()
+    if ONLY then
+      local cases = { retrieve = case_retrieve, list = case_list, tls = case_tls_tasks, step = case_step, rss = case_rss,
+        startup = case_startup, jobs = case_jobs, callgrind = case_callgrind,
+        download = function() case_download("big_" .. math.floor(P.sink / MiB), P.sink) end }
+      if not cases[ONLY] then error("run.lua: unknown case " .. ONLY, 0) end
+      return cases[ONLY]()
+    end
     machine()
     out("## Results")
     out("")
@@ -466,6 +476,7 @@ local function main()
     io.stderr:write(tostring(err), "\n")
     os.exit(1)
   end
+  if ONLY then return end
   local f = assert(io.open(OUT, "w"))
   f:write(table.concat(report, "\n"), "\n")
   f:close()
