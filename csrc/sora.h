@@ -346,9 +346,14 @@ SORA_HIDDEN int sora_open_json(lua_State *L);
 SORA_HIDDEN int sora_marshal(lua_State *L, sora_result kind, int value_idx, int client_idx,
                              long poll_after_ms);
 SORA_HIDDEN void sora_open_marshal(lua_State *L);
+/* The known fields of a Video: [i] = a name, [name] = its kind (0 for a field sora does not
+ * know), for sora_shape_field. */
+SORA_HIDDEN void sora_push_video_fields(lua_State *L);
+SORA_HIDDEN int sora_shape_field(lua_State *L, int kind);
 /* JSON null (cjson.null): what a Video handle never gives (video.c). */
 SORA_HIDDEN int sora_is_null(lua_State *L, int idx);
-SORA_HIDDEN void sora_push_video(lua_State *L, int fields_idx, int client_idx, long poll_after_ms);
+SORA_HIDDEN void sora_push_video(lua_State *L, int fields_idx, int client_idx, int meta_idx,
+                                 long poll_after_ms);
 SORA_HIDDEN int sora_open_video(lua_State *L);
 SORA_HIDDEN int sora_open_endpoints(lua_State *L);
 /* webhooks (webhooks.c): HMAC-SHA256, base64, constant-time equality from libcrypto */
