@@ -360,6 +360,8 @@ SORA_HIDDEN int sora_open_endpoints(lua_State *L);
 SORA_HIDDEN int sora_open_webhooks(lua_State *L);
 
 SORA_EXPORT int luaopen_sora_core(lua_State *L);
+/* curl_global_init, once per Lua state, before its first client (`done`: a boolean upvalue) */
+SORA_HIDDEN void sora_init_curl(lua_State *L, int done);
 
 SORA_HIDDEN void sora_push_error(lua_State *L, const char *kind, long status, const char *message);
 /* The raw response (response.c): the table with_response returns beside a value, and the same
