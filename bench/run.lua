@@ -338,22 +338,26 @@ local function case_startup()
   local contenders = {
     { name = "sora 5.4", cmd = function() return sora54("startup") end },
     { name = "sora LuaJIT", cmd = function() return sorajit("startup") end },
+    { name = "limit", cmd = function() return LIMIT .. " startup" end }, -- curl_global_init alone
   }
   if node_sdk then
     contenders[#contenders + 1] = { name = "Node SDK", cmd = function() return node("startup") end }
   end
   local f = rounds(contenders, P.startup_reps)
   local function med(name, key) return per_round(f, function(g) return g(name)[key] or 0 end) end
-  out("In-process, medians of %d fresh processes (LuaSocket's clock loaded first):", P.startup_reps)
+  local function own(name) return per_round(f, function(g) return g(name).own_ms - g("limit").startup_ms end) end
+  out("In-process, medians of %d fresh processes (LuaSocket's clock loaded first). sora.new() starts", P.startup_reps)
+  out("libcurl (curl_global_init, its TLS library's start: %.2f ms timed alone by the limit, within", med("limit", "startup_ms"))
+  out("rounds); sora's own part is require + new less that.")
   out("")
-  out("| contender | libcurl (dlopen, global) | lua-cjson | require \"sora\" | sora.new() | sora's own part | total |")
-  out("|---|---|---|---|---|---|---|")
+  out("| contender | libcurl (dlopen) | lua-cjson | require \"sora\" | sora.new() | require + new | sora's own part | total |")
+  out("|---|---|---|---|---|---|---|---|")
   for _, n in ipairs({ "sora 5.4", "sora LuaJIT" }) do
-    out("| %s | %.2f ms | %.2f ms | %.2f ms | %.3f ms | %.2f ms | %.2f ms |", n, med(n, "libcurl_ms"), med(n, "cjson_ms"),
-      med(n, "require_ms"), med(n, "new_ms"), med(n, "own_ms"), med(n, "total_ms"))
+    out("| %s | %.2f ms | %.2f ms | %.2f ms | %.3f ms | %.2f ms | %.2f ms | %.2f ms |", n, med(n, "libcurl_ms"),
+      med(n, "cjson_ms"), med(n, "require_ms"), med(n, "new_ms"), med(n, "own_ms"), own(n), med(n, "total_ms"))
   end
   if node_sdk then
-    out("| Node SDK | - | - | import 'openai' %.2f ms | new OpenAI() %.3f ms | - | %.2f ms |", med("Node SDK", "import_ms"),
+    out("| Node SDK | - | - | import 'openai' %.2f ms | new OpenAI() %.3f ms | - | - | %.2f ms |", med("Node SDK", "import_ms"),
       med("Node SDK", "new_ms"), med("Node SDK", "total_ms"))
   end
   out("")
@@ -388,7 +392,7 @@ end
 
 -- Instructions per request and per listed video: callgrind's totals of a short and a long run,
 -- differenced, so that start-up is left out.
-local function callgrind_total(cmd)
+local function callgrind_total(cmd, options)
   local file = TMP .. "/callgrind.out"
   -- the environment's assignments (NAME=value or NAME="value") stay in front of valgrind
   local env, program = "", cmd
@@ -398,7 +402,7 @@ local function callgrind_total(cmd)
     if not assignment then break end
     env, program = env .. assignment, rest
   end
-  local valgrind = "valgrind --tool=callgrind --callgrind-out-file=" .. file .. " "
+  local valgrind = "valgrind --tool=callgrind " .. (options or "") .. " --callgrind-out-file=" .. file .. " "
   local text, code = capture(env .. valgrind .. program)
   if code ~= 0 then error("bench: callgrind failed: " .. cmd .. "\n" .. text, 0) end
   local total = text:match("Collected : (%d+)")
@@ -439,13 +443,29 @@ local function case_callgrind()
   out("row is the limit sending the two headers more that sora sends (as the official SDKs do):")
   out("what libcurl's handling of them costs, which sora pays on every request.")
   out("")
+  -- require + new: a script that loads libcurl and lua-cjson, then one that goes on to require
+  -- sora and make a client; what curl_global_init (libcurl's start) costs in the second is
+  -- libcurl's, not sora's
+  local before = 'require "socket"; package.loadlib("libcurl.so.4", "*"); require "cjson"'
+  local after = before .. '; require("sora").new{ api_key = "sk-bench", base_url = "http://127.0.0.1:9/v1" }:close()'
+  out("`require \"sora\"` + `sora.new()`, after libcurl and lua-cjson are loaded (Ir):")
+  out("")
+  out("| contender | libcurl's start (curl_global_init) | sora's own part |")
+  out("|---|---|---|")
+  for _, row in ipairs({ { "sora 5.4", ENV54 .. " lua5.4" }, { "sora LuaJIT", ENVJIT .. " luajit" } }) do
+    local base, full = callgrind_total(row[2] .. " -e " .. q(before)), callgrind_total(row[2] .. " -e " .. q(after))
+    local curl = callgrind_total(row[2] .. " -e " .. q(after), "--toggle-collect=curl_global_init")
+    out("| %s | %.0f | %.0f |", row[1], curl, full - base - curl)
+  end
+  out("")
 end
 
 -- ---- main ----------------------------------------------------------------------------------
 
 local function main()
   local started = now()
-  node_sdk = find_node()
+  local needs_node = { retrieve = true, list = true, startup = true }
+  if not ONLY or needs_node[ONLY] then node_sdk = find_node() end
   TMP = first_line("mktemp -d /tmp/sora-bench.XXXXXX")
   local big = { ["big_" .. math.floor(P.sink / MiB)] = P.sink, big_step = P.step_mb * 1000 * 1000 }
   if not QUICK then big.big_100 = 100 * MiB end
