@@ -453,9 +453,9 @@ local function case_callgrind()
   out("| contender | libcurl's start (curl_global_init) | sora's own part |")
   out("|---|---|---|")
   for _, row in ipairs({ { "sora 5.4", ENV54 .. " lua5.4" }, { "sora LuaJIT", ENVJIT .. " luajit" } }) do
-    local base, full = callgrind_total(row[2] .. " -e " .. q(before)), callgrind_total(row[2] .. " -e " .. q(after))
+    local loaded, full = callgrind_total(row[2] .. " -e " .. q(before)), callgrind_total(row[2] .. " -e " .. q(after))
     local curl = callgrind_total(row[2] .. " -e " .. q(after), "--toggle-collect=curl_global_init")
-    out("| %s | %.0f | %.0f |", row[1], curl, full - base - curl)
+    out("| %s | %.0f | %.0f |", row[1], curl, full - loaded - curl)
   end
   out("")
 end
