@@ -247,11 +247,10 @@ typedef struct {
 
 /* Vets the types of the fields sora knows, each looked up by name, changing nothing (a field
  * is shaped when it is read: video.c); returns 1 when check_video has nothing to find. Fields
- * sora does not know are not looked at. The values stay on the stack until the end: one pop
- * for all. */
+ * sora does not know are not looked at. The values stay on the stack until the end, one pop
+ * for all (push_video_context made room). */
 static int vet_video(lua_State *L, int video, const video_context *c) {
   int i, fine = 1, top = lua_gettop(L);
-  luaL_checkstack(L, FIELD_COUNT, "sora: no stack for a video's fields");
   for (i = 0; i < FIELD_COUNT && fine; i++) {
     lua_rawgeti(L, c->known, i + 1);
     fine = is_vetted(L, sora_rawget(L, video), video_fields[i].kind);
@@ -360,6 +359,8 @@ static void push_video_context(lua_State *L, video_context *c, int client, long 
   c->known = lua_gettop(L);
   luaL_getmetatable(L, SORA_VIDEO);
   c->meta = lua_gettop(L);
+  /* vet_video's values, and an item and its handle above them (marshal_items) */
+  luaL_checkstack(L, FIELD_COUNT + 4, "sora: no stack for a video's fields");
 }
 
 /* The result (or the message) ends on top, over the context of a Video or a page. */
