@@ -11,6 +11,8 @@
  *   limit file URL PATH         a large body written with stdio to PATH.part, renamed to PATH;
  *                               16 KiB at a time (a stdio buffer of libcurl's piece size), as
  *                               sora writes a file
+ *   limit startup               times curl_global_init alone (libcurl's own start, its TLS
+ *                               library's): what sora's first client pays for libcurl, not sora
  *
  * With LIMIT_HEADERS=sora in the environment it also sends the Accept and User-Agent headers
  * sora sends (the official SDKs send them too): bench/run.lua counts what libcurl's handling
@@ -210,6 +212,16 @@ static lua_State *new_lua(void) {
   return L; /* the decoder at index 1 */
 }
 
+/* `startup_ms=T`: curl_global_init in this fresh process (libcurl loaded by the linker, as
+ * package.loadlib loads it before sora's part is timed). */
+static int run_startup(void) {
+  double start = now();
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) die("startup", "curl_global_init failed");
+  printf("startup_ms=%.3f\n", (now() - start) * 1000);
+  curl_global_cleanup();
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 2 ? argv[1] : "", *url = argc > 2 ? argv[2] : "";
   const char *extra = getenv("LIMIT_HEADERS");
@@ -218,6 +230,7 @@ int main(int argc, char **argv) {
   CURL *easy;
   double start;
   long count = 0;
+  if (argc == 2 && strcmp(argv[1], "startup") == 0) return run_startup();
   if (extra != NULL && strcmp(extra, "sora") == 0) { /* in sora's order */
     headers = curl_slist_append(headers, "Accept: application/json");
     headers = curl_slist_append(headers, "User-Agent: sora-lua/0.1.0 libcurl/7.88.1 Lua 5.4");
@@ -231,7 +244,7 @@ int main(int argc, char **argv) {
   else if (strcmp(mode, "list") == 0) count = run_list(L, easy, url);
   else if (strcmp(mode, "sink") == 0) count = run_sink(L, easy, url);
   else if (strcmp(mode, "file") == 0 && argc > 3) count = run_file(easy, url, argv[3]);
-  else die("usage", "limit retrieve URL N | list URL | sink URL | file URL PATH");
+  else die("usage", "limit retrieve URL N | list URL | sink URL | file URL PATH | startup");
   printf("seconds=%.6f count=%ld hwm_kb=%ld\n", now() - start, count, peak_rss_kb());
   curl_easy_cleanup(easy);
   curl_slist_free_all(headers);

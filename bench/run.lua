@@ -7,7 +7,9 @@
 -- then their median over the rounds. Prints figures and writes bench/RESULTS.md; asserts no
 -- timing (a contender that fails, or answers wrongly, fails the run).
 --
---   lua5.4 bench/run.lua [--quick] [--rounds N] [--out FILE]
+--   lua5.4 bench/run.lua [--quick] [--rounds N] [--out FILE] [--only CASE]
+-- --only runs one case (retrieve, list, download, tls, step, rss, startup, jobs, callgrind),
+-- whatever the run's size would skip, and prints it; RESULTS.md is left as it is.
 -- Expects build/5.4 and build/5.1 modules and build/bench/limit (the Makefile's bench target).
 -- Node is skipped when `node` or the npm package cannot be had (installed under build/npm).
 local socket = require "socket"
@@ -15,13 +17,14 @@ package.path = "bench/?.lua;" .. package.path
 local nginx = require "support.nginx"
 
 local MiB = 1024 * 1024
-local QUICK, ROUNDS, OUT = false, nil, "bench/RESULTS.md"
+local QUICK, ROUNDS, OUT, ONLY = false, nil, "bench/RESULTS.md", nil
 do
   local i = 1
   while arg[i] do
     if arg[i] == "--quick" then QUICK = true
     elseif arg[i] == "--rounds" then i = i + 1; ROUNDS = tonumber(arg[i])
     elseif arg[i] == "--out" then i = i + 1; OUT = arg[i]
+    elseif arg[i] == "--only" then i = i + 1; ONLY = arg[i]
     else error("run.lua: unknown argument " .. arg[i], 0) end
     i = i + 1
   end
@@ -335,22 +338,26 @@ local function case_startup()
   local contenders = {
     { name = "sora 5.4", cmd = function() return sora54("startup") end },
     { name = "sora LuaJIT", cmd = function() return sorajit("startup") end },
+    { name = "limit", cmd = function() return LIMIT .. " startup" end }, -- curl_global_init alone
   }
   if node_sdk then
     contenders[#contenders + 1] = { name = "Node SDK", cmd = function() return node("startup") end }
   end
   local f = rounds(contenders, P.startup_reps)
   local function med(name, key) return per_round(f, function(g) return g(name)[key] or 0 end) end
-  out("In-process, medians of %d fresh processes (LuaSocket's clock loaded first):", P.startup_reps)
+  local function own(name) return per_round(f, function(g) return g(name).own_ms - g("limit").startup_ms end) end
+  out("In-process, medians of %d fresh processes (LuaSocket's clock loaded first). sora.new() starts", P.startup_reps)
+  out("libcurl (curl_global_init, its TLS library's start: %.2f ms timed alone by the limit, within", med("limit", "startup_ms"))
+  out("rounds); sora's own part is require + new less that.")
   out("")
-  out("| contender | libcurl (dlopen, global) | lua-cjson | require \"sora\" | sora.new() | sora's own part | total |")
-  out("|---|---|---|---|---|---|---|")
+  out("| contender | libcurl (dlopen) | lua-cjson | require \"sora\" | sora.new() | require + new | sora's own part | total |")
+  out("|---|---|---|---|---|---|---|---|")
   for _, n in ipairs({ "sora 5.4", "sora LuaJIT" }) do
-    out("| %s | %.2f ms | %.2f ms | %.2f ms | %.3f ms | %.2f ms | %.2f ms |", n, med(n, "libcurl_ms"), med(n, "cjson_ms"),
-      med(n, "require_ms"), med(n, "new_ms"), med(n, "own_ms"), med(n, "total_ms"))
+    out("| %s | %.2f ms | %.2f ms | %.2f ms | %.3f ms | %.2f ms | %.2f ms | %.2f ms |", n, med(n, "libcurl_ms"),
+      med(n, "cjson_ms"), med(n, "require_ms"), med(n, "new_ms"), med(n, "own_ms"), own(n), med(n, "total_ms"))
   end
   if node_sdk then
-    out("| Node SDK | - | - | import 'openai' %.2f ms | new OpenAI() %.3f ms | - | %.2f ms |", med("Node SDK", "import_ms"),
+    out("| Node SDK | - | - | import 'openai' %.2f ms | new OpenAI() %.3f ms | - | - | %.2f ms |", med("Node SDK", "import_ms"),
       med("Node SDK", "new_ms"), med("Node SDK", "total_ms"))
   end
   out("")
@@ -385,7 +392,7 @@ end
 
 -- Instructions per request and per listed video: callgrind's totals of a short and a long run,
 -- differenced, so that start-up is left out.
-local function callgrind_total(cmd)
+local function callgrind_total(cmd, options)
   local file = TMP .. "/callgrind.out"
   -- the environment's assignments (NAME=value or NAME="value") stay in front of valgrind
   local env, program = "", cmd
@@ -395,7 +402,7 @@ local function callgrind_total(cmd)
     if not assignment then break end
     env, program = env .. assignment, rest
   end
-  local valgrind = "valgrind --tool=callgrind --callgrind-out-file=" .. file .. " "
+  local valgrind = "valgrind --tool=callgrind " .. (options or "") .. " --callgrind-out-file=" .. file .. " "
   local text, code = capture(env .. valgrind .. program)
   if code ~= 0 then error("bench: callgrind failed: " .. cmd .. "\n" .. text, 0) end
   local total = text:match("Collected : (%d+)")
@@ -423,15 +430,33 @@ local function case_callgrind()
       function() return sorajit("list " .. base) end },
   }
   for _, row in ipairs(rows) do
-    local short, long = callgrind_total(row[2](100)), callgrind_total(row[2](300))
+    -- 100 and 600: the runs' own variation (hash seeds, the collector's timing: ±80k Ir) is
+    -- spread over 500 retrieves
+    local short, long = callgrind_total(row[2](100)), callgrind_total(row[2](600))
     local list = callgrind_total(row[3]())
-    out("| %s | %.0f | %.0f |", row[1], (long - short) / 200, (list - short + (long - short) / 2) / 10000)
+    local per_retrieve = (long - short) / 500
+    out("| %s | %.0f | %.0f |", row[1], per_retrieve, (list - (short - 100 * per_retrieve)) / 10000)
   end
   out("")
-  out("Per retrieve: (Ir of 300 retrieves − Ir of 100) ÷ 200. Per listed video: (Ir of the 10,000-video")
+  out("Per retrieve: (Ir of 600 retrieves − Ir of 100) ÷ 500. Per listed video: (Ir of the 10,000-video")
   out("list − Ir of a run with no requests, estimated from the retrieve runs) ÷ 10,000. The second")
   out("row is the limit sending the two headers more that sora sends (as the official SDKs do):")
   out("what libcurl's handling of them costs, which sora pays on every request.")
+  out("")
+  -- require + new: a script that loads libcurl and lua-cjson, then one that goes on to require
+  -- sora and make a client; what curl_global_init (libcurl's start) costs in the second is
+  -- libcurl's, not sora's
+  local before = 'require "socket"; package.loadlib("libcurl.so.4", "*"); require "cjson"'
+  local after = before .. '; require("sora").new{ api_key = "sk-bench", base_url = "http://127.0.0.1:9/v1" }:close()'
+  out("`require \"sora\"` + `sora.new()`, after libcurl and lua-cjson are loaded (Ir):")
+  out("")
+  out("| contender | libcurl's start (curl_global_init) | sora's own part |")
+  out("|---|---|---|")
+  for _, row in ipairs({ { "sora 5.4", ENV54 .. " lua5.4" }, { "sora LuaJIT", ENVJIT .. " luajit" } }) do
+    local loaded, full = callgrind_total(row[2] .. " -e " .. q(before)), callgrind_total(row[2] .. " -e " .. q(after))
+    local curl = callgrind_total(row[2] .. " -e " .. q(after), "--toggle-collect=curl_global_init")
+    out("| %s | %.0f | %.0f |", row[1], curl, full - loaded - curl)
+  end
   out("")
 end
 
@@ -439,12 +464,20 @@ end
 
 local function main()
   local started = now()
-  node_sdk = find_node()
+  local needs_node = { retrieve = true, list = true, startup = true }
+  if not ONLY or needs_node[ONLY] then node_sdk = find_node() end
   TMP = first_line("mktemp -d /tmp/sora-bench.XXXXXX")
   local big = { ["big_" .. math.floor(P.sink / MiB)] = P.sink, big_step = P.step_mb * 1000 * 1000 }
   if not QUICK then big.big_100 = 100 * MiB end
   S = nginx.start(TMP, big)
   local ok, err = pcall(function()
+    if ONLY then
+      local cases = { retrieve = case_retrieve, list = case_list, tls = case_tls_tasks, step = case_step, rss = case_rss,
+        startup = case_startup, jobs = case_jobs, callgrind = case_callgrind,
+        download = function() case_download("big_" .. math.floor(P.sink / MiB), P.sink) end }
+      if not cases[ONLY] then error("run.lua: unknown case " .. ONLY, 0) end
+      return cases[ONLY]()
+    end
     machine()
     out("## Results")
     out("")
@@ -466,6 +499,7 @@ local function main()
     io.stderr:write(tostring(err), "\n")
     os.exit(1)
   end
+  if ONLY then return end
   local f = assert(io.open(OUT, "w"))
   f:write(table.concat(report, "\n"), "\n")
   f:close()

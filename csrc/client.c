@@ -1250,6 +1250,7 @@ static int client_new(lua_State *L) {
   }
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
+  sora_init_curl(L, lua_upvalueindex(1));
   c = lua_newuserdata(L, sizeof *c); /* opts, client */
   memset(c, 0, sizeof *c);
   c->services = &client_services;
@@ -1291,6 +1292,7 @@ int sora_open_client(lua_State *L) {
   lua_setfield(L, -3, "__name");
   lua_remove(L, -2);                /* methods */
   sora_open_loop(L, -1);            /* watch, unwatch, ... (loop.c) */
-  lua_pushcfunction(L, client_new); /* methods, new */
+  lua_pushboolean(L, 0);            /* libcurl not initialised yet (core.c sora_init_curl) */
+  lua_pushcclosure(L, client_new, 1); /* methods, new */
   return 2;
 }

@@ -83,6 +83,13 @@ void sora_set_slot(lua_State *L, int i, int n) {
 }
 #endif
 
+#if LUA_VERSION_NUM < 503
+int sora_rawget(lua_State *L, int i) {
+  lua_rawget(L, i);
+  return lua_type(L, -1);
+}
+#endif
+
 int sora_isintegral(lua_State *L, int i, lua_Integer *out) {
   lua_Number n;
   if (lua_type(L, i) != LUA_TNUMBER) return 0;

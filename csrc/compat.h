@@ -60,6 +60,13 @@ SORA_HIDDEN void sora_push_slot(lua_State *L, int i, int n);
 SORA_HIDDEN void sora_set_slot(lua_State *L, int i, int n); /* slot n = the value on top (popped) */
 #endif
 
+/* lua_rawget, giving the type of the value it pushes (5.3+ does; 5.1 and 5.2 give nothing). */
+#if LUA_VERSION_NUM >= 503
+#define sora_rawget(L, i) lua_rawget(L, i)
+#else
+SORA_HIDDEN int sora_rawget(lua_State *L, int i);
+#endif
+
 /* True when the number at index i has an exact integer value that fits lua_Integer. */
 SORA_HIDDEN int sora_isintegral(lua_State *L, int i, lua_Integer *out);
 

@@ -56,11 +56,18 @@ static int core_retry_delay(lua_State *L) {
   return 1;
 }
 
+/* libcurl's global initialisation (its TLS library's: 0.7 ms) waits for the first client of
+ * this Lua state: a program that only verifies webhooks, or a plugin loaded at start-up,
+ * never pays it. `done` is an upvalue of client.new, false until then. */
+void sora_init_curl(lua_State *L, int done) {
+  if (lua_toboolean(L, done)) return;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "sora: libcurl failed to initialise");
+  lua_pushboolean(L, 1);
+  lua_replace(L, done);
+}
+
 SORA_EXPORT int luaopen_sora_core(lua_State *L) {
-  curl_version_info_data *curl;
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-    return luaL_error(L, "sora: libcurl failed to initialise");
-  curl = curl_version_info(CURLVERSION_NOW);
+  curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW); /* needs no initialisation */
   if (curl->version_num < SORA_CURL_MINIMUM) /* built against newer headers than it runs with */
     return luaL_error(L, "sora needs libcurl %s or newer, this is %s", SORA_CURL_MINIMUM_TEXT,
                       curl->version);

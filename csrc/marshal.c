@@ -1,6 +1,7 @@
 /* Decoded JSON to the values sora returns: Video handles, list pages, deleted results and
  * characters. Unknown fields are kept; JSON null becomes nil; the API's integers become Lua
- * integers (lua-cjson 2.1.0 decodes every number as a float). */
+ * integers (lua-cjson 2.1.0 decodes every number as a float). A Video's fields are vetted
+ * here and shaped when they are read (sora_shape_field, called by video.c). */
 #include <string.h>
 
 #include "sora.h"
@@ -126,14 +127,18 @@ static int is_valid_id(lua_State *L, int i) {
   return len > 0;
 }
 
+/* Absent: nil, or JSON null where a handle leaves nulls as they came. */
+static int is_absent(lua_State *L, int i) { return lua_isnil(L, i) || sora_is_null(L, i); }
+
 /* Requires t[field] to be of Lua type `type` (or absent when optional). */
 static int check_type(lua_State *L, int t, const char *what, const char *field, int type,
                       int optional) {
-  int actual;
+  int actual, absent;
   lua_getfield(L, t, field);
   actual = lua_type(L, -1);
+  absent = is_absent(L, -1);
   lua_pop(L, 1);
-  if (actual == type || (optional && actual == LUA_TNIL)) return 1;
+  if (actual == type || (optional && absent)) return 1;
   return bad_field(L, what, field, type == LUA_TSTRING ? "is not a string"
                                    : type == LUA_TNUMBER ? "is not a number"
                                    : type == LUA_TBOOLEAN ? "is not a boolean" : "is not an object");
@@ -143,7 +148,7 @@ static int check_type(lua_State *L, int t, const char *what, const char *field, 
 static int check_id(lua_State *L, int t, const char *what, const char *field, int optional) {
   int ok;
   lua_getfield(L, t, field);
-  ok = is_valid_id(L, -1) || (optional && lua_isnil(L, -1));
+  ok = is_valid_id(L, -1) || (optional && is_absent(L, -1));
   lua_pop(L, 1);
   return ok || bad_field(L, what, field, "is not a valid id (a non-empty string without CR or LF)");
 }
@@ -155,8 +160,8 @@ static int check_object(lua_State *L, int t, const char *what) {
   return 0;
 }
 
-/* A Video's fields of known meaning have the type the API gives them; others are kept as
- * they come. Nulls are already dropped. */
+/* Names the first field of a Video whose type is not the API's (the slow path of vet_video:
+ * only a response that fails the vetting gets here). Nulls read as absent. */
 static int check_video(lua_State *L, int v) {
   static const char *const texts[] = {"object", "model", "size", "prompt", "remixed_from_video_id", NULL};
   static const char *const numbers[] = {"progress", "created_at", "completed_at", "expires_at", NULL};
@@ -169,7 +174,7 @@ static int check_video(lua_State *L, int v) {
     if (!check_type(L, v, "video", numbers[i], LUA_TNUMBER, 1)) return 0;
   }
   lua_getfield(L, v, "seconds");
-  i = lua_isnil(L, -1) || lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER;
+  i = is_absent(L, -1) || lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER;
   lua_pop(L, 1);
   if (!i) return bad_field(L, "video", "seconds", "is not a string");
   if (!check_type(L, v, "video", "error", LUA_TTABLE, 1)) return 0;
@@ -179,15 +184,16 @@ static int check_video(lua_State *L, int v) {
     lua_pop(L, 1);
     return bad_field(L, "video", "error", "is not an object");
   }
-  i = lua_isnil(L, -1) || (check_type(L, lua_gettop(L), "video's error", "code", LUA_TSTRING, 1) &&
-                           check_type(L, lua_gettop(L), "video's error", "message", LUA_TSTRING, 1));
+  i = !lua_istable(L, -1) || (check_type(L, lua_gettop(L), "video's error", "code", LUA_TSTRING, 1) &&
+                              check_type(L, lua_gettop(L), "video's error", "message", LUA_TSTRING, 1));
   if (!i) lua_remove(L, -2); /* the error table, under the message */
   else lua_pop(L, 1);
   return i;
 }
 
-/* The fields of a Video sora knows, each with what normalizing does to it. */
-enum { FIELD_ID, FIELD_STATUS, FIELD_TEXT, FIELD_INTEGER, FIELD_SECONDS, FIELD_ERROR };
+/* The fields of a Video sora knows, each with the shape a program reads it in (kinds from 1:
+ * 0 is a field sora does not know). */
+enum { FIELD_ID = 1, FIELD_STATUS, FIELD_TEXT, FIELD_INTEGER, FIELD_SECONDS, FIELD_ERROR };
 
 static const struct {
   const char *name;
@@ -196,120 +202,118 @@ static const struct {
     {"id", FIELD_ID}, {"status", FIELD_STATUS}, {"object", FIELD_TEXT}, {"model", FIELD_TEXT},
     {"size", FIELD_TEXT}, {"prompt", FIELD_TEXT}, {"remixed_from_video_id", FIELD_TEXT},
     {"progress", FIELD_INTEGER}, {"created_at", FIELD_INTEGER}, {"completed_at", FIELD_INTEGER},
-    {"expires_at", FIELD_INTEGER}, {"seconds", FIELD_SECONDS}, {"error", FIELD_ERROR},
-    {NULL, 0}};
+    {"expires_at", FIELD_INTEGER}, {"seconds", FIELD_SECONDS}, {"error", FIELD_ERROR}};
 
-/* The names of video_fields as Lua strings, in order, kept in the registry under the address
- * of video_fields: a name taken from there is not hashed again (lua_getfield hashes its C
- * string on every call in LuaJIT and 5.1). */
+#define FIELD_COUNT ((int)(sizeof video_fields / sizeof video_fields[0]))
+
+/* One table for the known fields, kept in the registry under the address of video_fields:
+ * [i] = the name of video_fields[i - 1], as a Lua string (looked up without hashing a C string
+ * again, which lua_getfield does on every call in LuaJIT and 5.1), and [name] = its kind. */
 void sora_open_marshal(lua_State *L) {
   int i;
   lua_newtable(L);
-  for (i = 0; video_fields[i].name; i++) {
+  for (i = 0; i < FIELD_COUNT; i++) {
     lua_pushstring(L, video_fields[i].name);
-    lua_rawseti(L, -2, i + 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, i + 1);
+    lua_pushinteger(L, video_fields[i].kind);
+    lua_rawset(L, -3);
   }
   sora_rawsetp(L, LUA_REGISTRYINDEX, video_fields);
 }
 
-/* A field being normalized: where the video and the names are, and its video_fields entry. */
+void sora_push_video_fields(lua_State *L) { sora_rawgetp(L, LUA_REGISTRYINDEX, video_fields); }
+
+/* Whether the value on top, of Lua type `type`, is what the API gives for a field of this
+ * kind; a table for the error is check_video's to vet. */
+static int is_vetted(lua_State *L, int type, int kind) {
+  int absent = type == LUA_TNIL || (type == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL);
+  switch (kind) {
+    case FIELD_ID: return is_valid_id(L, -1);
+    case FIELD_STATUS: return type == LUA_TSTRING;
+    case FIELD_TEXT: return type == LUA_TSTRING || absent;
+    case FIELD_INTEGER: return type == LUA_TNUMBER || absent;
+    case FIELD_SECONDS: return type == LUA_TSTRING || type == LUA_TNUMBER || absent;
+    default: return absent;
+  }
+}
+
+/* What making Videos needs at hand, pushed once per result (a page holds 100 of them): the
+ * client, the known fields (sora_push_video_fields), the metatable, the poll hint. */
 typedef struct {
-  int video, names, i;
-} known_field;
+  int client, known, meta;
+  long poll_after_ms;
+} video_context;
 
-/* video[the field's name] = the value on top (popped). */
-static void replace_value(lua_State *L, const known_field *f) {
-  lua_rawgeti(L, f->names, f->i + 1);
-  lua_insert(L, -2);
-  lua_rawset(L, f->video);
+/* Vets the types of the fields sora knows, each looked up by name, changing nothing (a field
+ * is shaped when it is read: video.c); returns 1 when check_video has nothing to find. Fields
+ * sora does not know are not looked at. The values stay on the stack until the end, one pop
+ * for all (push_video_context made room). */
+static int vet_video(lua_State *L, int video, const video_context *c) {
+  int i, fine = 1, top = lua_gettop(L);
+  for (i = 0; i < FIELD_COUNT && fine; i++) {
+    lua_rawgeti(L, c->known, i + 1);
+    fine = is_vetted(L, sora_rawget(L, video), video_fields[i].kind);
+  }
+  lua_settop(L, top);
+  return fine;
 }
 
-/* Normalizes a known field, its value on top (popped): a null goes, an integral number the
- * API sends as an integer becomes one, a number of seconds becomes its text. Returns 1 when
- * the field is as check_video wants it, 0 when check_video must look (a wrong type, a
- * required field missing, an error object). */
-static int normalize_field(lua_State *L, const known_field *f) {
+/* Replaces the value on top, a Video's field of this kind (0: unknown), by what a program
+ * reads: a null becomes nil, an integral number the API sends as an integer becomes one, a
+ * number of seconds becomes its text; an error object loses its nulls, in place. Returns 1
+ * when the shaped value should replace the one the handle holds, so that it is shaped once. */
+int sora_shape_field(lua_State *L, int kind) {
   lua_Integer n;
-  int type = lua_type(L, -1), fine;
   if (sora_is_null(L, -1)) {
+    lua_pop(L, 1);
     lua_pushnil(L);
-    replace_value(L, f);
-    type = LUA_TNIL;
+    return 1;
   }
-  switch (video_fields[f->i].kind) {
-    case FIELD_ID: fine = is_valid_id(L, -1); break;
-    case FIELD_STATUS: fine = type == LUA_TSTRING; break;
-    case FIELD_TEXT: fine = type == LUA_TSTRING || type == LUA_TNIL; break;
-    case FIELD_INTEGER:
-      if (sora_isintegral(L, -1, &n)) {
-        lua_pushinteger(L, n);
-        replace_value(L, f);
-      }
-      fine = type == LUA_TNUMBER || type == LUA_TNIL;
-      break;
-    case FIELD_SECONDS: /* a string on the wire; a server that sends a number gets it read as one */
-      if (sora_isintegral(L, -1, &n)) {
-        sora_push_integer_text(L, n);
-        replace_value(L, f);
-      }
-      fine = type == LUA_TSTRING || type == LUA_TNUMBER || type == LUA_TNIL;
-      break;
-    default: /* FIELD_ERROR: an error object is check_video's to vet */
-      if (type == LUA_TTABLE) drop_nulls(L, -1);
-      fine = type == LUA_TNIL;
+  if (kind == FIELD_INTEGER && lua_type(L, -1) == LUA_TNUMBER) {
+#if LUA_VERSION_NUM >= 503 /* before 5.3, a number is its own shape */
+    if (!lua_isinteger(L, -1) && sora_isintegral(L, -1, &n)) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, n);
+      return 1;
+    }
+#endif
+  } else if (kind == FIELD_SECONDS && sora_isintegral(L, -1, &n)) {
+    /* a string on the wire; a server that sends a number gets it read as one */
+    lua_pop(L, 1);
+    sora_push_integer_text(L, n);
+    return 1;
+  } else if (kind == FIELD_ERROR && lua_istable(L, -1)) {
+    drop_nulls(L, -1);
   }
-  lua_pop(L, 1);
-  return fine;
+  return 0;
 }
 
-/* Normalizes the fields sora knows, each looked up by name, and vets their types; returns 1
- * when check_video has nothing to find (its lookups are then skipped). Fields sora does not
- * know are kept as they came: looking them up is cheaper than walking every field of every
- * listed video, and their nulls are hidden where a handle is read (video.c). */
-static int normalize_video(lua_State *L, int video) {
-  known_field f;
-  int fine = 1;
-  f.video = sora_absindex(L, video);
-  sora_rawgetp(L, LUA_REGISTRYINDEX, video_fields);
-  f.names = lua_gettop(L);
-  for (f.i = 0; video_fields[f.i].name; f.i++) {
-    lua_rawgeti(L, f.names, f.i + 1);
-    lua_rawget(L, f.video);
-    fine = normalize_field(L, &f) && fine;
-  }
-  lua_pop(L, 1);
-  return fine;
-}
-
-static int marshal_video(lua_State *L, int value, int client, long poll_after_ms) {
+static int marshal_video(lua_State *L, int value, const video_context *c) {
   if (!check_object(L, value, "video")) return 0;
-  if (!normalize_video(L, value) && !check_video(L, value)) return 0;
-  sora_push_video(L, value, client, poll_after_ms);
+  if (!vet_video(L, value, c) && !check_video(L, value)) return 0;
+  sora_push_video(L, value, c->client, c->meta, c->poll_after_ms);
   return 1;
 }
 
-/* A JSON array: keys 1..n and nothing else (cjson gives {} and [] alike: both are empty). */
+/* A JSON array: lua-cjson decodes one to keys 1..n, an object to string keys, never a mix
+ * (and redaction renames string keys only): the first key says which. An empty table is
+ * both, as cjson gives {} and [] alike. */
 static int is_array(lua_State *L, int t) {
-  size_t n = sora_rawlen(L, t), count = 0;
-  lua_Integer k;
+  int number_key;
   lua_pushnil(L);
-  while (lua_next(L, t)) {
-    lua_pop(L, 1);
-    if (!sora_isintegral(L, -1, &k) || k < 1 || (size_t)k > n) {
-      lua_pop(L, 1);
-      return 0;
-    }
-    count++;
-  }
-  return count == n;
+  if (!lua_next(L, t)) return 1;
+  number_key = lua_type(L, -2) == LUA_TNUMBER;
+  lua_pop(L, 2);
+  return number_key;
 }
 
 /* Every item of data a Video. */
-static int marshal_items(lua_State *L, int data, int client) {
+static int marshal_items(lua_State *L, int data, const video_context *c) {
   int i, n = (int)sora_rawlen(L, data);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, data, i);
-    if (!marshal_video(L, lua_gettop(L), client, -1)) {
+    if (!marshal_video(L, lua_gettop(L), c)) {
       lua_pushfstring(L, "item %d of 'data': %s", i, lua_tostring(L, -1));
       return 0;
     }
@@ -320,7 +324,7 @@ static int marshal_items(lua_State *L, int data, int client) {
 }
 
 /* {object, data = {Video...}, first_id, last_id, has_more} plus any other fields. */
-static int marshal_page(lua_State *L, int value, int client) {
+static int marshal_page(lua_State *L, int value, const video_context *c) {
   int data;
   if (!check_object(L, value, "list")) return 0;
   drop_nulls(L, value);
@@ -330,7 +334,7 @@ static int marshal_page(lua_State *L, int value, int client) {
   lua_getfield(L, value, "data");
   data = lua_gettop(L);
   if (!lua_istable(L, data) || !is_array(L, data)) return bad_field(L, "list", "data", "is not an array");
-  if (!marshal_items(L, data, client)) return 0;
+  if (!marshal_items(L, data, c)) return 0;
   lua_pop(L, 1);
   lua_pushvalue(L, value);
   return 1;
@@ -347,12 +351,35 @@ static int marshal_record(lua_State *L, int value, const char *what, int id_opti
   return 1;
 }
 
+/* Pushes the context of the Videos of a result. */
+static void push_video_context(lua_State *L, video_context *c, int client, long poll_after_ms) {
+  c->client = client;
+  c->poll_after_ms = poll_after_ms;
+  sora_push_video_fields(L);
+  c->known = lua_gettop(L);
+  luaL_getmetatable(L, SORA_VIDEO);
+  c->meta = lua_gettop(L);
+  /* vet_video's values, and an item and its handle above them (marshal_items) */
+  luaL_checkstack(L, FIELD_COUNT + 4, "sora: no stack for a video's fields");
+}
+
+/* The result (or the message) ends on top, over the context of a Video or a page. */
+static int marshal_videos(lua_State *L, sora_result kind, int value, int client, long poll_after_ms) {
+  video_context c;
+  int ok;
+  /* a listed video's poll hint is unknown: the page's answer is not the video's */
+  push_video_context(L, &c, client, kind == SORA_RESULT_VIDEO ? poll_after_ms : -1);
+  ok = kind == SORA_RESULT_VIDEO ? marshal_video(L, value, &c) : marshal_page(L, value, &c);
+  lua_replace(L, c.known);
+  lua_settop(L, c.known);
+  return ok;
+}
+
 int sora_marshal(lua_State *L, sora_result kind, int value, int client, long poll_after_ms) {
   value = sora_absindex(L, value);
   client = sora_absindex(L, client);
   switch (kind) {
-    case SORA_RESULT_VIDEO: return marshal_video(L, value, client, poll_after_ms);
-    case SORA_RESULT_PAGE: return marshal_page(L, value, client);
+    case SORA_RESULT_VIDEO: case SORA_RESULT_PAGE: return marshal_videos(L, kind, value, client, poll_after_ms);
     case SORA_RESULT_DELETED: return marshal_record(L, value, "deleted video", 0);
     case SORA_RESULT_CHARACTER: return marshal_record(L, value, "character", 1);
     default: lua_pushliteral(L, "no JSON expected"); return 0;

@@ -395,9 +395,14 @@ SORA_HIDDEN int sora_open_json(lua_State *L);
 SORA_HIDDEN int sora_marshal(lua_State *L, sora_result kind, int value_idx, int client_idx,
                              long poll_after_ms);
 SORA_HIDDEN void sora_open_marshal(lua_State *L);
+/* The known fields of a Video: [i] = a name, [name] = its kind (0 for a field sora does not
+ * know), for sora_shape_field. */
+SORA_HIDDEN void sora_push_video_fields(lua_State *L);
+SORA_HIDDEN int sora_shape_field(lua_State *L, int kind);
 /* JSON null (cjson.null): what a Video handle never gives (video.c). */
 SORA_HIDDEN int sora_is_null(lua_State *L, int idx);
-SORA_HIDDEN void sora_push_video(lua_State *L, int fields_idx, int client_idx, long poll_after_ms);
+SORA_HIDDEN void sora_push_video(lua_State *L, int fields_idx, int client_idx, int meta_idx,
+                                 long poll_after_ms);
 SORA_HIDDEN int sora_open_video(lua_State *L);
 SORA_HIDDEN int sora_open_endpoints(lua_State *L);
 /* idempotency keys (idempotency.c): create-type endpoints are the POSTs */
@@ -408,6 +413,8 @@ SORA_HIDDEN int sora_push_random_key(lua_State *L); /* core._random_key() */
 SORA_HIDDEN int sora_open_webhooks(lua_State *L);
 
 SORA_EXPORT int luaopen_sora_core(lua_State *L);
+/* curl_global_init, once per Lua state, before its first client (`done`: a boolean upvalue) */
+SORA_HIDDEN void sora_init_curl(lua_State *L, int done);
 
 SORA_HIDDEN void sora_push_error(lua_State *L, const char *kind, long status, const char *message);
 /* The raw response (response.c): the table with_response returns beside a value, and the same

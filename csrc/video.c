@@ -1,6 +1,8 @@
 /* The Video userdata: a handle whose fields are the API's Video object. Its block holds the
- * poll hint; its two slots (compat.h) the fields (every field the server sent) and the
- * client. */
+ * poll hint; its two slots (compat.h) the fields (every field the server sent, as lua-cjson
+ * decoded them) and the client. A field is shaped (marshal.c's sora_shape_field: integers,
+ * nulls, seconds as text) the first time it is read, and kept so: a listed video that is
+ * never read costs its decoding and its handle, nothing more. */
 #include "sora.h"
 
 enum { RECORD_FIELDS = 1, RECORD_CLIENT = 2, RECORD_SLOTS = 2 };
@@ -11,17 +13,20 @@ typedef struct {
 
 static video_block *check_video(lua_State *L, int i) { return luaL_checkudata(L, i, SORA_VIDEO); }
 
-void sora_push_video(lua_State *L, int fields, int client, long poll_after_ms) {
+/* A handle of the decoded fields at `fields`, held as they are; meta is the metatable of
+ * Videos (the caller has it at hand for a page of them). */
+void sora_push_video(lua_State *L, int fields, int client, int meta, long poll_after_ms) {
   video_block *v;
   fields = sora_absindex(L, fields);
   client = sora_absindex(L, client);
+  meta = sora_absindex(L, meta);
   v = sora_newuserdata_slots(L, sizeof *v, RECORD_SLOTS);
   v->poll_after_ms = poll_after_ms;
   lua_pushvalue(L, fields);
   sora_set_slot(L, -2, RECORD_FIELDS);
   lua_pushvalue(L, client);
   sora_set_slot(L, -2, RECORD_CLIENT);
-  luaL_getmetatable(L, SORA_VIDEO);
+  lua_pushvalue(L, meta);
   lua_setmetatable(L, -2);
 }
 
@@ -40,11 +45,50 @@ static int video_update(lua_State *L) {
   return 1;
 }
 
-static void deep_copy(lua_State *L, int from, int fields);
+/* Whether a held value reads as it is held: a string, a boolean, nil or (5.3+) an integer.
+ * A null, a float, a table may not. */
+static int reads_as_held(lua_State *L, int i) {
+  switch (lua_type(L, i)) {
+    case LUA_TSTRING: case LUA_TBOOLEAN: case LUA_TNIL: return 1;
+#if LUA_VERSION_NUM >= 503
+    case LUA_TNUMBER: return lua_isinteger(L, i);
+#endif
+    default: return 0;
+  }
+}
 
-/* Methods first (upvalue 1), then the fields; a table field (error) is given as a copy, so
- * the handle stays read-only. A null of a field sora does not know (marshal.c leaves those as
- * they came) reads as nil. */
+/* Shapes the value on top, fields[key] (key at `key`), by its kind (looked up in `known`, the
+ * table of sora_push_video_fields) and keeps the shape in fields, so that it is shaped once.
+ * Assigning an existing key is allowed while next() walks fields. */
+static void shape_held(lua_State *L, int fields, int key, int known) {
+  int kind;
+  lua_pushvalue(L, key);
+  lua_rawget(L, known);
+  kind = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : 0;
+  lua_pop(L, 1);
+  if (sora_shape_field(L, kind)) {
+    lua_pushvalue(L, key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, fields);
+  }
+}
+
+static void deep_copy(lua_State *L, int from, int known);
+
+/* Pushes what video[key] reads: the field shaped; a table field (error) given as a copy, so
+ * that the handle stays read-only. */
+static void push_field(lua_State *L, int fields, int key, int known) {
+  lua_pushvalue(L, key);
+  lua_rawget(L, fields);
+  if (reads_as_held(L, -1)) return;
+  shape_held(L, fields, key, known);
+  if (lua_istable(L, -1)) {
+    deep_copy(L, -1, 0);
+    lua_remove(L, -2);
+  }
+}
+
+/* Methods first (upvalue 1), then the fields (upvalue 3: the known ones). */
 static int video_index(lua_State *L) {
   /* the metatable compared with upvalue 2, not looked up by name: this runs for every read */
   int is_video = lua_touserdata(L, 1) != NULL && lua_getmetatable(L, 1) &&
@@ -55,10 +99,7 @@ static int video_index(lua_State *L) {
   lua_rawget(L, lua_upvalueindex(1));
   if (!lua_isnil(L, -1)) return 1;
   sora_push_slot(L, 1, RECORD_FIELDS);
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
-  if (lua_istable(L, -1)) deep_copy(L, -1, 0);
-  else if (sora_is_null(L, -1)) lua_pushnil(L);
+  push_field(L, 4, 2, lua_upvalueindex(3));
   return 1;
 }
 
@@ -68,11 +109,11 @@ static int video_newindex(lua_State *L) {
                     lua_isstring(L, 2) ? lua_tostring(L, 2) : luaL_typename(L, 2));
 }
 
-/* Pushes a copy of the table at `from`, nested tables copied too. With `fields`, from is a
- * Video's fields and their JSON nulls are left out; nested ones are kept (cjson.null), as they
- * came: in an array a null is a position, and a hole there would end ipairs and break
- * cjson.encode. */
-static void deep_copy(lua_State *L, int from, int fields) {
+/* Pushes a copy of the table at `from`, nested tables copied too. With `known` (the index of
+ * sora_push_video_fields' table), from is a Video's fields: each is shaped, and their JSON
+ * nulls are left out; nested ones are kept (cjson.null), as they came: in an array a null is
+ * a position, and a hole there would end ipairs and break cjson.encode. */
+static void deep_copy(lua_State *L, int from, int known) {
   from = sora_absindex(L, from);
   /* each level holds 3 slots: a deeply nested field (cjson allows 1000 levels) would
    * otherwise write past the Lua stack */
@@ -80,7 +121,8 @@ static void deep_copy(lua_State *L, int from, int fields) {
   lua_newtable(L);
   lua_pushnil(L);
   while (lua_next(L, from)) {
-    if (fields && sora_is_null(L, -1)) {
+    if (known && !reads_as_held(L, -1)) shape_held(L, from, lua_gettop(L) - 1, known);
+    if (lua_isnil(L, -1)) { /* a null of the fields, shaped */
       lua_pop(L, 1);
       continue;
     }
@@ -96,7 +138,8 @@ static void deep_copy(lua_State *L, int from, int fields) {
 static int video_to_table(lua_State *L) {
   check_video(L, 1);
   sora_push_slot(L, 1, RECORD_FIELDS);
-  deep_copy(L, -1, 1);
+  sora_push_video_fields(L);
+  deep_copy(L, 2, 3);
   return 1;
 }
 
@@ -133,35 +176,41 @@ static int video_eq(lua_State *L) {
 
 static int video_tostring(lua_State *L) {
   check_video(L, 1);
-  sora_push_slot(L, 1, RECORD_FIELDS);
-  lua_getfield(L, -1, "id");
-  lua_getfield(L, -2, "status");
-  lua_getfield(L, -3, "progress");
+  sora_push_slot(L, 1, RECORD_FIELDS); /* 2 */
+  sora_push_video_fields(L);           /* 3 */
+  lua_pushliteral(L, "id");
+  lua_pushliteral(L, "status");
+  lua_pushliteral(L, "progress");      /* 4, 5, 6: the keys */
+  push_field(L, 2, 4, 3);
+  push_field(L, 2, 5, 3);
+  push_field(L, 2, 6, 3);
   lua_pushfstring(L, "sora.Video (%s, %s, %s%%)", lua_isstring(L, -3) ? lua_tostring(L, -3) : "?",
                   lua_isstring(L, -2) ? lua_tostring(L, -2) : "?",
                   lua_isnumber(L, -1) ? lua_tostring(L, -1) : "?");
   return 1;
 }
 
-/* next over a Video's fields, JSON nulls left out; a table field given as a copy, as
- * video.field gives it, so the handle stays read-only. */
+/* next over a Video's fields (upvalue 1: the known ones), each shaped and JSON nulls left
+ * out; a table field given as a copy, as video.field gives it, so the handle stays
+ * read-only. */
 static int fields_next(lua_State *L) {
   lua_settop(L, 2);
   while (lua_next(L, 1)) {
+    if (!reads_as_held(L, -1)) shape_held(L, 1, 2, lua_upvalueindex(1));
     if (lua_istable(L, -1)) {
       deep_copy(L, -1, 0); /* key, value, copy */
       lua_replace(L, -2);
     }
-    if (!sora_is_null(L, -1)) return 2; /* key, value */
+    if (!lua_isnil(L, -1)) return 2; /* key, value */
     lua_pop(L, 1);
   }
   return 0;
 }
 
-/* pairs(video) walks the fields (Lua 5.2+). */
+/* pairs(video) walks the fields (Lua 5.2+); upvalue 1 is fields_next. */
 static int video_pairs(lua_State *L) {
   check_video(L, 1);
-  lua_pushcfunction(L, fields_next);
+  lua_pushvalue(L, lua_upvalueindex(1));
   sora_push_slot(L, 1, RECORD_FIELDS);
   lua_pushnil(L);
   return 3;
@@ -179,7 +228,8 @@ int sora_open_video(lua_State *L) {
   sora_setfuncs(L, video_methods, 0);
   lua_pushvalue(L, -1);
   lua_pushvalue(L, -3);
-  lua_pushcclosure(L, video_index, 2); /* the methods, the metatable */
+  sora_push_video_fields(L);
+  lua_pushcclosure(L, video_index, 3); /* the methods, the metatable, the known fields */
   lua_setfield(L, -3, "__index");
   lua_pushcfunction(L, video_newindex);
   lua_setfield(L, -3, "__newindex");
@@ -187,7 +237,9 @@ int sora_open_video(lua_State *L) {
   lua_setfield(L, -3, "__eq");
   lua_pushcfunction(L, video_tostring);
   lua_setfield(L, -3, "__tostring");
-  lua_pushcfunction(L, video_pairs);
+  sora_push_video_fields(L);
+  lua_pushcclosure(L, fields_next, 1);
+  lua_pushcclosure(L, video_pairs, 1);
   lua_setfield(L, -3, "__pairs");
   lua_pushliteral(L, SORA_VIDEO);
   lua_setfield(L, -3, "__name");

@@ -2,7 +2,8 @@
  * with the module's private cjson instance (sora_json_try_decode), then converted by
  * sora_marshal as each kind of result (video, list page, deleted, character) with a fake
  * client value, and the values are read the way a program reads them (fields, tostring,
- * to_table, pairs, the page's videos). Links the module's objects, not the .so.
+ * to_table, pairs, the page's videos; each of them first somewhere, as a Video's field is
+ * shaped by the read that comes first). Links the module's objects, not the .so.
  * Build and run: make fuzz. */
 #include <stdint.h>
 #include <stdio.h>
@@ -14,8 +15,11 @@
 
 /* Reads a marshalled value as a program would; kind is "video", "page" or "record". */
 static const char READER[] =
-    "local value, kind = ...\n"
-    "local function read_video(v)\n"
+    "local value, kind, order = ...\n"
+    "local function read_video(v, first)\n"
+    "  if first == 1 then tostring(v)\n" /* a field is shaped by the read that comes first */
+    "  elseif first == 2 then v:to_table()\n"
+    "  elseif first == 3 then for k, x in pairs(v) do local _ = k, x end end\n"
     "  local _ = v.id, v.status, v.progress, v.model, v.seconds, v.size, v.error,\n"
     "    v.created_at, v.completed_at, v.expires_at, v.remixed_from_video_id, v.unknown\n"
     "  tostring(v)\n"
@@ -25,9 +29,9 @@ static const char READER[] =
     "  local _ = v == v, v:_poll_after(), v:_client()\n"
     "  if type(v.error) == 'table' then for k, x in pairs(v.error) do local _ = k, x end end\n"
     "end\n"
-    "if kind == 'video' then read_video(value)\n"
+    "if kind == 'video' then read_video(value, order)\n"
     "elseif kind == 'page' then\n"
-    "  for _, v in ipairs(value.data) do read_video(v) end\n"
+    "  for i, v in ipairs(value.data) do read_video(v, (order + i) % 4) end\n"
     "  local _ = value.has_more, value.first_id, value.last_id\n"
     "else for k, x in pairs(value) do local _ = k, x end end\n";
 
@@ -63,7 +67,8 @@ static void run(const uint8_t *data, size_t size, sora_result kind, const char *
     lua_rawgeti(L, LUA_REGISTRYINDEX, reader_ref);
     lua_pushvalue(L, -2);
     lua_pushstring(L, reader_kind);
-    if (lua_pcall(L, 2, 0, 0) != 0) {
+    lua_pushinteger(L, (lua_Integer)(size % 4)); /* which read comes first */
+    if (lua_pcall(L, 3, 0, 0) != 0) {
       /* reading a value sora returned must never raise */
       fprintf(stderr, "reading a %s raised: %s\n", reader_kind, lua_tostring(L, -1));
       abort();

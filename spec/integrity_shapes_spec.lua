@@ -94,6 +94,52 @@ describe("integrity of server data", function()
       end
     end)
 
+    -- A handle shapes a field when it is first read (video.c): whichever way reads it first,
+    -- every way reads the same shape, and reads it again so.
+    it("reads the same shape whichever way reads a field first, and again", function()
+      local raw = '{"id":"%s","object":"video","status":"in_progress","progress":50.0,'
+        .. '"created_at":1767225600.0,"completed_at":null,"seconds":8,"model":"sora-2",'
+        .. '"error":null,"future":null,"future_n":2.5,"future_obj":{"a":null}}'
+      local function check(v)
+        assert.are.equal(50, v.progress)
+        assert.are.equal("8", v.seconds)
+        assert.is_nil(v.completed_at)
+        assert.is_nil(v.error)
+        assert.is_nil(v.future)
+        assert.are.equal(2.5, v.future_n)
+        assert.are.same({ a = cjson.null }, v.future_obj)
+        if math.type then
+          assert.are.equal("integer", math.type(v.progress))
+          assert.are.equal("integer", math.type(v.created_at))
+        end
+        assert.are.equal("sora.Video (" .. video.id .. ", in_progress, 50%)", tostring(v))
+        local t = v:to_table()
+        assert.are.same({ id = video.id, object = "video", status = "in_progress", progress = 50,
+          created_at = 1767225600, seconds = "8", model = "sora-2", future_n = 2.5,
+          future_obj = { a = cjson.null } }, t)
+        if math.type then assert.are.equal("integer", math.type(t.progress)) end
+      end
+      local firsts = {
+        function(v) return tostring(v) end,
+        function(v) return v:to_table() end,
+        function(v) return v.progress, v.seconds, v.error end,
+        _VERSION ~= "Lua 5.1" and function(v) for _ in pairs(v) do end end or function(v) return v.id end,
+      }
+      for i, first in ipairs(firsts) do
+        E:fault{ method = "GET", action = "respond", status = 200, body = raw:format(video.id) }
+        local v, err = c:retrieve(video.id)
+        assert.is_truthy(v, tostring(err))
+        first(v)
+        check(v)
+        check(v) -- the second time, from the shape kept
+        if _VERSION ~= "Lua 5.1" then
+          local seen = {}
+          for k, value in pairs(v) do seen[k] = value end
+          assert.are.same(v:to_table(), seen, "way " .. i)
+        end
+      end
+    end)
+
     it("gives a long array with nulls whole, and to_table() encodes again", function()
       local list = {}
       for i = 1, 20 do list[i] = cjson.null end

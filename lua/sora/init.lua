@@ -2,17 +2,14 @@
 -- The C core (sora.core) does the HTTP, the bodies and the typed values; this module wraps its
 -- endpoints and wires in what reads better in Lua, one file each:
 --   sora.tasks   spawn, step, run: coroutines whose calls yield instead of blocking
---   sora.wait    video:refresh, video:wait, create_and_wait, generate
---   sora.lists   client:pages, client:list
---   sora.batch   client:generate_many
+--   sora.wait    video:refresh, video:wait, create_and_wait, generate    (loaded on first use)
+--   sora.lists   client:pages, client:list                               (loaded on first use)
+--   sora.batch   client:generate_many                                    (loaded on first use)
 --   sora.reconcile  create-type calls: idempotency keys, a lost answer looked for, not resent blindly
 --   sora.args    the argument checks they share
 local core = require "sora.core"
 local args = require "sora.args"
 local tasks = require "sora.tasks"
-local wait = require "sora.wait"
-local lists = require "sora.lists"
-local batch = require "sora.batch"
 local reconcile = require "sora.reconcile"
 
 local Client, Video = core.Client, core.Video
@@ -98,10 +95,23 @@ Client.socket_ready, Client.timeout_due = tasks.socket_ready, tasks.timeout_due
 
 -- ---- waiting, lists, batches --------------------------------------------------------------
 
-Video.refresh, Video.wait = wait.refresh, wait.wait
-Client.create_and_wait, Client.generate = wait.create_and_wait, wait.generate
-Client.pages, Client.list = lists.pages, lists.list
-Client.generate_many = batch.generate_many
+-- Loaded on first use: `require "sora"` compiles only what every program needs (a Lua file
+-- costs its compilation; bench/RESULTS.md measures require). methods[name] is a stub until
+-- the first call, which puts module[name] in its place and tail-calls it, so an argument
+-- error still names the caller's line.
+local function on_first_use(methods, module, names)
+  for _, name in ipairs(names) do
+    methods[name] = function(...)
+      local method = require(module)[name]
+      methods[name] = method
+      return method(...)
+    end
+  end
+end
+on_first_use(Video, "sora.wait", { "refresh", "wait" })
+on_first_use(Client, "sora.wait", { "create_and_wait", "generate" })
+on_first_use(Client, "sora.lists", { "pages", "list" })
+on_first_use(Client, "sora.batch", { "generate_many" })
 
 -- ---- webhooks: sora.webhooks.verify, sora.webhooks.sign (sora/webhooks.lua) ----------------
 
