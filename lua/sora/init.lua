@@ -5,12 +5,11 @@
 --   sora.wait    video:refresh, video:wait, create_and_wait, generate    (loaded on first use)
 --   sora.lists   client:pages, client:list                               (loaded on first use)
 --   sora.batch   client:generate_many                                    (loaded on first use)
---   sora.reconcile  create-type calls: idempotency keys, a lost answer looked for, not resent blindly
+--   sora.reconcile  create-type calls: a lost answer looked for, not resent blindly (first use)
 --   sora.args    the argument checks they share
 local core = require "sora.core"
 local args = require "sora.args"
 local tasks = require "sora.tasks"
-local reconcile = require "sora.reconcile"
 
 local Client, Video = core.Client, core.Video
 local ipairs = ipairs
@@ -26,16 +25,19 @@ local sora = {
 -- ---- the endpoints --------------------------------------------------------------------
 
 -- Each endpoint starts its transfer in C, then waits for it: blocking, or yielding inside a
--- task. C names the endpoint in argument errors, however it was reached.
+-- task. C names the endpoint in argument errors, however it was reached. The create-type calls
+-- (every POST of the API) go through sora.reconcile: a lost answer is looked for before the
+-- create is sent again.
+local CREATE_TYPE = { create = true, remix = true, edit = true, extend = true, create_character = true }
 local start, await = Client._start, tasks.await
 for _, name in ipairs(core.endpoints) do
-  Client[name] = function(self, ...)
-    return await(self, start(self, name, ...))
-  end
-  -- create-type calls: a lost answer is looked for before the create is sent again
-  if reconcile.ENDPOINTS[name] then
+  if CREATE_TYPE[name] then
     Client[name] = function(self, ...)
-      return reconcile.send(self, name, start, ...)
+      return require("sora.reconcile").send(self, name, start, ...)
+    end
+  else
+    Client[name] = function(self, ...)
+      return await(self, start(self, name, ...))
     end
   end
 end

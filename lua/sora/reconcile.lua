@@ -320,10 +320,6 @@ local function look_settled(client, name, params, since, source_id, deadline, ow
     .. "for the video while like calls of this client were waiting for their answers", name) }
 end
 
--- The endpoints whose calls go through reconcile.send: every POST of the API.
-reconcile.ENDPOINTS = { create = true, remix = true, edit = true, extend = true,
-                        create_character = true }
-
 --- A create-type call `name` (args as the public method takes them: remix(id, params), the
 -- others (params)), its transfer started by start(client, name, ...) (the C core's _start, or
 -- a caller's wrapper that renames argument errors). A returned video is claimed. When the
