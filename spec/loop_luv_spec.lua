@@ -6,6 +6,7 @@ local emulator = require "support.emulator"
 local H = require "support.client"
 local sora = require "sora"
 local sora_luv = require "sora.luv"
+local tools = require "support.tools"
 
 local has_luv, uv = pcall(require, "luv")
 local unpack = table.unpack or unpack
@@ -85,7 +86,8 @@ describe("a luv loop drives sora", function()
   end
 
   before_each(function()
-    if not has_luv then pending("luv is not installed (Debian lua-luv)") end
+    local ok, why = tools.require_module("luv", "a libuv loop drives the client (Debian lua-luv)")
+    if not ok then pending(why) end
   end)
 
   it("generates a video with no polling timer, woken less often than a step(0) poller", function()
