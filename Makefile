@@ -80,8 +80,15 @@ emulator:
 # purpose's); `make deps` all of them. DEPS=0 skips the step (a system without apt-get, or
 # one where you install them yourself).
 deps: deps-build deps-test deps-all deps-bench deps-memory deps-lint
+# What compiling checks (deps-build): `build` (also what runs sora: the interpreter, lua-cjson,
+# LuaSocket, argparse), or `nvim` (the compiler and the 5.1/LuaJIT headers: Neovim brings its
+# own LuaJIT). Headers named on the command line or in the environment are not checked.
+BUILD_DEPS ?= build
+given = $(if $(filter command environment,$(foreach v,$(1),$(firstword $(origin $(v))))),given)
+DEPS_ENV = LUA_VERSION=$(LUA_VERSION) LUA_PKG=$(LUA_PKG) CC="$(CC)" \
+  LUA_HEADERS=$(call given,LUA_INCDIR) CURL_HEADERS=$(call given,CURL_INCDIR CURL_CFLAGS)
 deps-build deps-test deps-all deps-bench deps-memory deps-lint:
-	@$(if $(filter 0,$(DEPS)),:,LUA_VERSION=$(LUA_VERSION) CC="$(CC)" sh tools/deps.sh $(@:deps-%=%))
+	@$(if $(filter 0,$(DEPS)),:,$(DEPS_ENV) sh tools/deps.sh $(if $(filter deps-build,$@),$(BUILD_DEPS),$(@:deps-%=%)))
 
 # The command line tools (every bin/* script) are installed with their shebang naming the
 # interpreter of LUA_VERSION (LUA_INTERPRETER: luajit for LUA_VERSION=5.1 builds for Neovim).
@@ -325,7 +332,7 @@ NVIM_LUA_PKG = $(shell pkg-config --exists lua5.1 2>/dev/null && echo lua5.1 || 
   { pkg-config --exists luajit 2>/dev/null && echo luajit; } || echo lua5.1)
 .PHONY: nvim
 nvim:
-	$(MAKE) LUA_VERSION=5.1 LUA_PKG=$(NVIM_LUA_PKG)
+	$(MAKE) LUA_VERSION=5.1 LUA_PKG=$(NVIM_LUA_PKG) BUILD_DEPS=nvim
 	install -m 755 build/5.1/sora/core.so lua/sora/core.so.new
 	mv -f lua/sora/core.so.new lua/sora/core.so
 	if command -v nvim >/dev/null 2>&1; then nvim --headless --clean -c 'helptags $(CURDIR)/doc' -c 'qa!'; fi

@@ -2,6 +2,7 @@
 # Installs what a purpose needs, when missing, from Debian 12's packages:
 #   sh tools/deps.sh [purpose...]          (the Makefile runs it; DEPS=0 there skips it)
 #   build   make, make demo, make install: compile and run sora for LUA_VERSION (default 5.4)
+#   nvim    make nvim: compile the core for Neovim's LuaJIT (LUA_PKG: lua5.1 or luajit headers)
 #   test    make test: build for 5.4 and 5.1/LuaJIT, and every tool the specs start
 #   all     make test-all: test, and Lua 5.1, 5.2, 5.3 with their headers and modules
 #   bench   make bench: build for 5.4 and LuaJIT, nginx, curl, Node and npm
@@ -9,7 +10,9 @@
 #   lint    make lint: luacheck, cppcheck, clang-tidy (and the headers they read)
 # What is there is found by what it provides (a command, a pkg-config name, a Lua module
 # loadable by the interpreter that uses it), not by package name, so tools from elsewhere
-# count (a node from nodesource; Debian's npm package would conflict with it). Missing things
+# count (a node from nodesource; Debian's npm package would conflict with it). LUA_HEADERS=given
+# or CURL_HEADERS=given (the Makefile: LUA_INCDIR, CURL_INCDIR or CURL_CFLAGS set by the user)
+# leaves those headers to the user. Missing things
 # are installed with apt-get (as root, or through sudo); without apt-get, the script names
 # them and exits 1.
 set -e
@@ -24,13 +27,22 @@ need() { # need KIND NAME PACKAGE: KIND is cmd, pc (pkg-config) or a Lua interpr
 # The interpreter and headers of one Lua, and the modules sora loads at run time in it.
 lua_for() { # lua_for VERSION
   case $1 in
-    luajit) need cmd luajit luajit; need pc lua5.1 liblua5.1-0-dev; interp=luajit ;;
-    5.1) need cmd lua5.1 lua5.1; need pc lua5.1 liblua5.1-0-dev; interp=lua5.1 ;;
-    *) need cmd "lua$1" "lua$1"; need pc "lua$1" "liblua$1-dev"; interp="lua$1" ;;
+    luajit) need cmd luajit luajit; lua_headers lua5.1; interp=luajit ;;
+    5.1) need cmd lua5.1 lua5.1; lua_headers lua5.1; interp=lua5.1 ;;
+    *) need cmd "lua$1" "lua$1"; lua_headers "lua$1"; interp="lua$1" ;;
   esac
   need "$interp" cjson lua-cjson     # the module's JSON
   need "$interp" socket lua-socket   # the emulator (bin/sora-emulator, the specs)
   need "$interp" argparse lua-argparse # the sora command (bin/sora, examples/demo.lua)
+}
+
+lua_headers() { # lua_headers PKG-CONFIG-NAME
+  [ "${LUA_HEADERS:-}" = given ] && return 0
+  case $1 in
+    luajit) need pc luajit libluajit-5.1-dev ;;
+    lua5.1) need pc lua5.1 liblua5.1-0-dev ;;
+    *) need pc "$1" "lib$1-dev" ;;
+  esac
 }
 
 compiler() {
@@ -42,7 +54,7 @@ compiler() {
   esac
   need cmd make make
   need cmd pkg-config pkg-config
-  need pc libcurl libcurl4-openssl-dev # csrc/ (curl/curl.h), linked with -lcurl
+  [ "${CURL_HEADERS:-}" = given ] || need pc libcurl libcurl4-openssl-dev # csrc/: curl/curl.h, -lcurl
   need pc libcrypto libssl-dev         # csrc/webhooks.c: HMAC-SHA256 from libcrypto
 }
 
@@ -77,6 +89,7 @@ test_tools() {
 for purpose in "$@"; do
   case $purpose in
     build) build ;;
+    nvim) compiler; lua_headers "${LUA_PKG:-lua5.1}" ;;
     test) test_tools ;;
     all) test_tools; lua_for 5.1; lua_for 5.2; lua_for 5.3
          need lua5.1 luv lua-luv; need lua5.2 luv lua-luv; need lua5.3 luv lua-luv ;;
@@ -86,7 +99,7 @@ for purpose in "$@"; do
             need cmd clang clang; need cmd valgrind valgrind ;;
     lint) compiler; lua_for 5.4 # the analyzers read the headers
           need cmd luacheck lua-check; need cmd cppcheck cppcheck; need cmd clang-tidy clang-tidy ;;
-    *) echo "tools/deps.sh: unknown purpose '$purpose' (build, test, all, bench, memory, lint)" >&2
+    *) echo "tools/deps.sh: unknown purpose '$purpose' (build, nvim, test, all, bench, memory, lint)" >&2
        exit 2 ;;
   esac
 done
@@ -124,4 +137,5 @@ echo "tools/deps.sh: installing$packages (missing: $missing)"
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 $sudo apt-get update -qq
+# shellcheck disable=SC2086 # one word per package
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $packages
