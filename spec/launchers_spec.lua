@@ -73,14 +73,16 @@ describe("bin/sora and bin/sora-emulator from a checkout", function()
     local lua, version, name = interpreter.lua, interpreter.version, interpreter.name
 
     describe("under " .. lua, function()
-      before_each(function()
-        if interpreter.required then
-          local ok, why = tools.require_tool(lua, "the launchers are run under each Lua")
-          if not ok then pending(why) end
-        elseif not tools.have(lua) then
-          pending(lua .. " is not installed here (make test-all installs it)")
-        end
-      end)
+      -- 5.4 and LuaJIT are the test targets' (a failure under CI when missing); the others
+      -- are tried where they are installed (make test-all installs them)
+      local present, why = tools.have(lua), lua .. " is not installed here (make test-all installs it)"
+      if not present and interpreter.required then
+        present, why = tools.require_tool(lua, "the launchers are run under each Lua")
+      end
+      if not present then
+        it("needs " .. lua, function() pending(why) end)
+        return
+      end
 
       it("sora runs with the checkout's build for " .. name, function()
         local built, why = give_build(version)
