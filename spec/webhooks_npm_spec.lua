@@ -114,6 +114,8 @@ process.stdout.write(JSON.stringify(results));
 -- wrong one; prints its port, then one JSON line per request.
 local RECEIVER_JS = [[
 const http = require("http");
+// the SDK verifies with the Web Crypto global, which Node 18 (Debian 12's) keeps in node:crypto
+if (!globalThis.crypto) globalThis.crypto = require("crypto").webcrypto;
 const mod = require("openai");
 const OpenAI = mod.OpenAI || mod.default || mod;
 const [secret, wrong] = process.argv.slice(2);
