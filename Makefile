@@ -35,7 +35,7 @@ LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 
 BUSTED ?= busted
 
-.PHONY: all both deps test test-5.4 test-luajit demo emulator install clean lint
+.PHONY: all both deps deps-build deps-test deps-all deps-bench deps-memory deps-lint test test-5.4 test-luajit demo emulator install clean lint
 
 all: $(MODULE)
 
@@ -54,11 +54,11 @@ $(BUILD)/obj $(BUILD)/sora:
 
 # Before compiling: the headers are there, or the build stops naming what provides them (a
 # machine with the runtime libraries alone would otherwise fail deep in the compiler).
-$(BUILD)/headers-ok:
+$(BUILD)/headers-ok: | deps-build
 	@sh tools/check-headers.sh "$(CC)" "$(LUA_INCDIR)" "$(LUA_PKG)" "$(CURL_CFLAGS)"
 	@mkdir -p $(BUILD) && touch $@
 
-test: deps both test-5.4 test-luajit
+test: deps-test both test-5.4 test-luajit
 
 test-5.4:
 	$(MAKE) LUA_VERSION=5.4
@@ -71,15 +71,25 @@ test-luajit:
 # Run from the checkout: the module tree and the freshly built core come first.
 RUN = LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
 
-demo: deps all
+demo: deps-build all
 	$(RUN) lua$(LUA_VERSION) examples/demo.lua $(DEMO_ARGS)
 
 emulator:
 	lua5.4 bin/sora-emulator
 
-# Installs the Debian packages the build, the demo and the tests need, when missing.
-deps:
-	@sh tools/deps.sh
+# Installs the Debian packages a target needs, when missing (tools/deps.sh names each
+# purpose's); `make deps` all of them. DEPS=0 skips the step (a system without apt-get, or
+# one where you install them yourself).
+deps: deps-build deps-test deps-all deps-bench deps-memory deps-lint
+# What compiling checks (deps-build): `build` (also what runs sora: the interpreter, lua-cjson,
+# LuaSocket, argparse), or `nvim` (the compiler and the 5.1/LuaJIT headers: Neovim brings its
+# own LuaJIT). Headers named on the command line or in the environment are not checked.
+BUILD_DEPS ?= build
+given = $(if $(filter command environment,$(foreach v,$(1),$(firstword $(origin $(v))))),given)
+DEPS_ENV = LUA_VERSION=$(LUA_VERSION) LUA_PKG=$(LUA_PKG) CC="$(CC)" \
+  LUA_HEADERS=$(call given,LUA_INCDIR) CURL_HEADERS=$(call given,CURL_INCDIR CURL_CFLAGS)
+deps-build deps-test deps-all deps-bench deps-memory deps-lint:
+	@$(if $(filter 0,$(DEPS)),:,$(DEPS_ENV) sh tools/deps.sh $(if $(filter deps-build,$@),$(BUILD_DEPS),$(@:deps-%=%)))
 
 # The command line tools (every bin/* script) are installed with their shebang naming the
 # interpreter of LUA_VERSION (LUA_INTERPRETER: luajit for LUA_VERSION=5.1 builds for Neovim).
@@ -129,7 +139,7 @@ $(ASAN_BUILD)/sanlua: tools/sanlua.c | $(ASAN_BUILD)
 $(ASAN_BUILD):
 	mkdir -p $@
 
-test-asan: deps $(ASAN_BUILD)/sanlua
+test-asan: deps-test deps-memory $(ASAN_BUILD)/sanlua
 	$(MAKE) LUA_VERSION=5.4 BUILD=$(ASAN_BUILD) CC=$(ASAN_CC) CFLAGS="$(ASAN_FLAGS)" \
 	  LDFLAGS="-fsanitize=address,undefined"
 	$(ASAN_ENV) $(ASAN_BUILD)/sanlua $(BUSTED_SCRIPT) --ignore-lua --run=default \
@@ -149,7 +159,7 @@ VALGRIND = valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
   --show-leak-kinds=definite --errors-for-leak-kinds=definite --keep-debuginfo=yes \
   --num-callers=40 --suppressions=$(CURDIR)/tools/valgrind.supp --trace-children=no -q
 
-test-valgrind: deps
+test-valgrind: deps-test deps-memory
 	$(MAKE) LUA_VERSION=5.4
 	$(VALGRIND) lua5.4 $(BUSTED_SCRIPT) --ignore-lua --run=default $(MEMORY_PASS_ARGS) $(BUSTED_ARGS) \
 	  $(VALGRIND_SPECS)
@@ -159,7 +169,7 @@ test-valgrind: deps
 # under its feet. Two passes: the incremental collector with a full collection every
 # GCSTRESS_EVERY instructions, then the generational one.
 GCSTRESS_EVERY ?= 1000
-test-gcstress: deps
+test-gcstress: deps-test
 	$(MAKE) LUA_VERSION=5.4
 	SORA_GCSTRESS=incremental:$(GCSTRESS_EVERY) $(BUSTED) --run=default \
 	  --helper=spec/support/gcstress.lua $(MEMORY_PASS_ARGS) $(BUSTED_ARGS)
@@ -172,7 +182,7 @@ NOHEADER_BUILD = build/noheader-5.4
 NOHEADER_SPECS ?= spec/response_raw_spec.lua spec/response_endpoints_spec.lua \
   spec/integrity_download_spec.lua spec/client_errors_spec.lua
 .PHONY: test-noheader
-test-noheader: deps
+test-noheader: deps-test
 	$(MAKE) LUA_VERSION=5.4 BUILD=$(NOHEADER_BUILD) CFLAGS="$(OPT) -DSORA_NO_HEADER_API"
 	$(BUSTED) --run=default --cpath="$(NOHEADER_BUILD)/?.so" $(NOHEADER_SPECS)
 
@@ -199,7 +209,7 @@ host-run: build/host
 # smaller cases (< 2 min, CI), written to build/bench/RESULTS-quick.md. Prints, never asserts.
 # make bench-scripts: the other bench/*.lua against the module built for LUA_VERSION.
 BENCH_ARGS = $(if $(filter-out 0,$(QUICK)),--quick --out build/bench/RESULTS-quick.md)
-bench: deps
+bench: deps-bench
 	$(MAKE) LUA_VERSION=5.4
 	$(MAKE) LUA_VERSION=5.1
 	$(MAKE) build/bench/limit
@@ -250,7 +260,7 @@ $(FUZZ_BUILD)/fuzz_image: fuzz/fuzz_image.c $(FUZZ_BUILD)/obj/image.o
 $(FUZZ_BUILD)/obj $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal $(FUZZ_BUILD)/corpus/image:
 	mkdir -p $@
 
-fuzz-build: $(FUZZ_BUILD)/fuzz_headers $(FUZZ_BUILD)/fuzz_marshal $(FUZZ_BUILD)/fuzz_image
+fuzz-build: deps-memory $(FUZZ_BUILD)/fuzz_headers $(FUZZ_BUILD)/fuzz_marshal $(FUZZ_BUILD)/fuzz_image
 
 fuzz: fuzz-build | $(FUZZ_BUILD)/corpus/headers $(FUZZ_BUILD)/corpus/marshal $(FUZZ_BUILD)/corpus/image
 	cd $(FUZZ_BUILD) && $(FUZZ_ENV) ./fuzz_headers -max_total_time=$(FUZZ_SECONDS) -max_len=512 \
@@ -279,12 +289,12 @@ SOAK_ARGS = $(if $(filter-out 0,$(QUICK)),--quick) $(if $(SEED),--seed $(SEED)) 
   $(if $(JOBS),--jobs $(JOBS)) $(if $(FAULT_RATE),--fault-rate $(FAULT_RATE)) \
   $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(KILLS),--kills $(KILLS))
 
-soak: deps all
+soak: deps-build all
 	$(RUN) $(SOAK_LUA) bench/soak.lua $(SOAK_ARGS)
 
 # The same soak with the module under ASan + UBSan + LeakSanitizer (see test-asan): the harness
 # and the killed children run in the sanitized interpreter.
-soak-asan: deps $(ASAN_BUILD)/sanlua
+soak-asan: deps-memory $(ASAN_BUILD)/sanlua
 	$(MAKE) LUA_VERSION=5.4 BUILD=$(ASAN_BUILD) CC=$(ASAN_CC) CFLAGS="$(ASAN_FLAGS)" \
 	  LDFLAGS="-fsanitize=address,undefined"
 	$(ASAN_ENV) LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(ASAN_BUILD)/?.so;;" \
@@ -303,7 +313,7 @@ CPPCHECK_FLAGS = --enable=warning,style,performance,portability --std=c99 --erro
   -D__GNUC__ -D_POSIX_C_SOURCE=200809L -DLLONG_MAX=9223372036854775807LL \
   -I$(LUA_INCDIR) $(patsubst -I%,-I%,$(filter -I%,$(CURL_CFLAGS))) -I/usr/include/$(shell gcc -dumpmachine) -Icsrc
 
-lint:
+lint: deps-lint
 	luacheck --no-color -q $(LUA_SOURCES)
 	cppcheck $(CPPCHECK_FLAGS) csrc/*.c
 	@echo "clang-tidy csrc/*.c"; \
@@ -323,7 +333,7 @@ NVIM_LUA_PKG = $(shell pkg-config --exists lua5.1 2>/dev/null && echo lua5.1 || 
   { pkg-config --exists luajit 2>/dev/null && echo luajit; } || echo lua5.1)
 .PHONY: nvim
 nvim:
-	$(MAKE) LUA_VERSION=5.1 LUA_PKG=$(NVIM_LUA_PKG)
+	$(MAKE) LUA_VERSION=5.1 LUA_PKG=$(NVIM_LUA_PKG) BUILD_DEPS=nvim
 	install -m 755 build/5.1/sora/core.so lua/sora/core.so.new
 	mv -f lua/sora/core.so.new lua/sora/core.so
 	if command -v nvim >/dev/null 2>&1; then nvim --headless --clean -c 'helptags $(CURDIR)/doc' -c 'qa!'; fi
@@ -407,7 +417,7 @@ TEST_ALL_JOBS ?= 5
 TEST_ALL_RUNS = 5.4 luajit 5.1 5.3 5.2
 .PHONY: test-all-prepare $(TEST_ALL_RUNS:%=test-all-run-%)
 
-test-all: deps
+test-all: deps-all
 	$(MAKE) test-all-prepare
 	@echo "== test-all: $(TEST_ALL_RUNS), $(TEST_ALL_JOBS) at a time"
 	@status=0; $(MAKE) -s -k -j$(TEST_ALL_JOBS) $(TEST_ALL_RUNS:%=test-all-run-%) || status=1; \

@@ -17,8 +17,7 @@ description = {
     control API. Pure Lua on LuaSocket; `sora-emulator --port 8000` or require "sora.emulator".
   ]],
   license = "MIT",
-  homepage = "https://github.com/sora-lua/sora",
-  issues_url = "https://github.com/sora-lua/sora/issues",
+  -- homepage, issues_url: make dist copies sora-scm-1.rockspec's (the one place they are written)
   maintainer = "sora maintainers",
   labels = { "openai", "sora", "video", "emulator", "testing", "luasocket" },
 }

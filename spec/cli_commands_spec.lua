@@ -240,6 +240,9 @@ describe("sora command", function()
 
   it("works the same on the other interpreter (LuaJIT or 5.4)", function()
     local other = rawget(_G, "jit") and "lua5.4" or "luajit"
+    -- its build too: on a fresh checkout `make test` runs the 5.4 pass before it makes 5.1
+    local out, built = H.sh("make -s LUA_VERSION=" .. (other == "luajit" and "5.1" or "5.4"))
+    assert.are.equal(0, built, out)
     local v = json({ "generate", "on " .. other, "-o", "other.mp4", "--json" }, { lua = other })
     same_as_served(dir .. "/other.mp4", v.id)
   end)

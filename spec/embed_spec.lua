@@ -3,20 +3,13 @@
 -- emulator. Timing figures are printed, never asserted: the machines are shared and noisy.
 local emulator = require "support.emulator"
 local H = require "support.client"
+local tools = require "support.tools"
 
 local q = H.shell_quote
 
 -- Runs a shell command; returns its output (stderr included) and its exit status. The
 -- status comes from the shell, since io.popen's close tells nothing on Lua 5.1 and LuaJIT.
 local sh = H.sh
-
-local function succeeds(command)
-  return select(2, sh(command .. " >/dev/null")) == 0
-end
-
-local function available(program)
-  return succeeds("command -v " .. q(program))
-end
 
 -- env NAME=value ... for a command line.
 local function env(vars)
@@ -60,12 +53,8 @@ describe("embedding", function()
 
   describe("examples/host.c, a 60 Hz frame loop embedding Lua 5.4", function()
     it("gets all 16 videos while step(0) runs once a frame", function()
-      if not (available(os.getenv("CC") or "cc") and succeeds("pkg-config --exists lua5.4")) then
-        pending("no C compiler or Lua 5.4 headers: examples/host.c not built")
-        return
-      end
-      local build, built = sh("make -s LUA_VERSION=5.4 all host")
-      assert.are.equal(0, built, build)
+      local built, why = tools.build_host()
+      if not built then return pending(why) end
       local out_dir = dir .. "/host"
       assert(os.execute("mkdir " .. q(out_dir)))
       local out, status = sh(env{ SORA_BASE_URL = E.url, SORA_API_KEY = H.KEY, SORA_JOBS = "16",
@@ -84,10 +73,8 @@ describe("embedding", function()
     end)
 
     it("exits non-zero when the generations fail", function()
-      if not H.exists("build/host") then
-        pending("build/host was not built")
-        return
-      end
+      local built, why = tools.build_host()
+      if not built then return pending(why) end
       -- port 1 on loopback refuses at once; the retries' backoff makes this take ~1.5 s
       local out, status = sh(env{ SORA_BASE_URL = "http://127.0.0.1:1/v1", SORA_API_KEY = H.KEY,
         SORA_JOBS = "2", SORA_HOST_SECONDS = "25" } .. " timeout 60 build/host")
@@ -99,10 +86,8 @@ describe("embedding", function()
 
   describe("the Neovim plugin's generate in nvim --headless", function()
     it("gets the video while the editor keeps answering", function()
-      if not available("nvim") then
-        pending("nvim is not installed (tools/deps.sh installs it)")
-        return
-      end
+      local ok, why = tools.require_tool("nvim", "the plugin runs in nvim --headless")
+      if not ok then return pending(why) end
       local build, built = sh("make -s LUA_VERSION=5.1")
       assert.are.equal(0, built, build)
       local output, result = dir .. "/nvim.mp4", dir .. "/nvim-result.txt"

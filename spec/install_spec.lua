@@ -106,6 +106,9 @@ describe("make dist and make rock", function()
     assert.are.same({ "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" }, client.build.modules["sora.core"].incdirs)
     local emulator_spec = load_rockspec(dir .. "/rockspecs/sora-emulator-" .. VERSION .. "-1.rockspec")
     assert.are.equal("sora-emulator", emulator_spec.package)
+    -- the repository's URLs, written in the client's rockspec alone
+    assert.are.equal(client.description.homepage, emulator_spec.description.homepage)
+    assert.are.equal(client.description.issues_url, emulator_spec.description.issues_url)
     assert.are.same({ "lua >= 5.1, < 5.5", "sora == " .. VERSION, "luasocket" }, emulator_spec.dependencies)
     assert.are.same({ ["sora-emulator"] = "bin/sora-emulator" }, emulator_spec.build.install.bin)
   end)
@@ -181,6 +184,11 @@ describe("make dist and make rock", function()
       local out = assert_run(q(tree .. "/bin/sora-emulator") .. " --help")
       assert.matches("%-%-port", out)
     end)
+
+    it("installs sora as a command that loads the tree's module (its argparse from the system)", function()
+      local out = assert_run("cd / && env -u LUA_PATH -u LUA_CPATH " .. q(tree .. "/bin/sora") .. " --version")
+      assert.matches("^sora " .. VERSION:gsub("%p", "%%%0") .. " %(libcurl ", out)
+    end)
   end)
 end)
 
@@ -254,9 +262,13 @@ describe("make install", function()
       assert.matches("x", assert_run("stat -c %A " .. q(installed)):sub(4, 4))
     end
     local share = dir .. "/usr/share/lua/" .. LUA_VERSION
-    local out = assert_run("LUA_PATH=" .. q(share .. "/?.lua;" .. share .. "/?/init.lua;;") .. " "
-      .. q(dir .. "/usr/bin/sora-emulator") .. " --help")
+    local paths = "LUA_PATH=" .. q(share .. "/?.lua;" .. share .. "/?/init.lua;;") .. " LUA_CPATH="
+      .. q(dir .. "/usr/lib/lua/" .. LUA_VERSION .. "/?.so;;")
+    local out = assert_run(paths .. " " .. q(dir .. "/usr/bin/sora-emulator") .. " --help")
     assert.matches("%-%-port", out)
+    -- the installed sora loads the installed core, whichever `lua` comes first on the PATH
+    out = assert_run("cd / && " .. paths .. " " .. q(dir .. "/usr/bin/sora") .. " --version")
+    assert.matches("^sora " .. VERSION:gsub("%p", "%%%0") .. " %(libcurl ", out)
     helper.rmdir(dir)
   end)
 end)

@@ -6,6 +6,7 @@ local sora = require "sora"
 local H = require "support.client"
 local F = require "support.faults"
 local rawserver = require "support.rawserver"
+local tools = require "support.tools"
 
 local OLD = "the old file"
 
@@ -262,8 +263,13 @@ end)
 describe("integrity of downloads on disk", function()
   local S, dir
 
-  local function have_strace()
-    return F.have("strace") and sh("strace -o /dev/null true >/dev/null 2>&1")
+  -- true, or false and why (see support/tools.lua)
+  local function can_strace()
+    local ok, why = tools.require_tool("strace", "it sees the download's system calls")
+    if ok and not sh("strace -o /dev/null true >/dev/null 2>&1") then
+      return tools.missing("ptrace", "strace cannot trace a child here")
+    end
+    return ok, why
   end
 
   before_each(function()
@@ -306,7 +312,8 @@ describe("integrity of downloads on disk", function()
   end
 
   it("durable = true syncs the file before the rename and the directory after", function()
-    if not have_strace() then pending("strace is not available") return end
+    local ok, why = can_strace()
+    if not ok then return pending(why) end
     local calls = traced("durable = true")
     local open_at, open_line = find(calls, "%.sora%-%w+\", O_.*= %d+$")
     assert.is_number(open_at, table.concat(calls, "\n"))
@@ -323,7 +330,8 @@ describe("integrity of downloads on disk", function()
   end)
 
   it("is not durable by default, and never truncates the fresh temporary file", function()
-    if not have_strace() then pending("strace is not available") return end
+    local ok, why = can_strace()
+    if not ok then return pending(why) end
     local calls = traced("")
     assert.is_number(find(calls, "rename"))
     assert.is_nil(find(calls, "fsync"), table.concat(calls, "\n"))

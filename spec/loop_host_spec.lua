@@ -3,14 +3,11 @@
 -- built with the C compiler and run against the emulator. Figures are printed, not asserted.
 local emulator = require "support.emulator"
 local H = require "support.client"
+local tools = require "support.tools"
 
 local q = H.shell_quote
 
 local sh = H.sh
-
-local function succeeds(command)
-  return select(2, sh(command .. " >/dev/null")) == 0
-end
 
 -- "name number" lines into a table.
 local function figures(out)
@@ -39,12 +36,8 @@ describe("examples/host.c driving sora from a poll() loop", function()
   end
 
   it("gets every video, waking only for sockets and sora's timer", function()
-    if not (succeeds("command -v " .. q(os.getenv("CC") or "cc")) and succeeds("pkg-config --exists lua5.4")) then
-      pending("no C compiler or Lua 5.4 headers: examples/host.c not built")
-      return
-    end
-    local build, built = sh("make -s LUA_VERSION=5.4 all host")
-    assert.are.equal(0, built, build)
+    local built, why = tools.build_host()
+    if not built then return pending(why) end
     local out_dir = dir .. "/videos"
     assert(os.execute("mkdir " .. q(out_dir)))
     E:clear_requests()
@@ -68,10 +61,8 @@ describe("examples/host.c driving sora from a poll() loop", function()
   end)
 
   it("reports the failures when the server cannot be reached", function()
-    if not H.exists("build/host") then
-      pending("build/host was not built")
-      return
-    end
+    local built, why = tools.build_host()
+    if not built then return pending(why) end
     local out, status = run_host{ SORA_HOST_LOOP = "poll", SORA_BASE_URL = "http://127.0.0.1:1/v1",
       SORA_API_KEY = H.KEY, SORA_JOBS = "2", SORA_HOST_SECONDS = "25" }
     assert.are.equal(1, status, out)

@@ -2,6 +2,7 @@
 -- vim.loop and vim.schedule (a task's on_progress edits a buffer), with no step() at all.
 local emulator = require "support.emulator"
 local H = require "support.client"
+local tools = require "support.tools"
 
 local q = H.shell_quote
 
@@ -9,10 +10,8 @@ local sh = H.sh
 
 describe("sora.luv in Neovim", function()
   it("generates through vim.loop, the callbacks free to use the editor", function()
-    if select(2, sh("command -v nvim >/dev/null")) ~= 0 then
-      pending("nvim is not installed (tools/deps.sh installs it)")
-      return
-    end
+    local ok, why = tools.require_tool("nvim", "this spec runs sora in nvim --headless")
+    if not ok then return pending(why) end
     local build, built = sh("make -s LUA_VERSION=5.1")
     assert.are.equal(0, built, build)
     local E = emulator.start{ job_seconds = 1, api_key = H.KEY }

@@ -6,16 +6,13 @@
 local emulator = require "support.emulator"
 local H = require "support.client"
 local synthetic = require "support.synthetic"
+local tools = require "support.tools"
 
 local q = H.shell_quote
 
 local VIDEO_BYTES = 16 * 1024 * 1024 -- enough that the download spans many frames
 
 local sh = H.sh
-
-local function available(program)
-  return select(2, sh("command -v " .. q(program) .. " >/dev/null")) == 0
-end
 
 local function env(vars)
   local parts = { "env", "-u", "OPENAI_API_KEY", "-u", "OPENAI_BASE_URL" }
@@ -31,10 +28,10 @@ local function read_report(path)
 end
 
 describe("examples/love, a LÖVE game under xvfb", function()
-  if not (available("love") and available("xvfb-run")) then
-    it("needs love and xvfb-run", function()
-      pending("love or xvfb-run is not installed (tools/deps.sh installs them)")
-    end)
+  local ok, why = tools.require_tool("love", "examples/love is a LÖVE game")
+  if ok then ok, why = tools.require_tool("xvfb-run", "LÖVE runs under a virtual display") end
+  if not ok then
+    it("needs love and xvfb-run", function() pending(why) end)
     return
   end
 

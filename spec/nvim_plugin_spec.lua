@@ -7,6 +7,7 @@ local emulator = require "support.emulator"
 local H = require "support.client"
 local cjson = require "cjson"
 local synthetic = require "support.synthetic"
+local tools = require "support.tools"
 
 local q = H.shell_quote
 
@@ -24,13 +25,10 @@ local function report(what, text)
   io.stderr:write("\n  [", what, "] ", text, "\n")
 end
 
-local function has_nvim()
-  return select(2, sh("command -v nvim >/dev/null")) == 0
-end
-
 describe("the Neovim plugin", function()
-  if not has_nvim() then
-    it("needs nvim", function() pending("nvim is not installed (tools/deps.sh installs it)") end)
+  local ok, why = tools.require_tool("nvim", "the plugin runs in nvim --headless")
+  if not ok then
+    it("needs nvim", function() pending(why) end)
     return
   end
 

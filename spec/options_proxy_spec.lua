@@ -8,6 +8,7 @@ local emulator = require "support.emulator"
 local proxy = require "support.proxy"
 local F = require "support.faults"
 local H = require "support.client"
+local tools = require "support.tools"
 
 local KEY = "sk-proxy-test-0123456789"
 
@@ -25,10 +26,12 @@ local function logged(P, text)
 end
 
 describe("proxies", function()
-  local E, P, emulator_port
+  local E, P, emulator_port, why_not
 
   lazy_setup(function()
-    if not proxy.available() then return end
+    local ok
+    ok, why_not = tools.require_tool("tinyproxy", "the specs go through a real proxy")
+    if not ok then return end
     E = emulator.start{ job_seconds = 0.2, api_key = KEY }
     emulator_port = port_of(E.url)
     P = proxy.start{ connect_ports = { emulator_port } }
@@ -40,7 +43,7 @@ describe("proxies", function()
   end)
 
   before_each(function()
-    if not E then return pending("tinyproxy is missing (apt-get install tinyproxy)") end
+    if not E then return pending(why_not) end
     E:clear_requests()
   end)
 
@@ -97,12 +100,13 @@ describe("proxies", function()
 
     it("reaches an https:// server through CONNECT", function()
       if not E then return end
-      if not F.have("openssl") then return pending("openssl is missing") end
+      local has_openssl, why = tools.require_tool("openssl", "the https:// server is openssl s_server")
+      if not has_openssl then return pending(why) end
       local dir = F.tempdir()
       local cert, key_file = F.make_cert(dir)
       if not cert then
         H.rmdir(dir)
-        return pending("openssl cannot make a certificate")
+        return pending(select(2, tools.missing("a certificate", "openssl req could not make one")))
       end
       local server = F.tls_server(dir, cert, key_file)
       local tls_proxy = proxy.start{ connect_ports = { server.port } }

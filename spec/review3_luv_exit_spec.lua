@@ -4,12 +4,12 @@
 -- (loop.c, end_watch). sora.luv must take that quietly: its handles are already gone.
 local H = require "support.client"
 local rawserver = require "support.rawserver"
-
-local has_luv = pcall(require, "luv")
+local tools = require "support.tools"
 
 describe("sora.luv at the end of a program", function()
   it("a client still watched, a request in flight: no host callback fails in lua_close", function()
-    if not has_luv then pending("luv is not installed (Debian lua-luv)") return end
+    local has_luv, why = tools.require_module("luv", "sora.luv is what ends here (Debian lua-luv)")
+    if not has_luv then return pending(why) end
     -- the server holds the answer back: the request is on the wire when the program ends
     local S = rawserver.start[[ return function(req, n)
       require("socket").sleep(2)

@@ -4,6 +4,7 @@ local sora = require "sora"
 local emulator = require "support.emulator"
 local H = require "support.client"
 local F = require "support.faults"
+local tools = require "support.tools"
 
 local KEY = "sk-SECRET-1234"
 
@@ -303,13 +304,19 @@ describe("security", function()
   end)
 
   describe("TLS", function()
-    local tls_dir, cert, key, server
+    local tls_dir, cert, key, server, why_not
 
     lazy_setup(function()
-      if not F.have("openssl") then return end
+      local ok
+      ok, why_not = tools.require_tool("openssl", "the TLS server is openssl s_server")
+      if not ok then return end
       tls_dir = F.tempdir()
       cert, key = F.make_cert(tls_dir)
-      if cert then server = F.tls_server(tls_dir, cert, key) end
+      if cert then
+        server = F.tls_server(tls_dir, cert, key)
+      else
+        why_not = select(2, tools.missing("a certificate", "openssl req could not make one"))
+      end
     end)
 
     lazy_teardown(function()
@@ -324,7 +331,7 @@ describe("security", function()
     end
 
     it("verifies the peer by default", function()
-      if not server then return pending("openssl is missing") end
+      if not server then return pending(why_not) end
       local client = tls_client{ base_url = "https://127.0.0.1:" .. server.port .. "/v1", max_retries = 2 }
       local v, err = client:retrieve("video_x")
       client:close()
@@ -337,7 +344,7 @@ describe("security", function()
     end)
 
     it("checks the host name against the certificate", function()
-      if not server then return pending("openssl is missing") end
+      if not server then return pending(why_not) end
       local client = tls_client{ base_url = "https://127.0.0.1:" .. server.port .. "/v1", ca_file = cert }
       local v, err = client:retrieve("video_x")
       client:close()
@@ -347,7 +354,7 @@ describe("security", function()
     end)
 
     it("turns verification off only when asked by name (tls_verify = false)", function()
-      if not server then return pending("openssl is missing") end
+      if not server then return pending(why_not) end
       local client = tls_client{ base_url = "https://127.0.0.1:" .. server.port .. "/v1", tls_verify = false }
       local v, err = client:retrieve("video_x")
       client:close()
@@ -363,7 +370,7 @@ describe("security", function()
     end)
 
     it("verifies against ca_file", function()
-      if not server then return pending("openssl is missing") end
+      if not server then return pending(why_not) end
       local client = tls_client{ base_url = "https://localhost:" .. server.port .. "/v1", ca_file = cert }
       local v, err = client:retrieve("video_x")
       client:close()

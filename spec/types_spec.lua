@@ -113,6 +113,45 @@ describe("LuaLS annotations", function()
     return cl[part]
   end
 
+  -- LuaLS ties `require "sora"` to these annotations through the file's name in `---@meta`
+  -- and its `return` of the module's class; the types named anywhere must all be declared.
+  it("are what require \"sora\" resolves to in LuaLS: ---@meta sora, returning the sora class", function()
+    local text = H.read(META)
+    assert.are.equal("---@meta sora", text:match("^[^\n]*"))
+    local returned = text:match("\nreturn ([%w_]+)%s*$")
+    assert.is_string(returned, META .. " must end with the return of the module's table")
+    -- the returned local is the one that ---@class sora annotates
+    local fields, annotated_local = text:match("\n%-%-%-@class sora\n(.-)\nlocal ([%w_]+) = {}\n")
+    assert.are.equal(returned, annotated_local)
+    for line in (fields .. "\n"):gmatch("([^\n]*)\n") do assert.matches("^%-%-%-@field ", line) end
+    local declared = {}
+    for name in text:gmatch("\n%-%-%-@class ([%w.]+)") do declared[name] = true end
+    for name in text:gmatch("\n%-%-%-@alias ([%w.]+)") do declared[name] = true end
+    -- a file that runs and gives back a table (so nothing was left after the return)
+    local chunk = assert(loadfile(META))
+    assert.are.equal("table", type(chunk()))
+    local undeclared = {}
+    for name in text:gmatch("[^%w_.\"](sora%.[%u][%w]*)") do
+      if not declared[name] then undeclared[name] = true end
+    end
+    assert(next(undeclared) == nil, "types used but not declared: " .. sorted(undeclared))
+  end)
+
+  it("give each field of the module the type of its live value (curl_version is a string)", function()
+    local checked = 0
+    for line in io.lines(META) do
+      local name, kind = line:match("^%-%-%-@field ([%w_]+) (%a+)")
+      if name and kind and (kind == "string" or kind == "number" or kind == "function") then
+        assert.are.equal(kind, type(sora[name]), "sora." .. name)
+        checked = checked + 1
+      end
+      if line:match("^local sora = {}") then break end
+    end
+    assert.is_true(checked >= 2, "no typed field of sora was checked")
+    assert.are.equal("string", type(sora.curl_version))
+    assert.is_nil(annotated("sora", "functions").curl_version)
+  end)
+
   it("annotate every function and field of the module", function()
     local _ = sora.webhooks -- loaded on first use
     same_names("sora", public(sora, "_VERSION"),

@@ -5,11 +5,13 @@
 --   * the official OpenAI Node SDK's client.webhooks.unwrap, in a receiver on 127.0.0.1,
 --     accepts the webhooks the emulator sends (and refuses them under another secret).
 -- The packages are installed at test time under build/npm (npm install --prefix); without
--- node and npm, or when the install fails (no network), the specs are pending and say why.
+-- node and npm, or when the install fails (no network), the specs are pending and say why
+-- (and fail under CI=true: spec/support/tools.lua).
 local socket = require "socket"
 local cjson = require "cjson"
 local sora = require "sora"
 local emulator = require "support.emulator"
+local tools = require "support.tools"
 
 local NPM_DIR = "build/npm"
 local PACKAGES = "standardwebhooks@1 openai@6"
@@ -34,21 +36,23 @@ end
 
 local function succeeded(status) return status == true or status == 0 end
 
--- nil when the npm packages are there (installed now if need be), else why they are not.
-local function npm_missing()
-  if not succeeded(os.execute("command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1")) then
-    return "node and npm are not installed (Debian: apt-get install npm)"
-  end
+-- true when the npm packages are there (installed now if need be), else false and why.
+local function npm_packages()
+  local why_node = "the cross-checks run Node.js code"
+  local ok, why = tools.require_tool("node", why_node)
+  if ok then ok, why = tools.require_tool("npm", why_node) end
+  if not ok then return false, why end
   if read_file(NPM_DIR .. "/node_modules/standardwebhooks/package.json")
       and read_file(NPM_DIR .. "/node_modules/openai/package.json") then
-    return nil
+    return true
   end
   os.execute("mkdir -p " .. NPM_DIR)
   local log = NPM_DIR .. "/install.log"
   if not succeeded(os.execute("npm install --prefix " .. NPM_DIR .. " --no-audit --no-fund "
       .. PACKAGES .. " >" .. log .. " 2>&1")) then
-    return "npm install " .. PACKAGES .. " failed (no network?): see " .. log
+    return tools.missing("the npm packages " .. PACKAGES, "npm install failed (no network?): see " .. log)
   end
+  return true
 end
 
 -- Runs a Node script (its text) with arguments; returns its stdout, raising when it fails.
@@ -110,6 +114,8 @@ process.stdout.write(JSON.stringify(results));
 -- wrong one; prints its port, then one JSON line per request.
 local RECEIVER_JS = [[
 const http = require("http");
+// the SDK verifies with the Web Crypto global, which Node 18 (Debian 12's) keeps in node:crypto
+if (!globalThis.crypto) globalThis.crypto = require("crypto").webcrypto;
 const mod = require("openai");
 const OpenAI = mod.OpenAI || mod.default || mod;
 const [secret, wrong] = process.argv.slice(2);
@@ -141,9 +147,9 @@ local function copy(t)
 end
 
 describe("webhooks cross-checked in Node.js", function()
-  local missing = npm_missing()
-  if missing then
-    pending("skipped: " .. missing)
+  local ok, why = npm_packages()
+  if not ok then
+    pending(why)
     return
   end
 

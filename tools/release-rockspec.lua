@@ -44,6 +44,20 @@ text = substitute(text, '\nversion = "scm%-1"\n', string.format('\nversion = %q\
 text = substitute(text, "\nsource = {.-\n}\n", string.format(
   '\nsource = {\n  url = %q,\n  md5 = %q,\n  dir = %q,\n}\n', url, md5, dir), "source")
 text = substitute(text, "bin = {[^\n]-},[^\n]*", bin_table(bins), "build.install.bin")
+-- The repository's URLs are written in the client's rockspec alone; a template that says so
+-- gets them from there.
+local URLS_MARK = "%-%- homepage, issues_url: make dist copies[^\n]*"
+if text:find(URLS_MARK) then
+  local client = read((arg[0]:match("^(.*)[/\\]tools[/\\][^/\\]*$") or ".") .. "/sora-scm-1.rockspec")
+  local homepage = client:match('\n  homepage = "([^"]+)"')
+  local issues_url = client:match('\n  issues_url = "([^"]+)"')
+  if not (homepage and issues_url) then
+    io.stderr:write("sora-scm-1.rockspec: no homepage and issues_url to copy\n")
+    os.exit(1)
+  end
+  text = substitute(text, URLS_MARK, string.format("homepage = %q,\n  issues_url = %q,", homepage, issues_url),
+    "homepage and issues_url")
+end
 if text:find('"sora", %-%- make dist pins') then
   text = substitute(text, '"sora", %-%- make dist pins[^\n]*', string.format('"sora == %s",', upstream),
     "sora dependency")

@@ -1,13 +1,16 @@
----@meta
+---@meta sora
 -- Type annotations for lua-language-server (LuaLS): the whole public API of sora, including
 -- what the C core defines (sora.Client, sora.Video, sora.Error, sora.Transfer) and every
--- option table. Editors read this file; nothing requires it (running it defines nothing).
--- spec/types_spec.lua compares these names with the live module, so they cannot drift.
+-- option table. `---@meta sora` and the `return sora` at the end tie `require "sora"` to
+-- them (docs/neovim.md: pointing LuaLS at this directory). Editors read this file; nothing
+-- requires it. spec/types_spec.lua compares these names with the live module, so they
+-- cannot drift, and checks that wiring.
 
 -- ---- the module -------------------------------------------------------------------------
 
 ---@class sora
 ---@field _VERSION string the version, e.g. "0.1.0"
+---@field curl_version string the version of the libcurl sora runs on, e.g. "7.88.1"
 ---@field webhooks sora.webhooks verifying (and signing) the webhooks OpenAI sends
 local sora = {}
 
@@ -18,9 +21,6 @@ local sora = {}
 ---@return sora.Client
 function sora.new(opts) end
 
---- libcurl's version string, e.g. "7.88.1".
----@return string
-function sora.curl_version() end
 
 --- Whether `value` is a sora.Error.
 ---@param value any
@@ -437,3 +437,5 @@ function Client:timeout_due() end
 --- The base URL, without userinfo.
 ---@return string
 function Client:base_url() end
+
+return sora

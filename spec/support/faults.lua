@@ -65,10 +65,8 @@ function M.temp_files(dir)
   return found
 end
 
-function M.have(program)
-  local ok = os.execute("command -v " .. program .. " >/dev/null 2>&1")
-  return ok == true or ok == 0
-end
+-- Whether a command is on the PATH (a spec that needs one asks support.tools.require_tool).
+M.have = require("support.tools").have
 
 -- A self-signed certificate for CN=localhost in dir: returns cert, key paths (or nil).
 function M.make_cert(dir)

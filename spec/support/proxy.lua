@@ -20,11 +20,6 @@ local function free_port()
   return tonumber(port)
 end
 
-function M.available()
-  local ok = os.execute("command -v tinyproxy >/dev/null 2>&1")
-  return ok == true or ok == 0
-end
-
 local function config(dir, port, opts)
   local lines = {
     "Port " .. port, "Listen 127.0.0.1", "Timeout 30", "MaxClients 50", "Allow 127.0.0.1",
