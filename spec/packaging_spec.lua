@@ -9,9 +9,9 @@ local function rockspec_field(text, name)
   return text:match("\n%s*" .. name .. ' = "([^"]+)"')
 end
 
--- The files that name the repository for a user (README.md joins them once it is rewritten).
+-- The files that name the repository for a user.
 local function documents()
-  local p = assert(io.popen("ls docs/*.md doc/sora.txt examples/nvim/*.lua 2>/dev/null"))
+  local p = assert(io.popen("ls README.md docs/*.md doc/sora.txt examples/nvim/*.lua 2>/dev/null"))
   local files = {}
   for path in p:lines() do files[#files + 1] = path end
   p:close()
