@@ -74,6 +74,7 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
   lua_setfield(L, -2, "_retry_delay");
   lua_pushcfunction(L, core_check_output);
   lua_setfield(L, -2, "_check_output");
+  sora_open_journal(L);
   lua_pushcfunction(L, core_now);
   lua_setfield(L, -2, "now");
   lua_pushliteral(L, SORA_VERSION);

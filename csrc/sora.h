@@ -281,6 +281,8 @@ SORA_HIDDEN curl_off_t sora_download_total(const sora_transfer *t);
 SORA_HIDDEN int sora_download_whole(sora_transfer *t);
 SORA_HIDDEN void sora_download_close(sora_transfer *t, int keep);
 SORA_HIDDEN const char *sora_download_check(const char *path); /* NULL: a download could write it */
+/* fsync of the directory holding path (download.c): a new name survives a crash; 0 on failure */
+SORA_HIDDEN int sora_sync_directory(const char *path);
 /* A replaced file, unlinked but still open, whose blocks are given back a slice at a time. */
 typedef struct sora_released {
   int fd;
@@ -353,6 +355,9 @@ SORA_HIDDEN int sora_open_video(lua_State *L);
 SORA_HIDDEN int sora_open_endpoints(lua_State *L);
 /* webhooks (webhooks.c): HMAC-SHA256, base64, constant-time equality from libcrypto */
 SORA_HIDDEN int sora_open_webhooks(lua_State *L);
+/* a batch's journal (journal.c): durable appends, SHA-256 of files, Videos from records;
+ * sets core._append_durable, _sha256_file, _sha256, _video on the table on top */
+SORA_HIDDEN void sora_open_journal(lua_State *L);
 
 SORA_EXPORT int luaopen_sora_core(lua_State *L);
 

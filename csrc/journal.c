@@ -1,0 +1,134 @@
+/* What a batch's journal (lua/sora/journal.lua) needs from C: a line appended and on the disk
+ * before the step it records goes ahead, the SHA-256 of a downloaded file, and a Video handle
+ * made again from the fields a journal recorded. lua/sora/batch.lua decides what to record.
+ *
+ *   core._append_durable(path, line) -> true, or nil and why (line written whole, then fsync)
+ *   core._sha256_file(path)          -> the hex digest and the size, or nil and why
+ *   core._sha256(bytes)              -> the hex digest of a string
+ *   core._video(client, fields)      -> a Video of client from an API Video object's fields,
+ *                                       or nil and what is wrong with them */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "sora.h"
+
+#define HASH_CHUNK 65536
+
+static int push_failure(lua_State *L, const char *path, int code) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", path, strerror(code));
+  return 2;
+}
+
+/* Writes all of bytes to fd (a write may take part of them, a signal may interrupt it). */
+static int write_all(int fd, const char *bytes, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, bytes, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return 0;
+    bytes += n;
+    len -= (size_t)n;
+  }
+  return 1;
+}
+
+/* One open, one write, one fsync per record: a record is on the disk when this returns, and a
+ * process killed in between leaves at most a torn last line, which the reader ignores. */
+static int core_append_durable(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *line = luaL_checklstring(L, 2, &len);
+  struct stat st;
+  int created = stat(path, &st) != 0, fd, ok, code;
+  fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return push_failure(L, path, errno);
+  ok = write_all(fd, line, len) && fsync(fd) == 0;
+  code = errno;
+  close(fd);
+  if (!ok) return push_failure(L, path, code);
+  if (created && !sora_sync_directory(path)) return push_failure(L, path, errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void push_hex(lua_State *L, const unsigned char *digest, unsigned int len) {
+  static const char digits[] = "0123456789abcdef";
+  char hex[2 * EVP_MAX_MD_SIZE];
+  unsigned int i;
+  for (i = 0; i < len; i++) {
+    hex[2 * i] = digits[digest[i] >> 4];
+    hex[2 * i + 1] = digits[digest[i] & 15];
+  }
+  lua_pushlstring(L, hex, 2 * (size_t)len);
+}
+
+/* Hashes fd to its end into ctx; the byte count in *size. 0 with errno on a read error. */
+static int hash_fd(EVP_MD_CTX *ctx, int fd, lua_Integer *size) {
+  unsigned char buffer[HASH_CHUNK];
+  for (;;) {
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return 0;
+    if (n == 0) return 1;
+    if (EVP_DigestUpdate(ctx, buffer, (size_t)n) != 1) return errno = EIO, 0;
+    *size += n;
+  }
+}
+
+static int core_sha256_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  lua_Integer size = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC), ok, code;
+  EVP_MD_CTX *ctx;
+  if (fd < 0) return push_failure(L, path, errno);
+  ctx = EVP_MD_CTX_new();
+  ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 && hash_fd(ctx, fd, &size) &&
+       EVP_DigestFinal_ex(ctx, digest, &digest_len) == 1;
+  code = ok ? 0 : (errno ? errno : EIO);
+  EVP_MD_CTX_free(ctx);
+  close(fd);
+  if (!ok) return push_failure(L, path, code);
+  push_hex(L, digest, digest_len);
+  lua_pushinteger(L, size);
+  return 2;
+}
+
+static int core_sha256(lua_State *L) {
+  size_t len;
+  const char *bytes = luaL_checklstring(L, 1, &len);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (EVP_Digest(bytes, len, digest, &digest_len, EVP_sha256(), NULL) != 1)
+    return luaL_error(L, "sora: SHA-256 failed in libcrypto");
+  push_hex(L, digest, digest_len);
+  return 1;
+}
+
+/* The fields are checked and normalised as an answer's would be (marshal.c), in place. */
+static int core_video(lua_State *L) {
+  luaL_checkudata(L, 1, SORA_CLIENT);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (sora_marshal(L, SORA_RESULT_VIDEO, 2, 1, -1)) return 1;
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
+void sora_open_journal(lua_State *L) {
+  static const luaL_Reg functions[] = {
+      {"_append_durable", core_append_durable}, {"_sha256_file", core_sha256_file},
+      {"_sha256", core_sha256}, {"_video", core_video}, {NULL, NULL}};
+  const luaL_Reg *f;
+  for (f = functions; f->name; f++) {
+    lua_pushcfunction(L, f->func);
+    lua_setfield(L, -2, f->name);
+  }
+}
