@@ -227,7 +227,7 @@ describe("generate_many with a journal", function()
     assert.are.same({}, E:requests())
     assert.is_false(videos[1])
     assert.are.equal("failed", errors[1].kind)
-    assert.matches("retry_failed", errors[1].message, 1, true)
+    assert.matches("as the journal recorded it", errors[1].message, 1, true)
     videos, errors = c:generate_many(list, { journal = path, retry_failed = true })
     assert.are.equal(1, creates())
     assert.are.equal("failed", errors[1].kind) -- the emulator fails it again

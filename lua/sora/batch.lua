@@ -43,7 +43,7 @@ local check = core.Client._check
 -- them, and that its output can be written: a typo or a bad path in the last job must not
 -- bill the first), and splits each as generate does.
 local function prepare(client, jobs)
-  local prepared, seen = {}, {}
+  local prepared, identities = {}, {}
   for i = 1, #jobs do
     local job = jobs[i]
     if type(job) ~= "table" then
@@ -54,13 +54,11 @@ local function prepare(client, jobs)
     local ok, err = pcall(check, client, "create", create)
     if not ok then args.reraise(err, "generate_many", "create", 1, prefix) end
     args.output("generate_many", 1, output, "output", prefix)
-    -- identical jobs are told apart by their rank among the identical ones
-    local id = journal.job_id(create, output)
-    seen[id] = (seen[id] or 0) + 1
-    if seen[id] > 1 then id = id .. "-" .. seen[id] end
-    prepared[i] = { index = i, id = id, create = create, opts = opts, output = output,
-                    variant = variant, identity = journal.identity(create) }
+    prepared[i] = { index = i, create = create, opts = opts, output = output, variant = variant,
+                    identity = journal.identity(create) }
+    identities[i] = { create, output }
   end
+  for i, id in ipairs(journal.job_ids(identities)) do prepared[i].id = id end
   return prepared
 end
 
@@ -220,7 +218,7 @@ end
 local function recorded_failure(state)
   local f = state.failed
   return make_error{ kind = f.kind or "failed", status = f.status,
-    message = format("%s (recorded in the journal; retry_failed retries it)", tostring(f.message)) }
+    message = format("%s (as the journal recorded it)", tostring(f.message)) }
 end
 
 -- What a rerun does with a job: "skip" (returns the recorded video or error), else "run".

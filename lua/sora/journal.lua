@@ -96,6 +96,18 @@ function journal.job_id(params, output)
   return sha256(canonical({ params = journal.identity(params), output = output or false })):sub(1, 32)
 end
 
+--- The identities of a list of jobs, each { params, output }: identical jobs are told apart
+-- by their rank among the identical ones ("<id>-2", "<id>-3").
+function journal.job_ids(jobs)
+  local ids, seen = {}, {}
+  for i, job in ipairs(jobs) do
+    local id = journal.job_id(job[1], job[2])
+    seen[id] = (seen[id] or 0) + 1
+    ids[i] = seen[id] > 1 and id .. "-" .. seen[id] or id
+  end
+  return ids
+end
+
 -- ---- state: what the records say about each job ------------------------------------------------
 
 local function job_of(state, id)
