@@ -12,7 +12,8 @@
  * never blamed on them. */
 static int is_sora_lua(const char *src) {
   static const char *const modules[] = {"sora/init.lua", "sora/tasks.lua", "sora/args.lua",
-                                        "sora/wait.lua", "sora/lists.lua", "sora/batch.lua", NULL};
+                                        "sora/wait.lua", "sora/lists.lua", "sora/batch.lua",
+                                        "sora/reconcile.lua", NULL};
   size_t len = strlen(src);
   int i;
   for (i = 0; modules[i]; i++) {

@@ -40,7 +40,8 @@ static char *dup_string(lua_State *L, const char *s) {
 static const char *const option_names[] = {
     "api_key", "base_url", "organization", "project", "timeout", "connect_timeout",
     "stall_timeout", "deadline", "max_retries", "headers", "log", "tls_verify", "ca_file",
-    "proxy", "no_proxy", "proxy_tunnel", "api_key_cmd", "api_key_header", "api_version", NULL};
+    "proxy", "no_proxy", "proxy_tunnel", "api_key_cmd", "api_key_header", "api_version",
+    "reconcile", NULL};
 
 /* Replaces the options at opts with a plain copy of the known ones, each read once (through
  * __index too): every string read later is anchored by the copy until new returns. */
@@ -453,6 +454,18 @@ static void configure_api_version(lua_State *L, sora_client *c, int opts) {
   if (version) sora_base_url_set_param(L, &c->base, "api-version", version, explicit);
 }
 
+/* reconcile = false: a create whose answer was lost is sent again without looking for the
+ * video first. Kept in the client's state table, where lua/sora/reconcile.lua reads it. */
+static void configure_reconcile(lua_State *L, int opts, int client_idx) {
+  lua_getfield(L, opts, "reconcile");
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    sora_bad_argument(L, "new", 1, "option 'reconcile' must be a boolean, got %s", luaL_typename(L, -1));
+  sora_getuservalue(L, client_idx); /* reconcile, state */
+  lua_pushboolean(L, lua_isnil(L, -2) || lua_toboolean(L, -2));
+  lua_setfield(L, -2, "reconcile");
+  lua_pop(L, 2);
+}
+
 static void configure(lua_State *L, sora_client *c, int opts, int client_idx) {
   const char *key;
   read_options(L, opts);
@@ -473,6 +486,7 @@ static void configure(lua_State *L, sora_client *c, int opts, int client_idx) {
   configure_tls(L, c, opts);
   configure_proxy(L, c, opts);
   configure_log(L, c, opts, client_idx);
+  configure_reconcile(L, opts, client_idx);
   /* curl_version() would list every library and initialise libldap: the number suffices */
   lua_pushfstring(L, "sora-lua/%s libcurl/%s %s", SORA_VERSION,
                   curl_version_info(CURLVERSION_NOW)->version, LUA_VERSION);
@@ -1130,6 +1144,25 @@ static int client_jitter(lua_State *L) {
   return 1;
 }
 
+/* client:_log(level, line): a line of the Lua layer ("info" or "debug"), where the core's own
+ * lines go (the log function, else stderr); a raising log function is reported on stderr. */
+static int client_log(lua_State *L) {
+  sora_client *c = check_open(L, "_log");
+  int level = log_level_named(luaL_checkstring(L, 2));
+  luaL_checkstring(L, 3);
+  if (level <= 0 || level > c->log_level) return 0;
+  if (!c->has_log_function) {
+    fprintf(stderr, "%s\n", lua_tostring(L, 3));
+    return 0;
+  }
+  sora_getuservalue(L, 1);
+  lua_getfield(L, -1, "log");
+  lua_pushvalue(L, 3);
+  lua_pushstring(L, level == SORA_LOG_DEBUG ? "debug" : "info");
+  if (lua_pcall(L, 2, 0, 0) != 0) fprintf(stderr, "sora: the log function failed: %s\n", lua_tostring(L, -1));
+  return 0;
+}
+
 static int client_new(lua_State *L) {
   sora_client *c;
   sora_handle *first;
@@ -1158,7 +1191,7 @@ static int client_new(lua_State *L) {
 static const luaL_Reg client_methods[] = {
     {"close", client_close}, {"_drive", client_drive}, {"_sleep", client_sleep},
     {"base_url", client_base_url}, {"_state", client_state}, {"_jitter", client_jitter},
-    {NULL, NULL}};
+    {"_log", client_log}, {NULL, NULL}};
 
 static const luaL_Reg client_meta[] = {
     {"__gc", client_close}, {"__tostring", client_tostring},

@@ -75,6 +75,8 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
   lua_pushcfunction(L, core_check_output);
   lua_setfield(L, -2, "_check_output");
   sora_open_journal(L);
+  lua_pushcfunction(L, sora_push_random_key);
+  lua_setfield(L, -2, "_random_key");
   lua_pushcfunction(L, core_now);
   lua_setfield(L, -2, "now");
   lua_pushliteral(L, SORA_VERSION);

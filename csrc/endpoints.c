@@ -29,11 +29,16 @@ static const sora_field character_body[] = {F("video", VIDEO_FILE, 1), F("name",
 #define REQUEST_OPTIONS F("max_retries", INTEGER, 0), F("timeout", NUMBER, 0), F("deadline", NUMBER, 0), \
                         F("with_response", BOOLEAN, 0)
 static const sora_field request_local[] = {REQUEST_OPTIONS, END};
+/* create-type calls (POST): the key sent on every attempt, and whether a lost answer is looked
+ * for before sending again (both read by lua/sora/reconcile.lua; the key by idempotency.c) */
+#define CREATE_OPTIONS F("idempotency_key", TEXT, 0), F("reconcile", BOOLEAN, 0)
+static const sora_field create_local[] = {CREATE_OPTIONS, REQUEST_OPTIONS, END};
 static const sora_field content_local[] = {
     F("path", TEXT, 0), F("sink", FUNCTION, 0), F("on_progress", FUNCTION, 0), F("durable", BOOLEAN, 0),
     REQUEST_OPTIONS, END};
 /* create checks a file input_reference's size before sending it (reference.c) unless told not */
-static const sora_field reference_local[] = {F("check_reference", BOOLEAN, 0), REQUEST_OPTIONS, END};
+static const sora_field reference_local[] = {F("check_reference", BOOLEAN, 0), CREATE_OPTIONS,
+                                             REQUEST_OPTIONS, END};
 
 static const sora_endpoint endpoints[] = {
     {"create", "POST", "/videos", create_body, NULL, SORA_RESULT_VIDEO},
@@ -70,7 +75,8 @@ static const sora_field *image_reference(const sora_endpoint *e) {
 /* The options of endpoint e that stay on this side of the wire. */
 static const sora_field *local_options(const sora_endpoint *e) {
   if (e->result == SORA_RESULT_CONTENT) return content_local;
-  return image_reference(e) ? reference_local : request_local;
+  if (image_reference(e)) return reference_local;
+  return sora_is_create_type(e) ? create_local : request_local;
 }
 
 /* Ids are checked before any request: a string, not empty, no CR, LF or NUL. */
@@ -171,6 +177,7 @@ static int start_request(lua_State *L, const sora_endpoint *e, int dry_run) {
   apply_request_options(L, t, params);
   sora_url_build(L, t, id, id_len, params);
   sora_encode_body(L, t, transfer, params); /* raises first for a bad file or field */
+  if (sora_is_create_type(e)) sora_set_idempotency_key(L, t, params);
   if (image_reference(e) && !sora_reference_fits(L, image_reference(e), params)) {
     sora_transfer_detach(L, t); /* the body freed, never sent: nil, err is the answer */
     return 0;

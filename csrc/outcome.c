@@ -25,6 +25,10 @@ static void push_failure(lua_State *L, sora_transfer *t, const char *kind, const
   }
   lua_pushinteger(L, t->attempts);
   lua_setfield(L, -2, "attempts");
+  if (t->maybe_sent) { /* a create that may have been made: reconcile.lua looks for it */
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "maybe_sent");
+  }
   if (sora_transfer_server_delay(t) >= 0) { /* for callers that pace themselves */
     lua_pushnumber(L, sora_transfer_server_delay(t));
     lua_setfield(L, -2, "retry_after");
@@ -130,7 +134,10 @@ static int push_success(lua_State *L, sora_transfer *t, int transfer_idx) {
   } else {
     lua_pushfstring(L, "malformed JSON (%s)", lua_tostring(L, -1));
   }
-  if (!ok) push_invalid(L, t, lua_tostring(L, -1)); /* the message is on top */
+  if (!ok) {
+    t->maybe_sent = sora_is_create_type(t->endpoint); /* a 2xx to a create: something was made */
+    push_invalid(L, t, lua_tostring(L, -1));           /* the message is on top */
+  }
   lua_replace(L, slot);
   lua_settop(L, slot);
   return ok;

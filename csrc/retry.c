@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <math.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__linux__) && defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 25)
@@ -32,6 +33,40 @@ int sora_retryable(CURLcode code, long status, int should_retry) {
   return status == 408 || status == 409 || status == 429 || status >= 500;
 }
 
+/* A body that says what went wrong in the API's shape, {"error": {...}}: the server looked at
+ * the request and refused it, so nothing was made. Only the opening is read: the message is
+ * outcome.c's business. */
+static int skip_space(const char *s, size_t len, size_t i) {
+  while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) i++;
+  return (int)i;
+}
+
+int sora_is_api_error(const char *body, size_t len) {
+  static const char key[] = "\"error\"";
+  size_t i = (size_t)skip_space(body, len, 0);
+  if (i >= len || body[i] != '{') return 0;
+  i = (size_t)skip_space(body, len, i + 1);
+  if (len - i < sizeof key - 1 || memcmp(body + i, key, sizeof key - 1) != 0) return 0;
+  i = (size_t)skip_space(body, len, i + sizeof key - 1);
+  if (i >= len || body[i] != ':') return 0;
+  i = (size_t)skip_space(body, len, i + 1);
+  return i < len && body[i] == '{';
+}
+
+int sora_maybe_sent(CURLcode code, long status, long request_bytes, const char *body, size_t len) {
+  switch (code) {
+    case CURLE_OK: break;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+      return 0; /* no connection to the server, or no TLS session on it: nothing went out */
+    default:
+      return request_bytes != 0; /* a reset, a timeout, a cut body after the request left */
+  }
+  return status >= 500 && !sora_is_api_error(body, len);
+}
+
 double sora_retry_delay(double server_delay, int retries_taken, double jitter) {
   double backoff;
   if (server_delay > SORA_RETRY_AFTER_CAP) return -1;
@@ -54,7 +89,7 @@ static uint64_t splitmix64(uint64_t *x) {
 }
 
 /* Fills buf from the kernel: getrandom where the C library has it, else /dev/urandom. */
-static int system_random(void *buf, size_t len) {
+int sora_system_random(void *buf, size_t len) {
 #if defined(SORA_HAVE_GETRANDOM)
   if (getrandom(buf, len, 0) == (ssize_t)len) return 1;
 #endif
@@ -70,7 +105,7 @@ static int system_random(void *buf, size_t len) {
 void sora_rng_seed(sora_rng *rng) {
   uint64_t seed[4];
   int i;
-  if (!system_random(seed, sizeof seed)) {
+  if (!sora_system_random(seed, sizeof seed)) {
     /* no random source at all: different per process and per client at least */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

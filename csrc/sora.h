@@ -235,6 +235,11 @@ struct sora_transfer {
   int durable;                     /* fsync the file before the rename, the directory after */
   /* the raw response (response.c), asked for by the per-call option with_response */
   int with_response;
+  /* create-type requests (idempotency.c): the client's headers and the call's Idempotency-Key;
+   * the last attempt's answer was lost after the request left (sora_maybe_sent) */
+  struct curl_slist *request_headers;
+  char idempotency_key[256];
+  int maybe_sent;
   double called_at, finished_at;   /* monotonic: the first attempt's start, the call's end */
   int keep_header_lines;           /* without curl_easy_header: this response's lines are kept */
   sora_buffer header_lines;        /* then "name:value\n" each, for with_response or an error */
@@ -353,6 +358,10 @@ SORA_HIDDEN int sora_is_null(lua_State *L, int idx);
 SORA_HIDDEN void sora_push_video(lua_State *L, int fields_idx, int client_idx, long poll_after_ms);
 SORA_HIDDEN int sora_open_video(lua_State *L);
 SORA_HIDDEN int sora_open_endpoints(lua_State *L);
+/* idempotency keys (idempotency.c): create-type endpoints are the POSTs */
+SORA_HIDDEN int sora_is_create_type(const sora_endpoint *e);
+SORA_HIDDEN void sora_set_idempotency_key(lua_State *L, sora_transfer *t, int params);
+SORA_HIDDEN int sora_push_random_key(lua_State *L); /* core._random_key() */
 /* webhooks (webhooks.c): HMAC-SHA256, base64, constant-time equality from libcrypto */
 SORA_HIDDEN int sora_open_webhooks(lua_State *L);
 /* a batch's journal (journal.c): durable appends, SHA-256 of files, Videos from records;

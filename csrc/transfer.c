@@ -327,8 +327,9 @@ static void set_credentials(CURL *easy, sora_transfer *t) {
   /* the base URL's userinfo, as libcurl uses it; never part of a URL string */
   curl_easy_setopt(easy, CURLOPT_USERNAME, t->foreign_origin ? NULL : c->base.user);
   curl_easy_setopt(easy, CURLOPT_PASSWORD, t->foreign_origin ? NULL : c->base.password);
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER,
-                   c->headers[t->foreign_origin ? SORA_HEADERS_FOREIGN : t->headers]);
+  if (t->foreign_origin) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers[SORA_HEADERS_FOREIGN]);
+  else if (t->request_headers) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->request_headers);
+  else curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers[t->headers]);
 }
 
 static void finish(lua_State *L, sora_transfer *t);
@@ -345,10 +346,10 @@ void sora_transfer_start(lua_State *L, sora_transfer *t) {
     return;
   }
   curl_easy_setopt(easy, CURLOPT_URL, sora_buffer_cstr(&t->handle->url));
-  /* libcurl silently sends a request again when a reused connection dies before any answer;
-   * a POST that may be sent only once (a create is billed) gets a connection of its own */
-  curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT,
-                   t->max_retries == 0 && strcmp(t->endpoint->method, "POST") == 0 ? 1L : 0L);
+  /* libcurl silently sends a request again when a reused connection dies before any answer:
+   * each attempt of a create (billed) is one attempt, on a connection of its own, and whether
+   * to send it again is decided after looking (sora_maybe_sent, lua/sora/reconcile.lua) */
+  curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, sora_is_create_type(t->endpoint) ? 1L : 0L);
   set_method(easy, t);
   set_limits(easy, t);
   set_credentials(easy, t);
@@ -420,9 +421,20 @@ double sora_transfer_server_delay(const sora_transfer *t) {
   return t->retry_after_ms_s != -1 ? t->retry_after_ms_s : t->retry_after_s;
 }
 
+/* A create whose answer was lost after it left may have made a video: the C core never sends
+ * it again by itself; the Lua layer looks for the video first (lua/sora/reconcile.lua). */
+static int lost_after_sending(sora_transfer *t) {
+  long request_bytes = -1;
+  sora_buffer *body = &t->handle->response;
+  if (!sora_is_create_type(t->endpoint) || t->aborted || t->cancelled) return 0;
+  curl_easy_getinfo(t->handle->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+  return sora_maybe_sent(t->code, t->status, request_bytes, body->data, body->len);
+}
+
 static int should_retry(sora_transfer *t, double *delay) {
   double jitter = sora_rng_uniform(&t->client->rng);
   if (t->aborted || t->io_errno || t->bad_range || t->attempts > t->max_retries) return 0;
+  if (t->maybe_sent) return 0;
   if (!sora_retryable(t->code, t->status, t->should_retry)) return 0;
   *delay = sora_retry_delay(sora_transfer_server_delay(t), t->attempts - 1, jitter);
   if (*delay < 0) return 0;
@@ -493,6 +505,7 @@ void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code) {
     sora_transfer_start(L, t);
     return;
   }
+  t->maybe_sent = lost_after_sending(t);
   if (should_retry(t, &delay)) {
     if (t->client->log_level >= SORA_LOG_INFO) {
       char what[48];
@@ -649,6 +662,8 @@ static int transfer_gc(lua_State *L) {
   if (t->client) sora_transfer_detach(L, t);
   sora_buffer_free(&t->content);
   sora_buffer_free(&t->header_lines);
+  curl_slist_free_all(t->request_headers);
+  t->request_headers = NULL;
   free(t->path);
   free(t->temp_path);
   t->path = t->temp_path = NULL;
@@ -686,6 +701,18 @@ static int transfer_notify(lua_State *L) {
   return 0;
 }
 
+/* transfer:_resend_budget(): what a create's next attempt may use, for reconcile.lua, which
+ * sends it again after looking: its idempotency key, the retries left of the call's
+ * max_retries, the seconds left of its deadline (nil for none). */
+static int transfer_resend_budget(lua_State *L) {
+  sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
+  lua_pushstring(L, t->idempotency_key);
+  lua_pushinteger(L, t->max_retries - (t->attempts - 1));
+  if (t->deadline_at > 0) lua_pushnumber(L, t->deadline_at - sora_now());
+  else lua_pushnil(L);
+  return 3;
+}
+
 static int transfer_tostring(lua_State *L) {
   sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
   static const char *const states[] = {"new", "running", "waiting to retry", "done"};
@@ -695,7 +722,8 @@ static int transfer_tostring(lua_State *L) {
 
 static const luaL_Reg transfer_methods[] = {
     {"done", transfer_done}, {"result", transfer_result}, {"wait", transfer_wait},
-    {"cancel", transfer_cancel}, {"_notify", transfer_notify}, {NULL, NULL}};
+    {"cancel", transfer_cancel}, {"_notify", transfer_notify},
+    {"_resend_budget", transfer_resend_budget}, {NULL, NULL}};
 
 int sora_open_transfer(lua_State *L) {
   luaL_newmetatable(L, SORA_TRANSFER);

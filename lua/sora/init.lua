@@ -5,6 +5,7 @@
 --   sora.wait    video:refresh, video:wait, create_and_wait, generate
 --   sora.lists   client:pages, client:list
 --   sora.batch   client:generate_many
+--   sora.reconcile  create-type calls: idempotency keys, a lost answer looked for, not resent blindly
 --   sora.args    the argument checks they share
 local core = require "sora.core"
 local args = require "sora.args"
@@ -12,6 +13,7 @@ local tasks = require "sora.tasks"
 local wait = require "sora.wait"
 local lists = require "sora.lists"
 local batch = require "sora.batch"
+local reconcile = require "sora.reconcile"
 
 local Client, Video = core.Client, core.Video
 local ipairs = ipairs
@@ -32,6 +34,12 @@ local start, await = Client._start, tasks.await
 for _, name in ipairs(core.endpoints) do
   Client[name] = function(self, ...)
     return await(self, start(self, name, ...))
+  end
+  -- create-type calls: a lost answer is looked for before the create is sent again
+  if reconcile.ENDPOINTS[name] then
+    Client[name] = function(self, ...)
+      return reconcile.send(self, name, start, ...)
+    end
   end
 end
 

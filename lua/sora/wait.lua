@@ -7,6 +7,7 @@
 local core = require "sora.core"
 local args = require "sora.args"
 local tasks = require "sora.tasks"
+local reconcile = require "sora.reconcile"
 
 local now, make_error = core.now, core.error
 local type, pairs, tostring = type, pairs, tostring
@@ -134,9 +135,11 @@ local start = core.Client._start
 -- C core names `fname` (and `prefix`, where in its arguments the parameters sit). Only the
 -- start is protected, never the wait for the answer, so that a task still yields on PUC 5.1.
 function wait.create(client, fname, params, n, prefix)
-  local ok, transfer, err = pcall(start, client, "create", params)
-  if not ok then args.reraise(transfer, fname, "create", n, prefix) end
-  return tasks.await(client, transfer, err)
+  return reconcile.send(client, "create", function(c, name, p)
+    local ok, transfer, err = pcall(start, c, name, p)
+    if not ok then args.reraise(transfer, fname, name, n, prefix) end
+    return transfer, err
+  end, params)
 end
 
 -- A copy of a create's parameters whose own deadline is at most what is left before `deadline`.
