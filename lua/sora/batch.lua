@@ -31,8 +31,9 @@ local DEFAULT_ATTEMPTS = 6
 local MAX_SERVER_DELAY = 120
 
 -- Answers that say the create was refused, so nothing was made: the job ends with them.
--- Any other failure (a connection or a timeout error, a 5xx, an unreadable answer) may have
--- followed the making of the video, so the next attempt looks for it first.
+-- After any other failure the create is tried again; when the request had left and its answer
+-- was lost (err.maybe_sent: a reset, a timeout, a cut or malformed answer, a bare 5xx) the
+-- video may have been made, so the next attempt looks for it first.
 local REFUSED = { bad_request = true, authentication = true, permission_denied = true,
                   not_found = true, conflict = true, unprocessable_entity = true,
                   rate_limit = true }
@@ -166,7 +167,8 @@ local function obtain_video(client, job, state, book, pace, max_attempts, deadli
     if err.kind == "rate_limit" then
       back_off(pace, err, attempt) -- every job waits: the server asked the client to
     else
-      maybe_made = true
+      -- the request left and its answer was lost: the next attempt looks first
+      maybe_made = maybe_made or err.maybe_sent == true
       local pause = min(backoff_delay(attempt), deadline - now())
       if pause > 0 then client:sleep(pause) end
     end
