@@ -201,3 +201,181 @@ describe("reconcile.find", function()
   end)
 end)
 
+
+-- The same promises against a server that honours Idempotency-Key (the emulator's default, as
+-- a gateway implementing the IETF draft) and one that ignores it (OpenAI's API).
+for _, honours in ipairs({ true, false }) do
+  describe("a lost create answer, against a server that " .. (honours and "honours" or "ignores")
+           .. " Idempotency-Key", function()
+    local E, c
+
+    lazy_setup(function()
+      E, c = H.start()
+      E:config{ idempotency = honours }
+    end)
+    lazy_teardown(function() H.stop(E, c) end)
+
+    before_each(function()
+      E:clear_faults()
+      E:clear_requests()
+    end)
+
+    -- The emulator's count of what the create-type POSTs with this prompt made.
+    local function made(prompt)
+      local n, ids = 0, {}
+      for _, entry in ipairs(E:creates()) do
+        if entry.prompt == prompt then
+          n = n + entry.made
+          for _, id in ipairs(entry.ids) do ids[#ids + 1] = id end
+        end
+      end
+      return n, ids
+    end
+
+    local function lose_next_answer(times, path)
+      E:fault{ method = "POST", path = path or "^/v1/videos$", action = "lose_answer", times = times or 1 }
+    end
+
+    it("cut after the video was made: exactly one video, adopted, nothing sent again", function()
+      lose_next_answer()
+      local v, err = c:create{ prompt = "cut after made", seconds = "8" }
+      assert.is_nil(err)
+      local n, ids = made("cut after made")
+      assert.are.equal(1, n)
+      assert.are.equal(ids[1], v.id)
+      assert.are.equal(1, #posts(E))
+    end)
+
+    it("cut with no retries left: adopted all the same", function()
+      lose_next_answer()
+      local v, err = c:create{ prompt = "no retries", max_retries = 0 }
+      assert.is_nil(err)
+      local n, ids = made("no retries")
+      assert.are.equal(1, n)
+      assert.are.equal(ids[1], v.id)
+    end)
+
+    it("reset before anything was made: sent again, one video", function()
+      E:fault{ method = "POST", path = "^/v1/videos$", action = "reset", times = 1 }
+      local v = assert(c:create{ prompt = "reset first" })
+      local n, ids = made("reset first")
+      assert.are.equal(1, n)
+      assert.are.equal(ids[1], v.id)
+      assert.are.equal(2, #posts(E))
+    end)
+
+    it("two identical creates in flight on one client never adopt the same video", function()
+      lose_next_answer(2)
+      local got = {}
+      for i = 1, 2 do
+        c:spawn(function()
+          got[i] = assert(c:create{ prompt = "identical twins" })
+        end)
+      end
+      c:run()
+      assert.are_not.equal(got[1].id, got[2].id)
+      local n, ids = made("identical twins")
+      assert.are.equal(2, n)
+      table.sort(ids)
+      local returned = { got[1].id, got[2].id }
+      table.sort(returned)
+      assert.are.same(ids, returned)
+    end)
+
+    it("with_response gives the listing's response, reconciled = true", function()
+      lose_next_answer()
+      local v, resp = c:create{ prompt = "with response", with_response = true }
+      assert.is_true(resp.reconciled)
+      assert.are.equal(200, resp.status)
+      assert.is_string(resp.headers.date)
+      local _, ids = made("with response")
+      assert.are.equal(ids[1], v.id)
+      -- an answer that was not lost is the create's own
+      local _, own = c:create{ prompt = "with response, plain", with_response = true }
+      assert.is_nil(own.reconciled)
+    end)
+
+    it("remix, edit and extend are looked for too", function()
+      local source = H.completed_video(c, E, { prompt = "a source for " .. tostring(honours) })
+      lose_next_answer(1, "/remix$")
+      local remixed = assert(c:remix(source.id, { prompt = "remix lost" }))
+      assert.are.equal(source.id, remixed.remixed_from_video_id)
+      lose_next_answer(1, "^/v1/videos/edits$")
+      local edited = assert(c:edit{ video = source.id, prompt = "edit lost" })
+      lose_next_answer(1, "^/v1/videos/extensions$")
+      local extended = assert(c:extend{ video = source.id, prompt = "extend lost", seconds = "4" })
+      for prompt, v in pairs({ ["remix lost"] = remixed, ["edit lost"] = edited,
+                               ["extend lost"] = extended }) do
+        local n, ids = made(prompt)
+        assert.are.equal(1, n, prompt)
+        assert.are.equal(ids[1], v.id, prompt)
+      end
+    end)
+
+    it("reconcile = false sends again blindly: one video only if the server honours the key", function()
+      lose_next_answer()
+      local v, err = c:create{ prompt = "blind resend", reconcile = false }
+      assert.is_nil(err)
+      local n, ids = made("blind resend")
+      assert.are.equal(honours and 1 or 2, n)
+      assert.are.equal(ids[#ids], v.id)
+      assert.are.equal(0, #H.matching(E, "GET", "^/v1/videos$"))
+    end)
+
+    it("a late answer past the timeout: the video is found, not made again", function()
+      E:fault{ method = "POST", path = "^/v1/videos$", action = "delay_answer", delay_ms = 1500 }
+      local v, err = c:create{ prompt = "late answer", timeout = 0.5 }
+      assert.is_nil(err)
+      local n, ids = made("late answer")
+      assert.are.equal(1, n)
+      assert.are.equal(ids[1], v.id)
+    end)
+
+    it("a 5xx without an API error body is looked for; one with it is retried at once", function()
+      E:fault{ method = "POST", path = "^/v1/videos$", action = "html", status = 502 }
+      assert(c:create{ prompt = "gateway page" })
+      assert.are.equal(2, #H.matching(E, "GET", "^/v1/videos$"))
+      E:clear_requests()
+      E:fault{ method = "POST", path = "^/v1/videos$", action = "respond", status = 503 }
+      assert(c:create{ prompt = "api error" })
+      assert.are.equal(0, #H.matching(E, "GET", "^/v1/videos$"))
+      assert.are.equal(1, (made("gateway page")))
+      assert.are.equal(1, (made("api error")))
+    end)
+
+    it("a look that fails sends nothing again: the error says the create may have been made", function()
+      lose_next_answer()
+      E:fault{ method = "GET", path = "^/v1/videos$", action = "respond", status = 400 }
+      local v, err = c:create{ prompt = "look fails" }
+      assert.is_nil(v)
+      assert.is_true(err.maybe_sent)
+      assert.are.equal("connection", err.kind)
+      assert.are.equal("bad_request", err.reconcile_error.kind)
+      assert.are.equal(1, #posts(E))
+    end)
+
+    if honours then
+      it("the same key and body answer the first answer again; another body gets 422", function()
+        local key = reconcile.new_key()
+        local first = assert(c:create{ prompt = "keyed", idempotency_key = key })
+        local again, resp = c:create{ prompt = "keyed", idempotency_key = key, with_response = true }
+        assert.are.equal(first.id, again.id)
+        assert.are.equal("true", resp.headers["idempotent-replayed"])
+        assert.are.equal(1, (made("keyed")))
+        local other, err = c:create{ prompt = "keyed, changed", idempotency_key = key }
+        assert.is_nil(other)
+        assert.are.equal("unprocessable_entity", err.kind)
+        assert.are.equal(422, err.status)
+        assert.are.equal(0, (made("keyed, changed")))
+      end)
+    else
+      it("the same key makes a video each time", function()
+        local key = reconcile.new_key()
+        local first = assert(c:create{ prompt = "keyed, ignored", idempotency_key = key })
+        local again = assert(c:create{ prompt = "keyed, ignored", idempotency_key = key })
+        assert.are_not.equal(first.id, again.id)
+        assert.are.equal(2, (made("keyed, ignored")))
+      end)
+    end
+  end)
+end

@@ -68,6 +68,9 @@ function Emulator:forget_video(id) return self:control("DELETE", "/videos/" .. i
 function Emulator:config(fields) return self:control("POST", "/config", fields) end
 function Emulator:reset() return self:control("POST", "/reset", {}) end
 function Emulator:stats() return self:control("GET", "/stats") end
+-- What create-type POSTs made, one entry per Idempotency-Key and body: { key, fingerprint,
+-- prompt, made, ids }.
+function Emulator:creates() return self:control("GET", "/creates") end
 function Emulator:clear_stats() return self:control("DELETE", "/stats") end
 
 -- { sha256, bytes } of what GET /v1/videos/{id}/content?variant= serves.

@@ -14,6 +14,9 @@ usage: sora-emulator [options]
   --fault-rate R      share of /v1 requests (0..1) meeting a random fault (default 0)
   --fault-seed N      seed of the random fault schedule (default: chosen, see the config)
   --fault-kinds LIST  comma-separated kinds the schedule may draw (default: all)
+  --answer-delay-ms LO,HI  how late an answer_delayed fault answers (default 1000,2000)
+  --idempotency on|off honour Idempotency-Key as the IETF draft says (default on; off:
+                      as OpenAI's API, which ignores it)
   --record-limit N    recorded requests kept for the control API (default 1000; 0 = none)
   --max-connections N connections served at once; more wait to be accepted (default 1008)
   --webhook-url URL   POST a signed video.completed / video.failed event here (http://)
@@ -37,7 +40,10 @@ local OPTIONS = {
   ["--fault-kinds"] = { "fault_kinds", "list" }, ["--record-limit"] = { "record_limit", "integer" },
   ["--max-connections"] = { "max_connections", "integer" },
   ["--webhook-url"] = { "webhook_url", "string" }, ["--webhook-secret"] = { "webhook_secret", "string" },
+  ["--idempotency"] = { "idempotency", "switch" }, ["--answer-delay-ms"] = { "answer_delay_ms", "integers" },
 }
+
+local SWITCH = { on = true, ["true"] = true, off = false, ["false"] = false }
 
 local function split_list(value)
   local list = {}
@@ -66,6 +72,12 @@ local function parse_args(args)
       local key, kind = OPTIONS[name][1], OPTIONS[name][2]
       if kind == "list" then
         value = split_list(value)
+      elseif kind == "switch" then
+        if SWITCH[value] == nil then fail(name .. " expects on or off, got '" .. value .. "'") end
+        value = SWITCH[value]
+      elseif kind == "integers" then
+        value = split_list(value)
+        for k, item in ipairs(value) do value[k] = tonumber(item) or item end
       elseif kind ~= "string" then
         local n = tonumber(value)
         if not n or n < 0 or (kind == "integer" and n ~= math.floor(n)) then

@@ -14,13 +14,15 @@ local control = {}
 local CONFIG_KEYS = { job_seconds = "number", poll_after_ms = "number",
   video_bytes = "number", asset_ttl = "number", api_key = "string", record_limit = "number",
   fault_rate = "number", fault_seed = "number", fault_kinds = "table",
-  webhook_url = "string", webhook_secret = "string" }
+  webhook_url = "string", webhook_secret = "string", idempotency = "boolean",
+  answer_delay_ms = "table" }
 
 local INTEGER_KEYS = { poll_after_ms = true, video_bytes = true, record_limit = true,
   fault_seed = true }
 
 -- Fields whose change restarts the random fault schedule.
-local SCHEDULE_KEYS = { fault_rate = true, fault_seed = true, fault_kinds = true }
+local SCHEDULE_KEYS = { fault_rate = true, fault_seed = true, fault_kinds = true,
+  answer_delay_ms = true }
 
 local DIGEST_CHUNK = 256 * 1024   -- about 40 ms of hashing on Lua 5.4 between pauses
 
@@ -151,6 +153,9 @@ function control.handle(server, req)
     local id = http.unescape(path:match("([^/]+)$"))
     if not server.store:delete(id) then return errors.not_found_video(id) end
     return ok({ id = id, forgotten = true })
+  elseif path == "/__emulator/creates" then
+    -- what create-type POSTs made, counted by Idempotency-Key and body (sora.emulator.idempotency)
+    if m == "GET" then return ok(server.idempotency:creates_view()) end
   elseif path == "/__emulator/webhooks" then
     -- every attempt to deliver a webhook, oldest first (see sora.emulator.webhooks)
     if m == "GET" then return ok(server.webhooks:list()) end

@@ -9,6 +9,7 @@ local faults = {}
 local ACTIONS = {
   respond = true, reset = true, reset_mid_body = true, stall = true,
   truncate = true, malformed_json = true, html = true, delay = true, fail_video = true,
+  lose_answer = true, delay_answer = true,
 }
 
 -- Messages for `respond` faults that give a status but no body.
@@ -115,6 +116,16 @@ function faults.apply(f, conn, req, produce, request_id)
   elseif a == "fail_video" then
     req.fail_video = true                  -- the created video will end failed
     return http.write_response(conn, produce(), { head = head })
+  elseif a == "lose_answer" then
+    -- The request is served (a create makes its video), then its answer is lost with the
+    -- connection: the client cannot tell this from a reset before anything was made.
+    produce()
+    conn:close(true)
+  elseif a == "delay_answer" then
+    -- Served now (a create's video exists at once), answered only after delay_ms.
+    local res = produce()
+    conn:sleep(f.delay_ms / 1000)
+    return http.write_response(conn, res, { head = head })
   elseif a == "reset" then
     conn:close(true)
   elseif a == "stall" then

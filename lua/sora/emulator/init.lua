@@ -21,6 +21,7 @@ local random_faults = require "sora.emulator.random_faults"
 local options = require "sora.emulator.options"
 local sha256 = require "sora.emulator.sha256"
 local webhooks = require "sora.emulator.webhooks"
+local idempotency = require "sora.emulator.idempotency"
 
 local emulator = { _VERSION = "sora.emulator 0.1" }
 
@@ -67,7 +68,8 @@ function emulator.new(opts)
     asset_ttl = opts.asset_ttl or 3600, poll_after_ms = opts.poll_after_ms,
     video_bytes = opts.video_bytes, record_limit = opts.record_limit or RECORD_LIMIT,
     fault_rate = opts.fault_rate or 0, fault_seed = opts.fault_seed,
-    fault_kinds = opts.fault_kinds,
+    fault_kinds = opts.fault_kinds, idempotency = opts.idempotency,
+    answer_delay_ms = opts.answer_delay_ms,
     webhook_url = opts.webhook_url, webhook_secret = opts.webhook_secret,
   }
   local ok, err = options.check(self.initial)
@@ -93,6 +95,7 @@ function Server:reset()
   self.webhooks:reset()
   self.store.on_change = function(v) server.webhooks:track(v) end
   self.faults = faults.new()
+  self.idempotency = idempotency.new()
   self.digests = {}
   self:clear_recorded()
   self:reset_stats()
@@ -111,7 +114,8 @@ function Server:schedule_faults()
     kinds = {}
     for _, kind in ipairs(cfg.fault_kinds) do kinds[kind] = true end
   end
-  self.random_faults = random_faults.new(cfg.fault_rate or 0, cfg.fault_seed, kinds)
+  self.random_faults = random_faults.new(cfg.fault_rate or 0, cfg.fault_seed, kinds,
+    cfg.answer_delay_ms)
 end
 
 function Server:reset_stats()
@@ -274,18 +278,43 @@ local function poll_after(self, v)
   return math.min(10000, math.max(50, math.floor(v.job_seconds * 100)))
 end
 
+-- Runs a route's handler; a raise is the API's 500.
+local function run(self, handler, req, id)
+  local ok, result = pcall(handler, self, req, id)
+  if ok then return result end
+  self:note("error: " .. tostring(result))
+  return errors.response(500, "The server had an error while processing your request. "
+    .. "Sorry about that!", nil, nil, "server_error")
+end
+
+-- A create-type POST (every POST of the API): under an Idempotency-Key already seen, the
+-- first answer again (or 422 for another body); else served, its answer kept under its key
+-- (sora.emulator.idempotency) and what it made counted by key and body.
+local function serve_create(self, req, handler, id)
+  local form = api.read_form(req)
+  if not form then return run(self, handler, req, id) end -- the handler answers the bad body
+  local key, print = idempotency.key(req), idempotency.fingerprint(req, form)
+  local honoured = key and self.config.idempotency ~= false
+  if honoured then
+    local replay = self.idempotency:answer(key, print, os.time())
+    if replay then return replay end
+  end
+  local res = run(self, handler, req, id)
+  if res.status >= 200 and res.status < 300 then
+    if honoured then self.idempotency:keep(key, print, res, os.time()) end
+    local made = res.video and res.video.id or (json.decode(res.body) or {}).id
+    self.idempotency:count(key, print, made, form.prompt or form.name)
+  end
+  return res
+end
+
 function Server:handle_api(req)
   local res = authorize(self, req)
   if res then return res end
   local handler, id = route(req)
   if not handler then return id end
-  local ok, result = pcall(handler, self, req, id)
-  if not ok then
-    self:note("error: " .. tostring(result))
-    return errors.response(500, "The server had an error while processing your request. "
-      .. "Sorry about that!", nil, nil, "server_error")
-  end
-  res = result
+  if req.method == "POST" then res = serve_create(self, req, handler, id)
+  else res = run(self, handler, req, id) end
   if res.video then
     local status = self.store:render(res.video).status
     if status == "queued" or status == "in_progress" then

@@ -35,6 +35,15 @@ function options.check(o)
       end
     end
   end
+  if o.idempotency ~= nil and type(o.idempotency) ~= "boolean" then
+    return nil, "idempotency must be a boolean"
+  end
+  local delay = o.answer_delay_ms
+  if delay ~= nil and (type(delay) ~= "table" or #delay ~= 2 or type(delay[1]) ~= "number"
+      or type(delay[2]) ~= "number" or delay[1] ~= math.floor(delay[1])
+      or delay[2] ~= math.floor(delay[2]) or delay[1] < 0 or delay[2] < delay[1]) then
+    return nil, "answer_delay_ms must be [lo, hi]: integers, 0 <= lo <= hi"
+  end
   local ok, err = require("sora.emulator.webhooks").check(o)
   if not ok then return nil, err end
   return true

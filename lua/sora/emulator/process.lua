@@ -16,7 +16,8 @@ local FLAGS = { job_seconds = "--job-seconds", api_key = "--api-key", asset_ttl 
                 fault_rate = "--fault-rate", fault_seed = "--fault-seed",
                 fault_kinds = "--fault-kinds", record_limit = "--record-limit",
                 max_connections = "--max-connections",
-                webhook_url = "--webhook-url", webhook_secret = "--webhook-secret" }
+                webhook_url = "--webhook-url", webhook_secret = "--webhook-secret",
+                idempotency = "--idempotency", answer_delay_ms = "--answer-delay-ms" }
 
 -- A flag's value: lists (fault_kinds) are comma-separated.
 local function flag_value(value)
@@ -64,7 +65,8 @@ Emulator.__index = Emulator
 
 --- Starts an emulator on 127.0.0.1 and a free port. opts: job_seconds, api_key, asset_ttl,
 -- poll_after_ms, video_bytes, fault_rate, fault_seed, fault_kinds (a list), record_limit,
--- max_connections, webhook_url, webhook_secret (as for sora.emulator.new), lua (the
+-- max_connections, webhook_url, webhook_secret, idempotency, answer_delay_ms (as for
+-- sora.emulator.new), lua (the
 -- interpreter; default $SORA_EMULATOR_LUA or lua5.4), log (a path for the request log; default none). Returns a handle with url, pid and stop;
 -- raises if the server is not listening within 5 s.
 function process.spawn(opts)

@@ -17,7 +17,13 @@ local CATALOGUE = {
   { kind = "truncate", applies = function(req) return req.method == "GET" end },
   { kind = "malformed_json", applies = function(req, route) return route ~= "content" end },
   { kind = "video_fails", applies = function(req, route) return route == "create" end },
+  -- A create-type POST (every POST) is served, then its answer is lost or comes late.
+  { kind = "answer_lost", applies = function(req) return req.method == "POST" end },
+  { kind = "answer_delayed", applies = function(req) return req.method == "POST" end },
 }
+
+-- How late a delayed answer comes, in ms, unless the config's answer_delay_ms says.
+random_faults.ANSWER_DELAY_MS = { 1000, 2000 }
 
 random_faults.KINDS = {}
 for i, entry in ipairs(CATALOGUE) do random_faults.KINDS[i] = entry.kind end
@@ -29,9 +35,11 @@ Schedule.__index = Schedule
 
 -- Returns a schedule faulting `rate` (0..1) of requests with `kinds` (a set; nil = all),
 -- drawn from a generator seeded with `seed` (an integer).
-function random_faults.new(rate, seed, kinds)
+-- answer_delay_ms: { lo, hi } for answer_delayed (default ANSWER_DELAY_MS).
+function random_faults.new(rate, seed, kinds, answer_delay_ms)
   local state = math.floor(seed) % (MODULUS - 1) + 1   -- 1..MODULUS-1, never 0
-  return setmetatable({ rate = rate or 0, seed = seed, kinds = kinds, state = state }, Schedule)
+  return setmetatable({ rate = rate or 0, seed = seed, kinds = kinds, state = state,
+    answer_delay_ms = answer_delay_ms or random_faults.ANSWER_DELAY_MS }, Schedule)
 end
 
 -- A uniform draw in [0, 1). The product stays below 2^53, exact on doubles.
@@ -70,6 +78,11 @@ local function build(self, kind)
     return { action = "stall", stall_ms = self:between(1000, 3000) }
   elseif kind == "video_fails" then
     return { action = "fail_video" }
+  elseif kind == "answer_lost" then
+    return { action = "lose_answer" }
+  elseif kind == "answer_delayed" then
+    local range = self.answer_delay_ms
+    return { action = "delay_answer", delay_ms = self:between(range[1], range[2]) }
   end
   return { action = kind }   -- reset, malformed_json
 end
@@ -90,7 +103,8 @@ function Schedule:next(req)
   local kind = candidates[pick]
   if not kind then return nil end
   local fault = build(self, kind)
-  fault.kind, fault.times, fault.delay_ms, fault.headers = kind, 1, 0, fault.headers or {}
+  fault.kind, fault.times, fault.delay_ms, fault.headers = kind, 1, fault.delay_ms or 0,
+    fault.headers or {}
   return fault
 end
 
