@@ -6,9 +6,15 @@
  *   core._sha256_file(path)          -> the hex digest and the size, or nil and why
  *   core._sha256(bytes)              -> the hex digest of a string
  *   core._video(client, fields)      -> a Video of client from an API Video object's fields,
- *                                       or nil and what is wrong with them */
+ *                                       or nil and what is wrong with them
+ *   core._remove_temporaries(path)   -> how many `<path>.sora-XXXXXX` files it removed: what
+ *                                       downloads to path killed before their rename left */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -122,10 +128,45 @@ static int core_video(lua_State *L) {
   return 2;
 }
 
+/* True when name is base followed by ".sora-" and six letters or digits (download.c's
+ * TEMP_SUFFIX as mkostemp fills it). */
+static int is_temporary_of(const char *name, const char *base) {
+  size_t len = strlen(base), i;
+  if (strncmp(name, base, len) != 0 || strncmp(name + len, ".sora-", 6) != 0) return 0;
+  name += len + 6;
+  for (i = 0; i < 6; i++)
+    if (!isalnum((unsigned char)name[i])) return 0;
+  return name[6] == '\0';
+}
+
+/* Only the caller knows that no download to path is running (a batch owns its outputs): the
+ * temporaries are removed on its word. */
+static int core_remove_temporaries(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1), *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  lua_Integer removed = 0;
+  struct dirent *entry;
+  DIR *d;
+  if (dir == NULL) return luaL_error(L, "sora: out of memory");
+  d = opendir(dir);
+  while (d && *base && (entry = readdir(d)) != NULL) {
+    char full[4096];
+    if (!is_temporary_of(entry->d_name, base)) continue;
+    if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, entry->d_name) >= sizeof full) continue;
+    if (unlink(full) == 0) removed++;
+  }
+  if (d) closedir(d);
+  free(dir);
+  lua_pushinteger(L, removed);
+  return 1;
+}
+
 void sora_open_journal(lua_State *L) {
   static const luaL_Reg functions[] = {
       {"_append_durable", core_append_durable}, {"_sha256_file", core_sha256_file},
-      {"_sha256", core_sha256}, {"_video", core_video}, {NULL, NULL}};
+      {"_sha256", core_sha256}, {"_video", core_video},
+      {"_remove_temporaries", core_remove_temporaries}, {NULL, NULL}};
   const luaL_Reg *f;
   for (f = functions; f->name; f++) {
     lua_pushcfunction(L, f->func);

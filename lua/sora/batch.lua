@@ -273,6 +273,9 @@ function batch.generate_many(client, jobs, opts)
   local videos, errors, queue = {}, {}, {}
   local on_result = opts.on_result
   for i, job in ipairs(prepared) do
+    -- what downloads of an earlier run killed before their rename left: the batch owns its
+    -- outputs, so no other download to them is running
+    if opts.journal and job.output then core._remove_temporaries(job.output) end
     local state = state_of(book, job)
     local verdict, video, err = resume(client, state, opts.retry_failed)
     if verdict == "skip" then
