@@ -62,14 +62,19 @@ static int core_append_durable(lua_State *L) {
   return 1;
 }
 
-static void push_hex(lua_State *L, const unsigned char *digest, unsigned int len) {
+/* 2n lower-case hex digits of bytes into out (no terminating NUL). */
+void sora_hex_encode(const unsigned char *bytes, size_t n, char *out) {
   static const char digits[] = "0123456789abcdef";
-  char hex[2 * EVP_MAX_MD_SIZE];
-  unsigned int i;
-  for (i = 0; i < len; i++) {
-    hex[2 * i] = digits[digest[i] >> 4];
-    hex[2 * i + 1] = digits[digest[i] & 15];
+  size_t i;
+  for (i = 0; i < n; i++) {
+    out[2 * i] = digits[bytes[i] >> 4];
+    out[2 * i + 1] = digits[bytes[i] & 15];
   }
+}
+
+static void push_hex(lua_State *L, const unsigned char *digest, unsigned int len) {
+  char hex[2 * EVP_MAX_MD_SIZE];
+  sora_hex_encode(digest, len, hex);
   lua_pushlstring(L, hex, 2 * (size_t)len);
 }
 

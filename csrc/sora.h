@@ -367,6 +367,8 @@ SORA_HIDDEN int sora_open_webhooks(lua_State *L);
 /* a batch's journal (journal.c): durable appends, SHA-256 of files, Videos from records;
  * sets core._append_durable, _sha256_file, _sha256, _video on the table on top */
 SORA_HIDDEN void sora_open_journal(lua_State *L);
+/* 2n lower-case hex digits of n bytes into out, no NUL added (journal.c) */
+SORA_HIDDEN void sora_hex_encode(const unsigned char *bytes, size_t n, char *out);
 
 SORA_EXPORT int luaopen_sora_core(lua_State *L);
 
