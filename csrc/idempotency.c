@@ -9,30 +9,31 @@
 
 #include "sora.h"
 
-#define KEY_BYTES 16   /* 128 bits from the kernel */
-#define MAX_KEY_LEN 255 /* as gateways bound it */
+#define KEY_BYTES 16                /* 128 bits from the kernel */
+#define KEY_TEXT (2 * KEY_BYTES + 1) /* as hex digits, NUL-ended */
+#define MAX_KEY_LEN 255              /* as gateways bound it */
 #define HEADER_NAME "Idempotency-Key"
 
 int sora_is_create_type(const sora_endpoint *e) { return strcmp(e->method, "POST") == 0; }
 
-/* 32 lower-case hex digits of fresh kernel randomness into out (33 bytes); 0 when the kernel
- * gives none. No generator in between: a key must never repeat across processes or forks. */
-static int random_key(char out[2 * KEY_BYTES + 1]) {
+/* 32 lower-case hex digits of fresh kernel randomness into out; 0 when the kernel gives none.
+ * No generator in between: a key must never repeat across processes or forks. */
+static int random_key(char out[KEY_TEXT]) {
   static const char hex[] = "0123456789abcdef";
   unsigned char bytes[KEY_BYTES];
-  int i;
+  size_t i;
   if (!sora_system_random(bytes, sizeof bytes)) return 0;
-  for (i = 0; i < KEY_BYTES; i++) {
-    out[2 * i] = hex[bytes[i] >> 4];
-    out[2 * i + 1] = hex[bytes[i] & 15];
+  for (i = 0; i < sizeof bytes; i++) {
+    *out++ = hex[bytes[i] >> 4];
+    *out++ = hex[bytes[i] & 15];
   }
-  out[2 * KEY_BYTES] = '\0';
+  *out = '\0';
   return 1;
 }
 
 /* core._random_key(): a fresh key (reconcile.new_key). */
 int sora_push_random_key(lua_State *L) {
-  char key[2 * KEY_BYTES + 1];
+  char key[KEY_TEXT];
   if (!random_key(key)) return luaL_error(L, "sora: the system gave no random bytes for an idempotency key");
   lua_pushstring(L, key);
   return 1;
@@ -77,7 +78,7 @@ fail:
 /* Gives transfer t its key: the call's option idempotency_key (in the checked copy at params),
  * else a fresh one. Called once the body is encoded (its kind picks the client's list). */
 void sora_set_idempotency_key(lua_State *L, sora_transfer *t, int params) {
-  char fresh[2 * KEY_BYTES + 1];
+  char fresh[KEY_TEXT];
   const char *key, *problem;
   size_t len;
   lua_getfield(L, params, "idempotency_key");

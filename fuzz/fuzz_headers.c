@@ -70,6 +70,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     long st = (long)data[2] * 4;
     b = sora_retryable((CURLcode)code, st, should);
     check(b == 0 || b == 1);
+    /* a create's "maybe sent": the rest of the input as a 5xx body */
+    b = sora_maybe_sent((CURLcode)code, st, (long)data[1] - 1, s + 3, size - 3);
+    check(b == 0 || b == 1);
+    check(!sora_is_api_error(s + 3, size - 3) || memchr(s + 3, '{', size - 3) != NULL);
   }
   free(s);
   return 0;

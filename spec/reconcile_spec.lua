@@ -379,3 +379,52 @@ for _, honours in ipairs({ true, false }) do
     end
   end)
 end
+
+describe("a create attempt", function()
+  local rawserver = require "support.rawserver"
+
+  -- A server that keeps connections alive for GETs, and reads a POST then drops its
+  -- connection without a word, as a server that dies under the request would.
+  local S
+  lazy_setup(function()
+    S = rawserver.start[[
+      local video = '{"id":"video_1","object":"video","status":"queued","prompt":"p","created_at":1}'
+      return function(req)
+        if req.method == "POST" then return nil, false end
+        return head("200 OK", { "Content-Type: application/json", "Content-Length: " .. #video })
+          .. video, true
+      end
+    ]]
+  end)
+  lazy_teardown(function() if S then S:stop() end end)
+
+  it("is one attempt on a fresh connection: libcurl never resends it on a reused one", function()
+    local c = sora.new{ api_key = H.KEY, base_url = S.url, max_retries = 0, reconcile = false }
+    assert(c:retrieve("video_1")) -- leaves a connection alive in the pool
+    local v, err = c:create{ prompt = "once" }
+    assert.is_nil(v)
+    assert.is_true(err.maybe_sent)
+    local list, creates = S:requests(), {}
+    for _, r in ipairs(list) do
+      if r.method == "POST" then creates[#creates + 1] = r end
+    end
+    assert.are.equal(1, #creates)         -- reusing the GET's connection, libcurl sent it twice
+    assert.are.equal(2, creates[1].connection)
+    c:close()
+  end)
+
+  it("that cannot connect was not sent: retried at once, never looked for", function()
+    local socket = require "socket"
+    local probe = assert(socket.bind("127.0.0.1", 0))
+    local _, port = probe:getsockname()
+    probe:close() -- nothing listens there now
+    local c = sora.new{ api_key = H.KEY, base_url = "http://127.0.0.1:" .. port .. "/v1",
+                        max_retries = 1 }
+    local v, err = c:create{ prompt = "nowhere" }
+    assert.is_nil(v)
+    assert.are.equal("COULDNT_CONNECT", err.curl_code)
+    assert.is_nil(err.maybe_sent)
+    assert.are.equal(2, err.attempts)
+    c:close()
+  end)
+end)

@@ -224,10 +224,10 @@ describe("LuaLS annotations", function()
     local cases = {
       { "sora.CreateParams", { "create_body", "reference_local" } },
       { "sora.ListParams", { "list_query" } },
-      { "sora.RemixParams", { "remix_body" } },
-      { "sora.EditParams", { "edit_body" } },
-      { "sora.ExtendParams", { "extend_body" } },
-      { "sora.CharacterParams", { "character_body" } },
+      { "sora.RemixParams", { "remix_body", "create_local" } },
+      { "sora.EditParams", { "edit_body", "create_local" } },
+      { "sora.ExtendParams", { "extend_body", "create_local" } },
+      { "sora.CharacterParams", { "character_body", "create_local" } },
       { "sora.DownloadOptions", { "content_query", "content_local" } },
     }
     for _, case in ipairs(cases) do

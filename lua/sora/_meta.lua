@@ -102,6 +102,7 @@ function luv.attach(client, uv, opts) end
 ---@field api_key_cmd? string a shell command whose first line of output is the key (run once, never logged)
 ---@field api_key_header? string send the raw key in this header instead of Authorization: Bearer (Azure: "api-key")
 ---@field api_version? string the api-version query parameter of every request (default OPENAI_API_VERSION)
+---@field reconcile? boolean false: a create whose answer was lost is sent again without looking for its video first (true)
 
 ---@class sora.RequestOptions
 ---@field max_retries? integer this call's retries
@@ -120,6 +121,8 @@ function luv.attach(client, uv, opts) end
 ---@field size? string "720x1280", "1280x720", "1024x1792" or "1792x1024"
 ---@field input_reference? sora.ImageReference a reference image
 ---@field check_reference? boolean compare a file reference's dimensions with size before uploading (true)
+---@field idempotency_key? string the Idempotency-Key of this call, sent on each of its attempts (default: 32 fresh random hex digits)
+---@field reconcile? boolean look for the video before sending again after a lost answer (the client's: true)
 
 ---@class sora.ListParams: sora.RequestOptions
 ---@field after? string the id to list after
@@ -128,19 +131,27 @@ function luv.attach(client, uv, opts) end
 
 ---@class sora.RemixParams: sora.RequestOptions
 ---@field prompt string
+---@field idempotency_key? string the Idempotency-Key of this call, sent on each of its attempts (default: 32 fresh random hex digits)
+---@field reconcile? boolean look for the video before sending again after a lost answer (the client's: true)
 
 ---@class sora.EditParams: sora.RequestOptions
 ---@field video sora.VideoReference
 ---@field prompt string
+---@field idempotency_key? string the Idempotency-Key of this call, sent on each of its attempts (default: 32 fresh random hex digits)
+---@field reconcile? boolean look for the video before sending again after a lost answer (the client's: true)
 
 ---@class sora.ExtendParams: sora.RequestOptions
 ---@field video sora.VideoReference
 ---@field prompt string
 ---@field seconds string|integer
+---@field idempotency_key? string the Idempotency-Key of this call, sent on each of its attempts (default: 32 fresh random hex digits)
+---@field reconcile? boolean look for the video before sending again after a lost answer (the client's: true)
 
 ---@class sora.CharacterParams: sora.RequestOptions
 ---@field video sora.VideoFile
 ---@field name string
+---@field idempotency_key? string the Idempotency-Key of this call, sent on each of its attempts (default: 32 fresh random hex digits)
+---@field reconcile? boolean look for the video before sending again after a lost answer (the client's: true)
 
 ---@alias sora.Variant "video"|"thumbnail"|"spritesheet"
 

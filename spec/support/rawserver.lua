@@ -4,10 +4,11 @@
 -- chunked bodies with Content-Length, trailers, lying Content-Range headers.
 --
 --   local S = rawserver.start[[ return function(req, n) return "HTTP/1.1 200 OK\r\n..." end ]]
---   S.url, S:requests() (each {method, path, headers = {lower-case = value}}), S:stop()
+--   S.url, S:requests() (each {method, path, connection, headers = {lower-case = value}}), S:stop()
 --
 -- The script's function gets the request and its number (1, 2, ...) and returns the bytes to
--- send; the connection is closed after them. Scripts may call head(status_line_rest, {header
+-- send (nil: none) and whether to keep the connection for another request; else it is closed
+-- after them. Each recorded request has the number of its connection (1, 2, ...). Scripts may call head(status_line_rest, {header
 -- lines}) and synthetic(from, to) (bytes from..to-1 of the body whose byte i is i % 251).
 local socket = require "socket"
 local H = require "support.client"
@@ -33,13 +34,17 @@ local _, port = server:getsockname()
 io.stdout:write(port, "\n")
 io.stdout:flush()
 local function quote(s) return string.format("%q", s) end
-local n = 0
+local n, connections = 0, 0
 while true do
   local conn = server:accept()
+  connections = connections + 1
   conn:settimeout(5)
+  local keep = true
+  while keep do
+  keep = false
   local first = conn:receive("*l")
   if first then
-    local req = { headers = {} }
+    local req = { headers = {}, connection = connections }
     req.method, req.path = first:match("^(%S+) (%S+)")
     while true do
       local line = conn:receive("*l")
@@ -53,10 +58,13 @@ while true do
     local log = io.open(log_path, "ab")
     local fields = {}
     for k, v in pairs(req.headers) do fields[#fields + 1] = "[" .. quote(k) .. "]=" .. quote(v) end
-    log:write("{method=", quote(req.method), ",path=", quote(req.path), ",headers={",
-              table.concat(fields, ","), "}},\n")
+    log:write("{method=", quote(req.method), ",path=", quote(req.path), ",connection=",
+              connections, ",headers={", table.concat(fields, ","), "}},\n")
     log:close()
-    conn:send(respond(req, n))
+    local bytes
+    bytes, keep = respond(req, n)
+    if bytes then conn:send(bytes) end
+  end
   end
   conn:close()
 end
