@@ -6,7 +6,7 @@
 --   local S = rawserver.start[[ return function(req, n) return "HTTP/1.1 200 OK\r\n..." end ]]
 --   S.url, S:requests() (each {method, path, connection, headers = {lower-case = value}}), S:stop()
 --
--- The script's function gets the request and its number (1, 2, ...) and returns the bytes to
+-- The script's function gets the request (method, path, headers, body) and its number (1, 2, ...) and returns the bytes to
 -- send (nil: none) and whether to keep the connection for another request; else it is closed
 -- after them. Each recorded request has the number of its connection (1, 2, ...). Scripts may call head(status_line_rest, {header
 -- lines}) and synthetic(from, to) (bytes from..to-1 of the body whose byte i is i % 251).
@@ -53,7 +53,7 @@ while true do
       if name then req.headers[name:lower()] = value end
     end
     local length = tonumber(req.headers["content-length"] or 0)
-    if length > 0 then conn:receive(length) end
+    if length > 0 then req.body = conn:receive(length) end
     n = n + 1
     local log = io.open(log_path, "ab")
     local fields = {}
