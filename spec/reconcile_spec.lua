@@ -354,6 +354,16 @@ for _, honours in ipairs({ true, false }) do
       assert.are.equal(1, #posts(E))
     end)
 
+    it("a look stays within the call's deadline", function()
+      lose_next_answer()
+      E:fault{ method = "GET", path = "^/v1/videos$", action = "delay", delay_ms = 5000 }
+      local v, err = c:create{ prompt = "deadline", deadline = 1.5 }
+      assert.is_nil(v)
+      assert.is_true(err.maybe_sent)
+      assert.are.equal("timeout", err.reconcile_error.kind)
+      assert.are.equal(1, #posts(E))
+    end)
+
     if honours then
       it("the same key and body answer the first answer again; another body gets 422", function()
         local key = reconcile.new_key()
@@ -427,4 +437,66 @@ describe("a create attempt", function()
     assert.are.equal(2, err.attempts)
     c:close()
   end)
+end)
+
+-- Checked apart from the emulator: a fake server of its own that ignores Idempotency-Key,
+-- makes each video it is sent, and loses or delays the answer of the first create; its clock
+-- runs `offset` seconds off ours, and its Date header says so.
+describe("against a separate fake server", function()
+  local rawserver = require "support.rawserver"
+
+  local function fake(offset, first_answer)
+    return rawserver.start(([[
+      local cjson = require "cjson"
+      local socket = require "socket"
+      local OFFSET, FIRST = %d, %q
+      local videos = {}
+      local function clock() return os.time() + OFFSET end
+      local function answer(status, value)
+        local body = cjson.encode(value)
+        return head(status, { "Content-Type: application/json", "Content-Length: " .. #body,
+          "Date: " .. os.date("!%%a, %%d %%b %%Y %%H:%%M:%%S GMT", clock()) }) .. body, true
+      end
+      return function(req)
+        if req.method == "POST" then
+          local p = cjson.decode(req.body)
+          local v = { id = "video_" .. (#videos + 1), object = "video", status = "queued",
+            progress = 0, prompt = p.prompt, model = p.model or "sora-2",
+            size = p.size or "720x1280", seconds = p.seconds or "4", created_at = clock() }
+          videos[#videos + 1] = v
+          if #videos == 1 and FIRST == "lose" then return nil, false end
+          if #videos == 1 and FIRST == "delay" then socket.sleep(1.5) end
+          return answer("200 OK", v)
+        end
+        local data = {}
+        for i = #videos, 1, -1 do data[#data + 1] = videos[i] end
+        return answer("200 OK", { object = "list", data = data, has_more = false,
+          first_id = data[1] and data[1].id, last_id = data[#data] and data[#data].id })
+      end
+    ]]):format(offset, first_answer))
+  end
+
+  local function creates(S)
+    local n = 0
+    for _, r in ipairs(S:requests()) do
+      if r.method == "POST" then n = n + 1 end
+    end
+    return n
+  end
+
+  for _, case in ipairs({ { 0, "lose" }, { -40, "lose" }, { 40, "lose" }, { 0, "delay" } }) do
+    local offset, first = case[1], case[2]
+    it(("adopts the video whose answer it %s, the server's clock %+d s off"):format(
+        first == "lose" and "lost" or "waited too long for", offset), function()
+      local S = fake(offset, first)
+      local c = sora.new{ api_key = H.KEY, base_url = S.url }
+      local v, err = c:create{ prompt = "apart", seconds = 8, timeout = first == "delay" and 0.5 or nil }
+      c:close()
+      local made = creates(S)
+      S:stop()
+      assert.is_nil(err)
+      assert.are.equal("video_1", v.id)
+      assert.are.equal(1, made)
+    end)
+  end
 end)

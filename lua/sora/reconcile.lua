@@ -18,6 +18,7 @@
 local core = require "sora.core"
 local tasks = require "sora.tasks"
 
+local now = core.now
 local os_time, type, setmetatable, tostring = os.time, type, setmetatable, tostring
 local pairs, ipairs, tonumber = pairs, ipairs, tonumber
 local format, floor = string.format, math.floor
@@ -34,6 +35,7 @@ reconcile.NO_DATE_ALLOWANCE = 300
 -- A real server may list a new video a moment late: the one look again after this pause.
 reconcile.LOOK_AGAIN_AFTER = 1
 local PAGE_LIMIT = 100
+local MIN_DEADLINE = 0.001 -- seconds: the C core takes only a positive deadline
 local MAX_PAGES = 50 -- a broken server that always says has_more must not hold the call
 
 -- ---- the ids a client has returned or adopted -------------------------------------------
@@ -122,14 +124,21 @@ end
 
 -- ---- looking ------------------------------------------------------------------------------
 
+-- The seconds left before `deadline` (monotonic), as a request's deadline option; nil for none.
+local function seconds_before(deadline)
+  if not deadline then return nil end
+  local left = deadline - now()
+  return left > MIN_DEADLINE and left or MIN_DEADLINE
+end
+
 -- One pass over the newest videos, page after page until they are older than the cutoff.
 -- Returns the video, or false; and the last listing's response; or nil, err.
-local function look(client, expected, since)
+local function look(client, expected, since, deadline)
   local taken, after, oldest, resp = claimed(client), nil, nil, nil
   for _ = 1, MAX_PAGES do
     local page
     page, resp = client:list_page{ order = "desc", limit = PAGE_LIMIT, after = after,
-                                   with_response = true }
+                                   with_response = true, deadline = seconds_before(deadline) }
     if not page then return nil, resp end
     oldest = oldest or cutoff(since, resp, os_time())
     for _, video in ipairs(page.data) do
@@ -152,16 +161,20 @@ end
 -- `source_id`) and is not already claimed; it is claimed now. When nothing matches, it looks
 -- once more after a short pause. Returns the Video | false, and the listing's response; or
 -- nil, err when the listing failed.
-function reconcile.find(client, name, params, since, source_id)
+local function find(client, name, params, since, source_id, deadline)
   local expected = expectation(name, params, source_id)
   if not expected then return false end
-  local found, resp = look(client, expected, since)
-  if found == false then
+  local found, resp = look(client, expected, since, deadline)
+  if found == false and (not deadline or deadline - now() > reconcile.LOOK_AGAIN_AFTER) then
     tasks.sleep(client, reconcile.LOOK_AGAIN_AFTER, "reconcile")
-    found, resp = look(client, expected, since)
+    found, resp = look(client, expected, since, deadline)
   end
   if found then reconcile.claim(client, found.id) end
   return found, resp
+end
+
+function reconcile.find(client, name, params, since, source_id)
+  return find(client, name, params, since, source_id)
 end
 
 -- ---- a create-type call ------------------------------------------------------------------
@@ -210,7 +223,10 @@ function reconcile.send(client, name, start, ...)
     resp.attempts = earlier + resp.attempts
     if not resp.maybe_sent then return nil, resp end
     if enabled(client, params) then
-      local found, listing = reconcile.find(client, name, params, since, source_id)
+      -- the look stays within the call's deadline too
+      local _, _, seconds_left = transfer:_resend_budget()
+      local found, listing = find(client, name, params, since, source_id,
+                                  seconds_left and now() + seconds_left)
       if found then return adopted(client, name, found, listing, params) end
       if found == nil then
         resp.reconcile_error = listing -- the look failed: sending again could pay twice

@@ -53,7 +53,7 @@ while true do
       if name then req.headers[name:lower()] = value end
     end
     local length = tonumber(req.headers["content-length"] or 0)
-    if length > 0 then req.body = conn:receive(length) end
+    req.body = length > 0 and conn:receive(length) or ""
     n = n + 1
     local log = io.open(log_path, "ab")
     local fields = {}
