@@ -282,6 +282,24 @@ for _, honours in ipairs({ true, false }) do
       assert.are.same(ids, returned)
     end)
 
+    it("one lost, its twin's answer still on its way: each gets its own video", function()
+      -- the first create's video is made and its answer lost; the second's is made at once and
+      -- answered late: a look in between sees both videos, and the newest is the twin's
+      E:fault{ method = "POST", path = "^/v1/videos$", action = "lose_answer" }
+      E:fault{ method = "POST", path = "^/v1/videos$", action = "delay_answer", delay_ms = 1500 }
+      local got = {}
+      for i = 1, 2 do
+        c:spawn(function()
+          got[i] = assert(c:create{ prompt = "twin on its way" })
+        end)
+        c:step(0.2) -- the first is sent (and lost) before the second
+      end
+      c:run()
+      assert.are_not.equal(got[1].id, got[2].id)
+      local n = made("twin on its way")
+      assert.are.equal(2, n)
+    end)
+
     it("with_response gives the listing's response, reconciled = true", function()
       lose_next_answer()
       local v, resp = c:create{ prompt = "with response", with_response = true }
@@ -352,6 +370,16 @@ for _, honours in ipairs({ true, false }) do
       assert.are.equal("connection", err.kind)
       assert.are.equal("bad_request", err.reconcile_error.kind)
       assert.are.equal(1, #posts(E))
+    end)
+
+    it("a listing garbled on the way is asked again: the look goes on", function()
+      lose_next_answer()
+      E:fault{ method = "GET", path = "^/v1/videos$", action = "malformed_json" }
+      local v, err = c:create{ prompt = "garbled listing" }
+      assert.is_nil(err)
+      local n, ids = made("garbled listing")
+      assert.are.equal(1, n)
+      assert.are.equal(ids[1], v.id)
     end)
 
     it("a look stays within the call's deadline", function()

@@ -18,9 +18,9 @@
 local core = require "sora.core"
 local tasks = require "sora.tasks"
 
-local now = core.now
+local now, make_error = core.now, core.error
 local os_time, type, setmetatable, tostring = os.time, type, setmetatable, tostring
-local pairs, ipairs, tonumber = pairs, ipairs, tonumber
+local pairs, ipairs, tonumber, next, pcall = pairs, ipairs, tonumber, next, pcall
 local format, floor = string.format, math.floor
 
 local reconcile = {}
@@ -54,6 +54,69 @@ end
 -- client adopts it afterwards (identical jobs in flight never adopt each other's videos).
 function reconcile.claim(client, id)
   claimed(client)[id] = true
+end
+
+-- ---- the client's creates in flight ------------------------------------------------------
+
+-- A call whose answer was lost must not look while a like call of the same client is still
+-- waiting for its answer: that call's video already exists and, being unclaimed, would be
+-- adopted, and then returned twice. Like calls: the same endpoint and prompt (and source), a
+-- superset of those whose videos could match. Kept as transfers, so that a call waits for the
+-- transfers to end whoever drives them (a task, or a blocking call elsewhere).
+local function in_flight(client)
+  local state = client:_state()
+  local by_signature = state.in_flight
+  if not by_signature then
+    by_signature = {}
+    state.in_flight = by_signature
+  end
+  return by_signature
+end
+
+-- Enters a call's transfer under its signature, or (leaving) takes it out again.
+local function enter(client, sig, transfer)
+  local by_signature = in_flight(client)
+  local set = by_signature[sig] or setmetatable({}, { __mode = "k" })
+  by_signature[sig] = set
+  set[transfer] = true
+end
+
+local function leave(client, sig, transfer)
+  local by_signature = in_flight(client)
+  local set = by_signature[sig]
+  if not set then return end
+  set[transfer] = nil
+  if next(set) == nil then by_signature[sig] = nil end
+end
+
+local function signature(name, params, source_id)
+  return format("%s\0%s\0%s", name, tostring(params.prompt), tostring(source_id))
+end
+
+-- Claims the videos of the like calls whose transfers have ended (their tasks may not have
+-- run since) and says whether any is still waiting for its answer.
+local function others_waiting(client, sig)
+  local set, waiting, ended = in_flight(client)[sig], false, {}
+  for transfer in pairs(set or {}) do
+    if transfer:done() then ended[#ended + 1] = transfer else waiting = true end
+  end
+  for _, transfer in ipairs(ended) do
+    leave(client, sig, transfer)
+    local ok, value = pcall(transfer.result, transfer)
+    if ok and type(value) == "userdata" and value.id then reconcile.claim(client, value.id) end
+  end
+  return waiting
+end
+
+-- Waits (yielding in a task) until no like call is waiting for its answer, at most until
+-- `deadline`; false when the deadline came first.
+local SETTLE_PAUSE = 0.05
+local function settle(client, sig, deadline)
+  while others_waiting(client, sig) do
+    if deadline and now() + SETTLE_PAUSE >= deadline then return false end
+    tasks.sleep(client, SETTLE_PAUSE, "reconcile")
+  end
+  return true
 end
 
 -- ---- the server's clock ------------------------------------------------------------------
@@ -133,12 +196,30 @@ end
 
 -- One pass over the newest videos, page after page until they are older than the cutoff.
 -- Returns the video, or false; and the last listing's response; or nil, err.
+-- Failures that say nothing about the listing itself: a page is asked again after them (its
+-- request already had the client's retries), since a look that fails ends the call.
+local TRANSIENT = { connection = true, timeout = true, internal_server = true, rate_limit = true,
+                    invalid_response = true }
+local PAGE_TRIES = 4
+
+local function list_page(client, after, deadline)
+  local page, resp
+  for try = 1, PAGE_TRIES do
+    page, resp = client:list_page{ order = "desc", limit = PAGE_LIMIT, after = after,
+                                   with_response = true, deadline = seconds_before(deadline) }
+    if page or not TRANSIENT[resp.kind] or try == PAGE_TRIES then break end
+    local pause = resp.retry_after or 0.5 * try
+    if deadline and now() + pause >= deadline then break end
+    tasks.sleep(client, pause, "reconcile")
+  end
+  return page, resp
+end
+
 local function look(client, expected, since, deadline)
   local taken, after, oldest, resp = claimed(client), nil, nil, nil
   for _ = 1, MAX_PAGES do
     local page
-    page, resp = client:list_page{ order = "desc", limit = PAGE_LIMIT, after = after,
-                                   with_response = true, deadline = seconds_before(deadline) }
+    page, resp = list_page(client, after, deadline)
     if not page then return nil, resp end
     oldest = oldest or cutoff(since, resp, os_time())
     for _, video in ipairs(page.data) do
@@ -217,7 +298,10 @@ function reconcile.send(client, name, start, ...)
   if not transfer then return nil, err end
   local source_id, params
   if name == "remix" then source_id, params = ... else params = ... end
+  local sig = signature(name, params, source_id)
+  enter(client, sig, transfer)
   local value, resp = tasks.await(client, transfer)
+  leave(client, sig, transfer)
   local earlier = 0 -- attempts of the calls's earlier transfers
   while not value do
     resp.attempts = earlier + resp.attempts
@@ -225,8 +309,13 @@ function reconcile.send(client, name, start, ...)
     if enabled(client, params) then
       -- the look stays within the call's deadline too
       local _, _, seconds_left = transfer:_resend_budget()
-      local found, listing = find(client, name, params, since, source_id,
-                                  seconds_left and now() + seconds_left)
+      local deadline = seconds_left and now() + seconds_left
+      if not settle(client, sig, deadline) then
+        resp.reconcile_error = make_error{ kind = "timeout", message = format("%s: no time was "
+          .. "left to look for the video once a like call had its answer", name) }
+        return nil, resp -- not looked for: sending again could pay twice
+      end
+      local found, listing = find(client, name, params, since, source_id, deadline)
       if found then return adopted(client, name, found, listing, params) end
       if found == nil then
         resp.reconcile_error = listing -- the look failed: sending again could pay twice
@@ -242,7 +331,9 @@ function reconcile.send(client, name, start, ...)
     if source_id then transfer, err = start(client, name, source_id, again)
     else transfer, err = start(client, name, again) end
     if not transfer then return nil, err end
+    enter(client, sig, transfer)
     value, resp = tasks.await(client, transfer)
+    leave(client, sig, transfer)
   end
   if type(value) == "userdata" and value.id then reconcile.claim(client, value.id) end
   return value, resp
