@@ -271,6 +271,20 @@ describe("generate_many with a journal", function()
     assert.are.equal(3, made(c, "twin"))
   end)
 
+  it("a twin whose answer was lost waits for its twin's delayed answer before it looks", function()
+    local list = {}
+    for i = 1, 2 do list[i] = { prompt = "late twin", output = dir .. "/late-twin-" .. i .. ".mp4", interval = 0.05 } end
+    -- the first create's video is made and its answer lost; the second's made at once and
+    -- answered 1.5 s later: looking at once would adopt the second's video
+    E:fault{ method = "POST", path = "^/v1/videos$", action = "lose_answer" }
+    E:fault{ method = "POST", path = "^/v1/videos$", action = "delay_answer", delay_ms = 1500 }
+    local videos, errors = c:generate_many(list, { concurrency = 2 })
+    assert.is_nil(errors[1], tostring(errors[1]))
+    assert.is_nil(errors[2], tostring(errors[2]))
+    assert.are_not.equal(videos[1].id, videos[2].id)
+    assert.are.equal(2, made(c, "late twin"))
+  end)
+
   it("checks every output before the first create", function()
     local list = jobs(2, "unwritable")
     list[2].output = dir .. "/no/such/dir/x.mp4"

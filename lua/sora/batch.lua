@@ -118,9 +118,26 @@ local function first_send(state)
   return first
 end
 
+-- A twin (a job of this batch with the same prompt) whose create is still waiting for its
+-- answer has a video that would match and that no one has claimed yet: a job waits for its
+-- twins' answers (which claim their videos) before it looks. false when the deadline came first.
+local SETTLE_PAUSE = 0.05
+local function twins_answered(client, job, run, deadline)
+  local prompt = tostring(job.identity.prompt)
+  while (run.flying[prompt] or 0) > 0 do
+    if now() + SETTLE_PAUSE >= deadline then return false end
+    client:sleep(SETTLE_PAUSE)
+  end
+  return true
+end
+
 -- Looks for the video that an unanswered create of the job may have made; the video, false
 -- when there is none, or nil, err when the look-up failed.
-local function look_up(client, job, state)
+local function look_up(client, job, state, run, deadline)
+  if not twins_answered(client, job, run, deadline) then
+    return nil, make_error{ kind = "timeout", message = "no time was left to look for the video "
+      .. "once the job's twins had their answers" }
+  end
   local video, err = reconcile.find(client, "create", job.identity, first_send(state) or time())
   if video then return video end
   if video == false then return false end
@@ -129,36 +146,41 @@ end
 
 -- Sends the create once (its retries are the batch's, after a look-up); the key of the
 -- job's current create is kept across attempts and processes.
-local function send_create(client, job, state, book, deadline)
+local function send_create(client, job, state, run, deadline)
   local key = state.key or reconcile.new_key()
-  record(book, { event = "send", job = job.id, index = job.index, key = key, at = time(),
+  record(run.book, { event = "send", job = job.id, index = job.index, key = key, at = time(),
                  output = job.output, params = job.identity })
   local params = wait.create_params(job.create, deadline)
   params.idempotency_key, params.reconcile, params.max_retries = key, false, 0
-  return wait.create(client, "generate_many", params, 1, format("jobs[%d]: ", job.index))
+  local prompt = tostring(job.identity.prompt)
+  run.flying[prompt] = (run.flying[prompt] or 0) + 1
+  local video, err = wait.create(client, "generate_many", params, 1, format("jobs[%d]: ", job.index))
+  run.flying[prompt] = run.flying[prompt] - 1
+  return video, err
 end
 
 -- The job's video: the one recorded, the one an unanswered create made, or a new one; retried
 -- on a lost answer (after a look-up) and on 429 (after the batch's pace).
-local function obtain_video(client, job, state, book, pace, max_attempts, deadline, timeout)
+local function obtain_video(client, job, state, run, deadline, timeout)
   if state.video then
     local video = state.fields and core._video(client, state.fields)
     if video then return video end
     return client:retrieve(state.video, { deadline = max(deadline - now(), 0.001) })
   end
   local maybe_made, err = #state.sends > 0, nil
+  local pace, max_attempts = run.pace, run.max_attempts
   for attempt = 1, max_attempts do
     if not wait_turn(client, pace, deadline) then return nil, err or job_timed_out(timeout) end
     local video, found
-    if maybe_made then found, err = look_up(client, job, state) end
+    if maybe_made then found, err = look_up(client, job, state, run, deadline) end
     if found then
       video = found
     elseif found == false or not maybe_made then
-      video, err = send_create(client, job, state, book, deadline)
+      video, err = send_create(client, job, state, run, deadline)
     end
     if video then
       reconcile.claim(client, video.id)
-      record(book, { event = "video", job = job.id, video = video.id, fields = video:to_table() })
+      record(run.book, { event = "video", job = job.id, video = video.id, fields = video:to_table() })
       return video
     end
     if REFUSED[err.kind] and err.kind ~= "rate_limit" then return nil, err end
@@ -196,14 +218,14 @@ end
 
 -- One job: its video (created, adopted or recorded), then wait and download as generate
 -- does. The job's `timeout` (900 s) bounds all of it, from the moment the job starts.
-local function run_job(client, job, state, book, pace, max_attempts)
+local function run_job(client, job, state, run)
   local timeout = job.opts.timeout or wait.DEFAULT_TIMEOUT
   local deadline = now() + timeout
-  local video, err = obtain_video(client, job, state, book, pace, max_attempts, deadline, timeout)
+  local video, err = obtain_video(client, job, state, run, deadline, timeout)
   if video then
     video, err = wait.finish_generation(video, job.opts, job.output, job.variant, deadline, timeout)
   end
-  record_end(book, job, video, err)
+  record_end(run.book, job, video, err)
   return video, err
 end
 
@@ -285,14 +307,15 @@ function batch.generate_many(client, jobs, opts)
       queue[#queue + 1] = job
     end
   end
-  local pace, next_job = { until_time = 0 }, 1
-  local max_attempts = opts.max_attempts or DEFAULT_ATTEMPTS
-  local workers = {}
+  -- what the jobs share: the journal, the pace of 429s, the creates in flight by prompt
+  local run = { book = book, pace = { until_time = 0 }, flying = {},
+                max_attempts = opts.max_attempts or DEFAULT_ATTEMPTS }
+  local workers, next_job = {}, 1
   local function worker()
     while next_job <= #queue and not any_failed(workers) do
       local job = queue[next_job]
       next_job = next_job + 1
-      local video, err = run_job(client, job, state_of(book, job), book, pace, max_attempts)
+      local video, err = run_job(client, job, state_of(book, job), run)
       videos[job.index], errors[job.index] = video or false, err
       if on_result then on_result(job.index, video, err) end
     end
