@@ -300,6 +300,20 @@ for _, honours in ipairs({ true, false }) do
       assert.are.equal(2, n)
     end)
 
+    it("a twin sent while the lost one looks: the look is done again once it is answered", function()
+      E:fault{ method = "POST", path = "^/v1/videos$", action = "lose_answer" }
+      E:fault{ method = "GET", path = "^/v1/videos$", action = "delay", delay_ms = 1000 }
+      E:fault{ method = "POST", path = "^/v1/videos$", action = "delay_answer", delay_ms = 1500 }
+      local got = {}
+      c:spawn(function() got[1] = assert(c:create{ prompt = "twin during the look" }) end)
+      local until_time = sora.now() + 0.3
+      while sora.now() < until_time do c:step(0.05) end -- lost, and its look held by the server
+      c:spawn(function() got[2] = assert(c:create{ prompt = "twin during the look" }) end)
+      c:run()
+      assert.are_not.equal(got[1].id, got[2].id)
+      assert.are.equal(2, (made("twin during the look")))
+    end)
+
     it("with_response gives the listing's response, reconciled = true", function()
       lose_next_answer()
       local v, resp = c:create{ prompt = "with response", with_response = true }

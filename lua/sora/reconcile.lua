@@ -56,6 +56,17 @@ function reconcile.claim(client, id)
   claimed(client)[id] = true
 end
 
+-- An adoption that may turn out to be another call's: claimed by `owner` (its transfer), and
+-- given back only while no one else has claimed it since.
+local function claim_for(client, id, owner)
+  claimed(client)[id] = owner
+end
+
+local function give_back(client, id, owner)
+  local set = claimed(client)
+  if set[id] == owner then set[id] = nil end
+end
+
 -- ---- the client's creates in flight ------------------------------------------------------
 
 -- A call whose answer was lost must not look while a like call of the same client is still
@@ -73,12 +84,23 @@ local function in_flight(client)
   return by_signature
 end
 
--- Enters a call's transfer under its signature, or (leaving) takes it out again.
+-- Enters a call's transfer under its signature, or (leaving) takes it out again. Entries are
+-- counted by signature (`like_started`): a look during which a like call started may have seen
+-- that call's video. (The counts stay, one small entry per prompt the client sent.)
 local function enter(client, sig, transfer)
+  local state = client:_state()
   local by_signature = in_flight(client)
   local set = by_signature[sig] or setmetatable({}, { __mode = "k" })
   by_signature[sig] = set
   set[transfer] = true
+  local started = state.like_started or {}
+  state.like_started = started
+  started[sig] = (started[sig] or 0) + 1
+end
+
+local function like_started(client, sig)
+  local started = client:_state().like_started
+  return started and started[sig] or 0
 end
 
 local function leave(client, sig, transfer)
@@ -242,7 +264,7 @@ end
 -- `source_id`) and is not already claimed; it is claimed now. When nothing matches, it looks
 -- once more after a short pause. Returns the Video | false, and the listing's response; or
 -- nil, err when the listing failed.
-local function find(client, name, params, since, source_id, deadline)
+local function find(client, name, params, since, source_id, deadline, owner)
   local expected = expectation(name, params, source_id)
   if not expected then return false end
   local found, resp = look(client, expected, since, deadline)
@@ -250,7 +272,7 @@ local function find(client, name, params, since, source_id, deadline)
     tasks.sleep(client, reconcile.LOOK_AGAIN_AFTER, "reconcile")
     found, resp = look(client, expected, since, deadline)
   end
-  if found then reconcile.claim(client, found.id) end
+  if found then claim_for(client, found.id, owner or true) end
   return found, resp
 end
 
@@ -282,6 +304,22 @@ local function enabled(client, params)
   return client:_state().reconcile ~= false
 end
 
+-- Looks once no like call waits for its answer; again when a like call started during the
+-- look (the video found may be that call's, its answer still on the way). Returns as find.
+local MAX_LOOKS = 10
+local function look_settled(client, name, params, since, source_id, deadline, owner, sig)
+  for _ = 1, MAX_LOOKS do
+    if not settle(client, sig, deadline) then break end
+    local started = like_started(client, sig)
+    local found, listing = find(client, name, params, since, source_id, deadline, owner)
+    if not found or like_started(client, sig) == started then return found, listing end
+    give_back(client, found.id, owner)
+  end
+  -- not looked for in peace: sending again could pay twice
+  return nil, make_error{ kind = "timeout", message = format("%s: no time was left to look "
+    .. "for the video while like calls of this client were waiting for their answers", name) }
+end
+
 -- The endpoints whose calls go through reconcile.send: every POST of the API.
 reconcile.ENDPOINTS = { create = true, remix = true, edit = true, extend = true,
                         create_character = true }
@@ -310,12 +348,8 @@ function reconcile.send(client, name, start, ...)
       -- the look stays within the call's deadline too
       local _, _, seconds_left = transfer:_resend_budget()
       local deadline = seconds_left and now() + seconds_left
-      if not settle(client, sig, deadline) then
-        resp.reconcile_error = make_error{ kind = "timeout", message = format("%s: no time was "
-          .. "left to look for the video once a like call had its answer", name) }
-        return nil, resp -- not looked for: sending again could pay twice
-      end
-      local found, listing = find(client, name, params, since, source_id, deadline)
+      local found, listing = look_settled(client, name, params, since, source_id, deadline,
+                                          transfer, sig)
       if found then return adopted(client, name, found, listing, params) end
       if found == nil then
         resp.reconcile_error = listing -- the look failed: sending again could pay twice
