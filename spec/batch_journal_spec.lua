@@ -285,6 +285,21 @@ describe("generate_many with a journal", function()
     assert.are.equal(2, made(c, "late twin"))
   end)
 
+  it("a twin does not send its create while a job of the same prompt is looking", function()
+    local list = { { prompt = "racing twin", interval = 0.05 }, { prompt = "in between", interval = 1 },
+                   { prompt = "racing twin", interval = 0.05 } }
+    -- job 1's answer is lost; its look's listing is computed 2 s late; job 3 (its twin) starts
+    -- once job 2 is done, within that time, its video made at once and answered 3 s later
+    E:fault{ method = "POST", path = "^/v1/videos$", action = "lose_answer" }
+    E:fault{ method = "POST", path = "^/v1/videos$", action = "delay", delay_ms = 0 }
+    E:fault{ method = "POST", path = "^/v1/videos$", action = "delay_answer", delay_ms = 3000 }
+    E:fault{ method = "GET", path = "^/v1/videos$", action = "delay", delay_ms = 2000 }
+    local videos, errors = c:generate_many(list, { concurrency = 2 })
+    for i = 1, 3 do assert.is_nil(errors[i], tostring(errors[i])) end
+    assert.are_not.equal(videos[1].id, videos[3].id)
+    assert.are.equal(2, made(c, "racing twin"))
+  end)
+
   it("checks every output before the first create", function()
     local list = jobs(2, "unwritable")
     list[2].output = dir .. "/no/such/dir/x.mp4"

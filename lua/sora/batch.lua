@@ -118,27 +118,34 @@ local function first_send(state)
   return first
 end
 
--- A twin (a job of this batch with the same prompt) whose create is still waiting for its
--- answer has a video that would match and that no one has claimed yet: a job waits for its
--- twins' answers (which claim their videos) before it looks. false when the deadline came first.
+-- A twin (a job of this batch with the same prompt) whose create is waiting for its answer
+-- has a video that would match and that no one has claimed yet. So a look and a twin's create
+-- never overlap: a job looks once its twins' creates are answered (which claims their videos),
+-- and sends its create once its twins' looks are over. run.flying and run.looking count them
+-- by prompt; waits_for waits until `counts` has none of `prompt`, false when the deadline came
+-- first. (No yield between the wait and the count that follows it, so the two cannot cross.)
 local SETTLE_PAUSE = 0.05
-local function twins_answered(client, job, run, deadline)
-  local prompt = tostring(job.identity.prompt)
-  while (run.flying[prompt] or 0) > 0 do
+local function waits_for(client, counts, prompt, deadline)
+  while (counts[prompt] or 0) > 0 do
     if now() + SETTLE_PAUSE >= deadline then return false end
     client:sleep(SETTLE_PAUSE)
   end
   return true
 end
 
+local function no_time_for(what)
+  return make_error{ kind = "timeout", message = "no time was left to " .. what .. " once the "
+    .. "job's twins were done" }
+end
+
 -- Looks for the video that an unanswered create of the job may have made; the video, false
 -- when there is none, or nil, err when the look-up failed.
 local function look_up(client, job, state, run, deadline)
-  if not twins_answered(client, job, run, deadline) then
-    return nil, make_error{ kind = "timeout", message = "no time was left to look for the video "
-      .. "once the job's twins had their answers" }
-  end
+  local prompt = tostring(job.identity.prompt)
+  if not waits_for(client, run.flying, prompt, deadline) then return nil, no_time_for("look") end
+  run.looking[prompt] = (run.looking[prompt] or 0) + 1
   local video, err = reconcile.find(client, "create", job.identity, first_send(state) or time())
+  run.looking[prompt] = run.looking[prompt] - 1
   if video then return video end
   if video == false then return false end
   return nil, err
@@ -147,12 +154,13 @@ end
 -- Sends the create once (its retries are the batch's, after a look-up); the key of the
 -- job's current create is kept across attempts and processes.
 local function send_create(client, job, state, run, deadline)
+  local prompt = tostring(job.identity.prompt)
+  if not waits_for(client, run.looking, prompt, deadline) then return nil, no_time_for("send") end
   local key = state.key or reconcile.new_key()
   record(run.book, { event = "send", job = job.id, index = job.index, key = key, at = time(),
                  output = job.output, params = job.identity })
   local params = wait.create_params(job.create, deadline)
   params.idempotency_key, params.reconcile, params.max_retries = key, false, 0
-  local prompt = tostring(job.identity.prompt)
   run.flying[prompt] = (run.flying[prompt] or 0) + 1
   local video, err = wait.create(client, "generate_many", params, 1, format("jobs[%d]: ", job.index))
   run.flying[prompt] = run.flying[prompt] - 1
@@ -307,8 +315,8 @@ function batch.generate_many(client, jobs, opts)
       queue[#queue + 1] = job
     end
   end
-  -- what the jobs share: the journal, the pace of 429s, the creates in flight by prompt
-  local run = { book = book, pace = { until_time = 0 }, flying = {},
+  -- what the jobs share: the journal, the pace of 429s, the creates and looks in flight
+  local run = { book = book, pace = { until_time = 0 }, flying = {}, looking = {},
                 max_attempts = opts.max_attempts or DEFAULT_ATTEMPTS }
   local workers, next_job = {}, 1
   local function worker()
