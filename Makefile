@@ -274,8 +274,10 @@ fuzz-image: $(FUZZ_BUILD)/fuzz_image | $(FUZZ_BUILD)/corpus/image
 	  -timeout=10 -print_final_stats=1 corpus/image $(CURDIR)/fuzz/corpus/image
 
 # ---- soak: thousands of jobs under random faults, 1,000 connections, kill -9 mid-download --
-#   make soak                 2,000 jobs, 1,000 held connections, 50 kills (docs/reliability.md)
-#   make soak QUICK=1         200 jobs, 1,000 held connections, 20 kills: CI's run (< 2 min)
+#   make soak                 2,000 jobs, 1,000 held connections, 50 kills of a download and 50 of
+#                             a journaled batch of 500 jobs (docs/reliability.md)
+#   make soak QUICK=1         200 jobs, 1,000 held connections, 20 + 20 kills (a batch of 200):
+#                             CI's run (< 2 min)
 #   make soak-asan QUICK=1    the same with the module under the sanitizers
 #   SEED=n JOBS=n FAULT_RATE=0.2 CONCURRENCY=n KILLS=n override; a failing run prints the seed
 #   that replays it. Exits non-zero when a job is lost or corrupt, when descriptors do not
@@ -283,7 +285,7 @@ fuzz-image: $(FUZZ_BUILD)/fuzz_image | $(FUZZ_BUILD)/corpus/image
 #   "soak: N passed, N failed".
 .PHONY: soak soak-asan
 # `make bench` leaves these to `make soak`; SOAK_LUA=luajit (with LUA_VERSION=5.1) runs on LuaJIT.
-SOAK_SCRIPTS = bench/soak.lua bench/kill_download.lua
+SOAK_SCRIPTS = bench/soak.lua bench/kill_download.lua bench/batch_kill.lua
 SOAK_LUA ?= lua$(LUA_VERSION)
 SOAK_ARGS = $(if $(filter-out 0,$(QUICK)),--quick) $(if $(SEED),--seed $(SEED)) \
   $(if $(JOBS),--jobs $(JOBS)) $(if $(FAULT_RATE),--fault-rate $(FAULT_RATE)) \

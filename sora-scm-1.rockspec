@@ -42,7 +42,8 @@ build = {
       sources = { -- every file of csrc/ (one missing fails the build in spec/install_spec.lua)
         "csrc/args.c", "csrc/body.c", "csrc/buffer.c", "csrc/client.c", "csrc/compat.c",
         "csrc/core.c", "csrc/download.c", "csrc/endpoints.c", "csrc/error.c", "csrc/headers.c",
-        "csrc/idempotency.c", "csrc/image.c", "csrc/json.c", "csrc/loop.c", "csrc/marshal.c",
+        "csrc/idempotency.c", "csrc/image.c", "csrc/journal.c", "csrc/json.c", "csrc/loop.c",
+        "csrc/marshal.c",
         "csrc/media.c", "csrc/multipart.c", "csrc/outcome.c", "csrc/reference.c", "csrc/response.c",
         "csrc/retry.c", "csrc/transfer.c", "csrc/url.c", "csrc/video.c", "csrc/webhooks.c",
         "csrc/interrupt.c",

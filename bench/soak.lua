@@ -12,7 +12,8 @@
 -- Then, twice, 1,000 requests are held open at once against the same emulator (each answered
 -- after a delay) while a probe request must still be served, and the emulator's memory is read
 -- around each round; last, bench/kill_download.lua kills a downloading process with SIGKILL
--- again and again.
+-- again and again, and bench/batch_kill.lua does the same to a process running a journaled
+-- batch of 200 jobs (500 without --quick) until the batch is done.
 --
 -- Prints the seed, the counts, descriptors and RSS before and after, the emulator's requests,
 -- connections and memory, and the wall time; exits non-zero when a job is lost or corrupt,
@@ -333,12 +334,14 @@ local function hold_connections(control, base_url)
   end
 end
 
--- ---- the kill test (a child process) -------------------------------------------------------
+-- ---- the kill tests (child processes) -----------------------------------------------------
 
-local function run_kill_test()
+-- Runs bench/<name>.lua with the soak's kills and seed, printing its lines, and takes in the
+-- counts of its summary line ("<name>: N passed, N failed").
+local function run_child_test(name, what)
   local lua = arg[-1] or "lua5.4"
   local command = string.format("%s %s --kills %d --seed %d%s 2>&1", harness.shell_quote(lua),
-    harness.shell_quote(bench_dir .. "/kill_download.lua"), opts.kills, opts.seed,
+    harness.shell_quote(bench_dir .. "/" .. name .. ".lua"), opts.kills, opts.seed,
     opts.quick and " --quick" or "")
   print("\n== " .. command)
   local p = io.popen(command)
@@ -348,7 +351,7 @@ local function run_kill_test()
     lines[#lines + 1] = line
   end
   p:close()
-  checks:absorb(table.concat(lines, "\n"), "kill_download", "the kill test ran to its summary")
+  checks:absorb(table.concat(lines, "\n"), name, what)
 end
 
 -- ---- the run --------------------------------------------------------------------------------
@@ -466,7 +469,10 @@ local function main()
   checks:check(control:get("/stats") ~= nil, "the emulator still answers at the end")
   emulator:stop()
 
-  if not opts.no_kill then run_kill_test() end
+  if not opts.no_kill then
+    run_child_test("kill_download", "the kill test ran to its summary")
+    run_child_test("batch_kill", "the batch kill test ran to its summary")
+  end
   if tally.corrupt == 0 then remove_dir() else print("corrupt files kept in " .. dir) end
   print(string.format("\nwall time %.1f s, seed %d", harness.now() - wall, opts.seed))
   print(checks:summary())

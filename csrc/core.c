@@ -97,6 +97,7 @@ SORA_EXPORT int luaopen_sora_core(lua_State *L) {
   lua_setfield(L, -2, "_lua_dir");
   lua_pushcfunction(L, sora_raise_message);
   lua_setfield(L, -2, "_raise");
+  sora_open_journal(L);
   lua_pushcfunction(L, sora_push_random_key);
   lua_setfield(L, -2, "_random_key");
   lua_pushcfunction(L, core_now);

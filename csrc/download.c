@@ -162,7 +162,7 @@ int sora_download_whole(sora_transfer *t) {
 }
 
 /* fsync of the directory holding path: the rename itself survives a crash. */
-static int sync_directory(const char *path) {
+int sora_sync_directory(const char *path) {
   const char *slash = strrchr(path, '/');
   char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
   int fd, ok;
@@ -287,7 +287,7 @@ void sora_download_close(sora_transfer *t, int keep) {
     set_io_error(t, errno);
     keep = 0;
   }
-  if (keep && t->durable && !sync_directory(t->path)) set_io_error(t, errno); /* in place, not durable */
+  if (keep && t->durable && !sora_sync_directory(t->path)) set_io_error(t, errno); /* in place, not durable */
   if (!keep) remove(t->temp_path);
 }
 

@@ -315,6 +315,8 @@ SORA_HIDDEN curl_off_t sora_download_total(const sora_transfer *t);
 SORA_HIDDEN int sora_download_whole(sora_transfer *t);
 SORA_HIDDEN void sora_download_close(sora_transfer *t, int keep);
 SORA_HIDDEN const char *sora_download_check(const char *path); /* NULL: a download could write it */
+/* fsync of the directory holding path (download.c): a new name survives a crash; 0 on failure */
+SORA_HIDDEN int sora_sync_directory(const char *path);
 /* A replaced file, unlinked but still open, whose blocks are given back a slice at a time. */
 typedef struct sora_released {
   int fd;
@@ -411,6 +413,11 @@ SORA_HIDDEN void sora_set_idempotency_key(lua_State *L, sora_transfer *t, int pa
 SORA_HIDDEN int sora_push_random_key(lua_State *L); /* core._random_key() */
 /* webhooks (webhooks.c): HMAC-SHA256, base64, constant-time equality from libcrypto */
 SORA_HIDDEN int sora_open_webhooks(lua_State *L);
+/* a batch's journal (journal.c): durable appends, SHA-256 of files, Videos from records;
+ * sets core._append_durable, _sha256_file, _sha256, _video on the table on top */
+SORA_HIDDEN void sora_open_journal(lua_State *L);
+/* 2n lower-case hex digits of n bytes into out, no NUL added (journal.c) */
+SORA_HIDDEN void sora_hex_encode(const unsigned char *bytes, size_t n, char *out);
 
 SORA_EXPORT int luaopen_sora_core(lua_State *L);
 /* curl_global_init, once per Lua state, before its first client (`done`: a boolean upvalue) */

@@ -41,8 +41,8 @@ describe("sora exit codes", function()
           "docs/cli.md has no row for " .. name .. " = " .. code)
       end
     end
-    assert.are.equal(13, rows)
-    assert.are.same({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 130 }, (function()
+    assert.are.equal(14, rows)
+    assert.are.same({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 130 }, (function()
       local codes = {}
       for _, code in pairs(exit) do if type(code) == "number" then codes[#codes + 1] = code end end
       table.sort(codes)

@@ -179,6 +179,8 @@ function luv.attach(client, uv, opts) end
 ---@field concurrency? integer jobs at once (4)
 ---@field max_attempts? integer attempts of a job the server answers 429 (6)
 ---@field on_result? fun(i: integer, video: sora.Video|false, err: sora.Error?)|sora.Callable
+---@field journal? string a JSON Lines journal, fsync'd record by record; a rerun resumes from it
+---@field retry_failed? boolean run again the jobs the journal says failed (false)
 
 -- ---- values --------------------------------------------------------------------------------
 

@@ -269,4 +269,7 @@ function commands.character(ctx, args)
   ctx.printer:character(character)
 end
 
+-- `sora batch` (cli/batch.lua): returns its exit code
+commands.batch = require("sora.cli.batch").run
+
 return commands

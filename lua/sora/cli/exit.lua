@@ -15,6 +15,7 @@ exit.CONNECTION = 8     -- no connection, reset, DNS failure, TLS failure
 exit.TIMEOUT = 9        -- a request or a wait ran out of time
 exit.FAILED = 10        -- the video itself failed (moderation, internal error)
 exit.IO = 11            -- a local file cannot be read or written
+exit.BATCH = 12         -- `sora batch`: some jobs failed (listed on stderr); a rerun resumes
 exit.INTERRUPTED = 130  -- Ctrl-C (SIGINT), as shells report a command killed by it
 
 -- sora.Error kinds (README "Errors") to exit codes.

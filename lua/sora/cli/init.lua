@@ -143,6 +143,7 @@ local function run(args, printer)
   local ok, err = pcall(commands[args.command], ctx, args)
   client:close()
   if ok and err == nil then return exit.OK end
+  if ok and type(err) == "number" then return err end -- a command that chose its exit code
   if ok or require("sora").is_error(err) then
     printer:error(args.command, err)
     return exit.for_error(err)
@@ -176,6 +177,10 @@ function cli.main(argv)
     return exit.USAGE
   end
   if parsed.command == "emulator" then return emulator(parsed, printer) end
+  if parsed.command == "batch" then -- --dry-run and --status need no key and send nothing
+    local code = require("sora.cli.batch").offline(parsed)
+    if code then return code end
+  end
   return run(parsed, printer)
 end
 

@@ -122,6 +122,9 @@ local function add_commands(p)
   character:command("get", "Show a character (GET /videos/characters/{id}).")
     :argument("id", "The character's id.")
 
+  require("sora.cli.batch").declare(command(p, "batch", "Make many videos from a file of jobs, "
+    .. "resumable (a journal)."), number, integer)
+
   local emulator = command(p, "emulator", "Run the local emulator of the API (sora-emulator).")
   emulator:handle_options(false)
   emulator:argument("arguments", "Its options: see `sora emulator --help`."):args("*")
@@ -150,7 +153,8 @@ end
 function parser.new()
   local p = argparse("sora", "Make videos with the OpenAI Videos API (Sora) from the shell.")
     :epilog("Exit codes: 0 ok, 1 other, 2 usage, 3 bad request, 4 authentication, 5 not found,\n"
-      .. "6 rate limit, 7 server, 8 connection, 9 timeout, 10 video failed, 11 local file.\n"
+      .. "6 rate limit, 7 server, 8 connection, 9 timeout, 10 video failed, 11 local file,\n"
+      .. "12 jobs of a batch failed.\n"
       .. "Documentation: docs/cli.md.")
   p:command_target("command")
   p:require_command(false)
