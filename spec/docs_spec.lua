@@ -19,6 +19,7 @@
 local H = require "support.client"
 local cli = require "support.cli"
 local emulator = require "support.emulator"
+local tools = require "support.tools"
 
 local q = H.shell_quote
 local ROOT = os.getenv("PWD") or "."
@@ -177,7 +178,7 @@ local function run_love(dir, script, E)
   assert(os.execute("mkdir " .. q(game)))
   H.write(game .. "/conf.lua", LOVE_CONF)
   H.write(game .. "/main.lua", LOVE_MAIN:format(absolute(H.lpath()), build_51(), script))
-  return run_in(dir, "xvfb-run -a love " .. q(game), E, { XDG_DATA_HOME = dir })
+  return run_in(dir, tools.xvfb_run(game) .. " love " .. q(game), E, { XDG_DATA_HOME = dir })
 end
 
 local HOSTS = { nvim = { run = run_nvim, needs = { "nvim" } },

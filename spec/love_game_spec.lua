@@ -57,7 +57,9 @@ describe("examples/love, a LÖVE game under xvfb", function()
       SORA_LUA_PATH = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua",
       SORA_LUA_CPATH = root .. "/build/5.1/?.so", SORA_LOVE_AUTO = "1",
       SORA_LOVE_OUTPUT = output, SORA_LOVE_REPORT = report, XDG_DATA_HOME = dir }
-      .. " timeout 60 xvfb-run -a love " .. q(root .. "/examples/love") .. " </dev/null")
+      .. " timeout 60 " .. tools.xvfb_run(dir) .. " love " .. q(root .. "/examples/love")
+      .. " </dev/null")
+    if H.exists(dir .. "/xvfb.log") then out = out .. "\n--- xvfb.log\n" .. H.read(dir .. "/xvfb.log") end
     assert.is_true(H.exists(report), "no report; the game said: " .. out)
     return read_report(report), status, out, output
   end

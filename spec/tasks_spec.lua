@@ -291,14 +291,17 @@ describe("tasks", function()
 
     it("list (a for-in iterator over several pages; blocks on PUC 5.1)", function()
       for i = 1, 3 do assert(c:create{ prompt = "listed " .. i }) end
-      local n, pages = iterates({ method = "GET", path = "^/v1/videos$", times = 2 }, function()
+      local n = iterates({ method = "GET", path = "^/v1/videos$", times = 2 }, function()
         local count = 0
         for v in c:list{ limit = 2 } do
           assert(v.id)
           count = count + 1
         end
-        return count, #H.matching(E, "GET", "^/v1/videos$")
+        return count
       end)
+      -- counted here, not in the task: fetching and scanning the emulator's whole request log
+      -- inside the task made its last step(0) take a second under the gcstress pass
+      local pages = #H.matching(E, "GET", "^/v1/videos$")
       assert.is_true(n >= 5, tostring(n))
       assert.is_true(pages >= 3, tostring(pages))
     end)

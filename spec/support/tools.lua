@@ -60,4 +60,16 @@ function M.build_host()
   return true
 end
 
+-- The start of a shell command that runs an X client (LÖVE) under a virtual display of its
+-- own: `tools.xvfb_run(dir) .. " love game"`. xvfb-run takes a free display number (-a) and
+-- keeps its authority file and the X server's messages in `dir`, the caller's temporary
+-- directory. Left to itself it makes a directory in /tmp and removes it when the client
+-- exits; that removal failed now and then while several ran at once (make test-all runs
+-- five Luas together), and xvfb-run then exits 5 ("problem while cleaning up temporary
+-- directory") after a game that went well. With -f it makes no directory.
+function M.xvfb_run(dir)
+  local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+  return "xvfb-run -a -f " .. q(dir .. "/xvfb-auth") .. " -e " .. q(dir .. "/xvfb.log")
+end
+
 return M
