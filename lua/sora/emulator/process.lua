@@ -68,8 +68,8 @@ Emulator.__index = Emulator
 -- poll_after_ms, video_bytes, fault_rate, fault_seed, fault_kinds (a list), record_limit,
 -- max_connections, max_body_bytes, max_held_bytes, webhook_url, webhook_secret, idempotency,
 -- answer_delay_ms (as for sora.emulator.new), lua (the interpreter; default $SORA_EMULATOR_LUA
--- or lua5.4), log (a path for the request log; default none). Returns a handle with url, pid and stop;
--- raises if the server is not listening within 5 s.
+-- or lua5.4), log (a path for the request log; default none). Returns a handle with url, pid
+-- and stop; raises if the server is not listening within 5 s.
 function process.spawn(opts)
   opts = opts or {}
   local lua = opts.lua or os.getenv("SORA_EMULATOR_LUA") or "lua5.4"
