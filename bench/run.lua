@@ -7,7 +7,8 @@
 -- then their median over the rounds. Prints figures and writes bench/RESULTS.md; asserts no
 -- timing (a contender that fails, or answers wrongly, fails the run).
 --
---   lua5.4 bench/run.lua [--quick] [--rounds N] [--out FILE]
+--   lua5.4 bench/run.lua [--quick] [--rounds N] [--out FILE] [--only CASE]
+-- --only callgrind (or retrieve, list, ...) runs that one case alone and prints it, writing no file.
 -- Expects build/5.4 and build/5.1 modules and build/bench/limit (the Makefile's bench target).
 -- Node is skipped when `node` or the npm package cannot be had (installed under build/npm).
 local socket = require "socket"
@@ -15,13 +16,14 @@ package.path = "bench/?.lua;" .. package.path
 local nginx = require "support.nginx"
 
 local MiB = 1024 * 1024
-local QUICK, ROUNDS, OUT = false, nil, "bench/RESULTS.md"
+local QUICK, ROUNDS, OUT, ONLY = false, nil, "bench/RESULTS.md", nil
 do
   local i = 1
   while arg[i] do
     if arg[i] == "--quick" then QUICK = true
     elseif arg[i] == "--rounds" then i = i + 1; ROUNDS = tonumber(arg[i])
     elseif arg[i] == "--out" then i = i + 1; OUT = arg[i]
+    elseif arg[i] == "--only" then i = i + 1; ONLY = arg[i]
     else error("run.lua: unknown argument " .. arg[i], 0) end
     i = i + 1
   end
@@ -443,8 +445,13 @@ local function main()
   TMP = first_line("mktemp -d /tmp/sora-bench.XXXXXX")
   local big = { ["big_" .. math.floor(P.sink / MiB)] = P.sink, big_step = P.step_mb * 1000 * 1000 }
   if not QUICK then big.big_100 = 100 * MiB end
+  local single = ONLY and ({ retrieve = case_retrieve, list = case_list, tls_tasks = case_tls_tasks,
+    rss = case_rss, startup = case_startup, jobs = case_jobs, callgrind = case_callgrind })[ONLY]
+  if ONLY and not single then error("run.lua: --only: no case " .. ONLY, 0) end
+  if single then big = {} end -- only the download and step cases read the big files
   S = nginx.start(TMP, big)
   local ok, err = pcall(function()
+    if single then return single() end
     machine()
     out("## Results")
     out("")
@@ -466,6 +473,7 @@ local function main()
     io.stderr:write(tostring(err), "\n")
     os.exit(1)
   end
+  if single then return end
   local f = assert(io.open(OUT, "w"))
   f:write(table.concat(report, "\n"), "\n")
   f:close()
