@@ -257,6 +257,7 @@ struct sora_transfer {
   int io_errno;
   /* the integrity of responses and files (download.c) */
   int headers_read;                /* this response's headers have been read */
+  int header_block_ended;          /* its blank line came: what follows are trailers */
   curl_off_t range_end, range_total; /* from Content-Range, -1 when absent ("*" total too) */
   curl_off_t expected_total;       /* the whole body's size, from the first answer; -1 unknown */
   const char *invalid;             /* why the answer cannot be kept (static text), or NULL */
