@@ -77,6 +77,11 @@ typedef struct sora_handle {
   sora_buffer response;
   char errbuf[CURL_ERROR_SIZE];
   struct sora_handle *next_idle;
+  /* the engine's (transfer.c): options it sets once per handle, or again only when they change */
+  sora_transfer *transfer; /* whose request it carries: its callbacks' data is the handle */
+  int prepared;            /* the callbacks are set */
+  int origin_set;          /* credentials last set for: 0 none yet, 1 the API's origin, 2 another */
+  long stall_s;            /* the stall limit last set, in seconds (0: none, libcurl's default) */
 } sora_handle;
 
 /* The base URL taken apart (url.c): what every request URL starts and ends with, and the

@@ -200,7 +200,7 @@ static int is_blank_line(const char *line, size_t len) {
 }
 
 static size_t on_header(char *line, size_t size, size_t n, void *ud) {
-  sora_transfer *t = ud;
+  sora_transfer *t = ((sora_handle *)ud)->transfer;
   size_t len = size * n;
   if (is_status_line(line, len)) {
     reset_response(t);
@@ -257,7 +257,7 @@ static int slice_spent(sora_transfer *t) {
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
-  sora_transfer *t = ud;
+  sora_transfer *t = ((sora_handle *)ud)->transfer;
   size_t len = size * n;
   if (!t->headers_read) read_framing(t);
   if (t->endpoint->result != SORA_RESULT_CONTENT || !is_success(t->status)) return keep_body(t, data, len);
@@ -300,8 +300,10 @@ static long attempt_timeout_ms(const sora_transfer *t) {
 static void set_limits(CURL *easy, sora_transfer *t) {
   long stall_s = t->endpoint->result == SORA_RESULT_CONTENT ? (t->client->stall_timeout_ms + 999) / 1000 : 0;
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, attempt_timeout_ms(t));
+  if (t->handle->stall_s == stall_s) return; /* none for every request but downloads */
   curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, stall_s ? 1L : 0L);
   curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, stall_s);
+  t->handle->stall_s = stall_s;
 }
 
 /* The key goes only to the API's own origin: a redirect to storage elsewhere gets neither the
@@ -309,12 +311,28 @@ static void set_limits(CURL *easy, sora_transfer *t) {
  * of the prebuilt header lists (client.c), which the foreign list leaves out. */
 static void set_credentials(CURL *easy, sora_transfer *t) {
   sora_client *c = t->client;
-  curl_easy_setopt(easy, CURLOPT_HTTPAUTH, t->foreign_origin ? CURLAUTH_NONE : CURLAUTH_BEARER);
-  /* the base URL's userinfo, as libcurl uses it; never part of a URL string */
-  curl_easy_setopt(easy, CURLOPT_USERNAME, t->foreign_origin ? NULL : c->base.user);
-  curl_easy_setopt(easy, CURLOPT_PASSWORD, t->foreign_origin ? NULL : c->base.password);
+  int origin = t->foreign_origin ? 2 : 1;
+  if (t->handle->origin_set != origin) { /* the same for every request to the API's origin */
+    curl_easy_setopt(easy, CURLOPT_HTTPAUTH, t->foreign_origin ? CURLAUTH_NONE : CURLAUTH_BEARER);
+    /* the base URL's userinfo, as libcurl uses it; never part of a URL string */
+    curl_easy_setopt(easy, CURLOPT_USERNAME, t->foreign_origin ? NULL : c->base.user);
+    curl_easy_setopt(easy, CURLOPT_PASSWORD, t->foreign_origin ? NULL : c->base.password);
+    t->handle->origin_set = origin;
+  }
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER,
                    c->headers[t->foreign_origin ? SORA_HEADERS_FOREIGN : t->headers]);
+}
+
+/* The callbacks, the same for every request of a handle, are set on its first; their data is
+ * the handle, which says whose request it carries now (h->transfer). */
+static void prepare_handle(sora_handle *h) {
+  if (h->prepared) return;
+  curl_easy_setopt(h->easy, CURLOPT_PRIVATE, (char *)h);
+  curl_easy_setopt(h->easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(h->easy, CURLOPT_WRITEDATA, h);
+  curl_easy_setopt(h->easy, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(h->easy, CURLOPT_HEADERDATA, h);
+  h->prepared = 1;
 }
 
 static void finish(lua_State *L, sora_transfer *t);
@@ -338,11 +356,8 @@ void sora_transfer_start(lua_State *L, sora_transfer *t) {
   set_method(easy, t);
   set_limits(easy, t);
   set_credentials(easy, t);
-  curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)t);
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
-  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
+  prepare_handle(t->handle);
+  t->handle->transfer = t;
   if (curl_multi_add_handle(t->client->multi, easy) != CURLM_OK) {
     t->code = CURLE_FAILED_INIT;
     finish(L, t);
@@ -513,8 +528,10 @@ static void free_mime(sora_transfer *t) {
 static void finish(lua_State *L, sora_transfer *t) {
   sora_download_close(t, download_complete(t));
   free_mime(t);
-  curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, (void *)NULL);
-  curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, (void *)NULL); /* the body may be collected */
+  if (t->endpoint->result == SORA_RESULT_CONTENT) /* only a download sets a Range (download.c) */
+    curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, (void *)NULL);
+  if (t->body) /* the body may be collected */
+    curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, (void *)NULL);
   t->finished_at = sora_now();
   t->state = SORA_STATE_DONE;
   t->paused = 0;
