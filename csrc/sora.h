@@ -277,6 +277,7 @@ struct sora_transfer {
 
 SORA_HIDDEN sora_transfer *sora_transfer_new(lua_State *L, sora_client *c,
                                              const sora_endpoint *e, int client_idx);
+/* transfer_idx holds a transfer that sora_transfer_new made: it is not checked again. */
 SORA_HIDDEN void sora_transfer_begin(lua_State *L, int transfer_idx);
 /* What a transfer keeps alive, in its numbered slots (sora_push_slot, sora_set_slot): the
  * client, the JSON text curl points into, the sink and on_progress callables, what a callback
@@ -294,6 +295,7 @@ SORA_HIDDEN void sora_transfer_start(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code);
 SORA_HIDDEN void sora_transfer_abort(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_detach(lua_State *L, sora_transfer *t);
+/* transfer_idx holds a transfer its caller has checked (luaL_checkudata). */
 SORA_HIDDEN int sora_transfer_result(lua_State *L, int transfer_idx);
 /* Calls fn for each header of the final response, in the order they came (no trailers, no
  * 1xx, no proxy CONNECT, never the request's own); fn may raise. */

@@ -594,7 +594,7 @@ sora_transfer *sora_transfer_new(lua_State *L, sora_client *c, const sora_endpoi
 }
 
 void sora_transfer_begin(lua_State *L, int transfer_idx) {
-  sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
+  sora_transfer *t = lua_touserdata(L, transfer_idx); /* made by sora_transfer_new: no check */
   transfer_idx = sora_absindex(L, transfer_idx);
   anchor(L, t, transfer_idx);
   t->attempts = 1;
@@ -616,9 +616,8 @@ static sora_client *push_usable_client(lua_State *L, sora_transfer *t, int trans
   return t->client;
 }
 
-/* Blocks, driving every transfer of the client, until the one at transfer_idx is done. */
-static void drive_until_done(lua_State *L, int transfer_idx) {
-  sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
+/* Blocks, driving every transfer of the client, until t (at transfer_idx) is done. */
+static void drive_until_done(lua_State *L, sora_transfer *t, int transfer_idx) {
   transfer_idx = sora_absindex(L, transfer_idx);
   if (t->client) { /* refused from a callback even when done: the same call, the same rule */
     push_usable_client(L, t, transfer_idx, "wait");
@@ -636,11 +635,10 @@ static void drive_until_done(lua_State *L, int transfer_idx) {
 
 static int result_pinned(lua_State *L) { return sora_transfer_result(L, 2); }
 
-/* The result of the transfer at index 1, its client (if any) pinned while the response is
+/* The result of t, the transfer at index 1, its client (if any) pinned while the response is
  * turned into Lua values: a finalizer run by an allocation there cannot free the handle that
  * holds the response. */
-static int pinned_result(lua_State *L) {
-  sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
+static int pinned_result(lua_State *L, sora_transfer *t) {
   if (t->client == NULL) return sora_transfer_result(L, 1);
   lua_settop(L, 1);
   sora_push_slot(L, 1, SORA_SLOT_CLIENT); /* transfer, client */
@@ -665,11 +663,14 @@ static int transfer_done(lua_State *L) {
   return 1;
 }
 
-static int transfer_result(lua_State *L) { return pinned_result(L); }
+static int transfer_result(lua_State *L) {
+  return pinned_result(L, luaL_checkudata(L, 1, SORA_TRANSFER));
+}
 
 static int transfer_wait(lua_State *L) {
-  drive_until_done(L, 1);
-  return pinned_result(L);
+  sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER); /* checked once: 380 instructions */
+  drive_until_done(L, t, 1);
+  return pinned_result(L, t);
 }
 
 static int transfer_cancel(lua_State *L) {
