@@ -441,13 +441,16 @@ end
 
 local function main()
   local started = now()
+  local single = ONLY and ({ retrieve = case_retrieve, list = case_list, tls_tasks = case_tls_tasks,
+    rss = case_rss, startup = case_startup, jobs = case_jobs, callgrind = case_callgrind })[ONLY]
+  if ONLY and not single then
+    io.stderr:write("run.lua: --only: no case ", ONLY, "\n")
+    os.exit(2)
+  end
   node_sdk = find_node()
   TMP = first_line("mktemp -d /tmp/sora-bench.XXXXXX")
   local big = { ["big_" .. math.floor(P.sink / MiB)] = P.sink, big_step = P.step_mb * 1000 * 1000 }
   if not QUICK then big.big_100 = 100 * MiB end
-  local single = ONLY and ({ retrieve = case_retrieve, list = case_list, tls_tasks = case_tls_tasks,
-    rss = case_rss, startup = case_startup, jobs = case_jobs, callgrind = case_callgrind })[ONLY]
-  if ONLY and not single then error("run.lua: --only: no case " .. ONLY, 0) end
   if single then big = {} end -- only the download and step cases read the big files
   S = nginx.start(TMP, big)
   local ok, err = pcall(function()
