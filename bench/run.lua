@@ -469,6 +469,7 @@ local function main()
   TMP = first_line("mktemp -d /tmp/sora-bench.XXXXXX")
   local big = { ["big_" .. math.floor(P.sink / MiB)] = P.sink, big_step = P.step_mb * 1000 * 1000 }
   if not QUICK then big.big_100 = 100 * MiB end
+  if ONLY and ONLY ~= "download" and ONLY ~= "step" then big = {} end -- only they read the big files
   S = nginx.start(TMP, big)
   local ok, err = pcall(function()
     if ONLY then

@@ -312,6 +312,19 @@ static void copy_fields(lua_State *L, const sora_endpoint *e, const sora_field *
   }
 }
 
+/* Pushes the one empty table that stands for "no options" in every call given none: made once
+ * per Lua state, so that such a call (client:retrieve(id)) allocates nothing for its options.
+ * Nothing writes to an options copy, so it stays empty. */
+static void push_no_options(lua_State *L) {
+  static const char key = 0;
+  sora_rawgetp(L, LUA_REGISTRYINDEX, &key);
+  if (lua_istable(L, -1)) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  sora_rawsetp(L, LUA_REGISTRYINDEX, &key);
+}
+
 void sora_read_options(lua_State *L, const sora_endpoint *e, const sora_field *local, int params) {
   const sora_field *lists[3];
   int copy, i;
@@ -321,7 +334,7 @@ void sora_read_options(lua_State *L, const sora_endpoint *e, const sora_field *l
   params = sora_absindex(L, params);
   if (lua_isnoneornil(L, params)) { /* nothing given (client:retrieve(id)): an empty copy */
     for (i = 0; i < 3; i++) require_none(L, e, lists[i], params);
-    lua_newtable(L);
+    push_no_options(L);
     lua_replace(L, params);
     return;
   }

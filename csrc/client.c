@@ -905,10 +905,10 @@ static int collect_completed(lua_State *L, sora_client *c) {
   CURLMsg *msg;
   int queued, ended = 0;
   while ((msg = curl_multi_info_read(c->multi, &queued)) != NULL) {
-    sora_transfer *t = NULL;
+    sora_handle *h = NULL;
     if (msg->msg != CURLMSG_DONE) continue;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-    sora_transfer_completed(L, t, msg->data.result);
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&h);
+    sora_transfer_completed(L, h->transfer, msg->data.result);
     ended++;
   }
   return ended;

@@ -163,10 +163,11 @@ static int start_request(lua_State *L, const sora_endpoint *e, int dry_run) {
   sora_client *c = check_self(L, e);
   const char *id = NULL;
   size_t id_len = 0;
-  int params = 2, transfer;
+  int params = 2, transfer, given;
   sora_transfer *t;
   if (has_id(e)) id = check_id(L, e, params++, &id_len);
-  if (lua_isnoneornil(L, params) ? e->body && e->body->required : !lua_istable(L, params))
+  given = !lua_isnoneornil(L, params);
+  if (!given ? e->body && e->body->required : !lua_istable(L, params))
     sora_arg_error(L, e, params, "table expected, got %s", luaL_typename(L, params));
   lua_settop(L, params); /* self, [id,] options */
   /* from here on, params is a plain copy that anchors every value until the call returns */
@@ -174,7 +175,7 @@ static int start_request(lua_State *L, const sora_endpoint *e, int dry_run) {
   sora_check_usable(L, c, e->name); /* an __index of the options may have closed the client */
   t = sora_transfer_new(L, c, e, 1);
   transfer = lua_gettop(L);
-  apply_request_options(L, t, params);
+  if (given) apply_request_options(L, t, params); /* else the client's, from sora_transfer_new */
   sora_url_build(L, t, id, id_len, params);
   sora_encode_body(L, t, transfer, params); /* raises first for a bad file or field */
   if (sora_is_create_type(e)) sora_set_idempotency_key(L, t, params);

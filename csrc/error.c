@@ -30,6 +30,12 @@ int sora_has_key(const char *s, size_t len, const char *key) {
 void sora_copy_redacted(char *dest, size_t size, const char *value, size_t len, const char *key) {
   size_t out = 0, key_len = redacts(key) ? strlen(key) : 0;
   const char *end = value + len;
+  if (!sora_has_key(value, len, key)) { /* the usual text: one memchr, then a plain copy */
+    if (len > size - 1) len = size - 1;
+    memcpy(dest, value, len);
+    dest[len] = '\0';
+    return;
+  }
   while (value < end && out + 1 < size) {
     if (key_len && (size_t)(end - value) >= key_len && memcmp(value, key, key_len) == 0) {
       size_t n = strlen(SORA_REDACTED);

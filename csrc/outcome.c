@@ -196,7 +196,7 @@ static void push_outcome(lua_State *L, sora_transfer *t, int transfer_idx) {
 /* Converts the response once, keeps the values in the user value, and gives the handle back.
  * Pushes value, err (one of them nil); raises what a callback raised. */
 int sora_transfer_result(lua_State *L, int transfer_idx) {
-  sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
+  sora_transfer *t = lua_touserdata(L, transfer_idx); /* checked by its caller (transfer.c) */
   transfer_idx = sora_absindex(L, transfer_idx);
   /* at the program's line: the call may run pinned, under a pcall (transfer.c) */
   if (t->state != SORA_STATE_DONE) return sora_raise(L, "sora: the transfer has not finished");

@@ -77,6 +77,11 @@ typedef struct sora_handle {
   sora_buffer response;
   char errbuf[CURL_ERROR_SIZE];
   struct sora_handle *next_idle;
+  /* the engine's (transfer.c): options it sets once per handle, or again only when they change */
+  sora_transfer *transfer; /* whose request it carries: its callbacks' data is the handle */
+  int prepared;            /* the callbacks are set */
+  int origin_set;          /* credentials last set for: 0 none yet, 1 the API's origin, 2 another */
+  long stall_s;            /* the stall limit last set, in seconds (0: none, libcurl's default) */
 } sora_handle;
 
 /* The base URL taken apart (url.c): what every request URL starts and ends with, and the
@@ -257,6 +262,7 @@ struct sora_transfer {
   int io_errno;
   /* the integrity of responses and files (download.c) */
   int headers_read;                /* this response's headers have been read */
+  int header_block_ended;          /* its blank line came: what follows are trailers */
   curl_off_t range_end, range_total; /* from Content-Range, -1 when absent ("*" total too) */
   curl_off_t expected_total;       /* the whole body's size, from the first answer; -1 unknown */
   const char *invalid;             /* why the answer cannot be kept (static text), or NULL */
@@ -276,6 +282,7 @@ struct sora_transfer {
 
 SORA_HIDDEN sora_transfer *sora_transfer_new(lua_State *L, sora_client *c,
                                              const sora_endpoint *e, int client_idx);
+/* transfer_idx holds a transfer that sora_transfer_new made: it is not checked again. */
 SORA_HIDDEN void sora_transfer_begin(lua_State *L, int transfer_idx);
 /* What a transfer keeps alive, in its numbered slots (sora_push_slot, sora_set_slot): the
  * client, the JSON text curl points into, the sink and on_progress callables, what a callback
@@ -293,6 +300,7 @@ SORA_HIDDEN void sora_transfer_start(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_completed(lua_State *L, sora_transfer *t, CURLcode code);
 SORA_HIDDEN void sora_transfer_abort(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_detach(lua_State *L, sora_transfer *t);
+/* transfer_idx holds a transfer its caller has checked (luaL_checkudata). */
 SORA_HIDDEN int sora_transfer_result(lua_State *L, int transfer_idx);
 /* Calls fn for each header of the final response, in the order they came (no trailers, no
  * 1xx, no proxy CONNECT, never the request's own); fn may raise. */

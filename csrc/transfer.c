@@ -82,12 +82,14 @@ static int report_progress(sora_transfer *t) {
 }
 
 /* ---- the response's headers ----------------------------------------------------------- */
-/* libcurl frames the body and parses the status line and headers; sora reads what it needs
- * from there (CURLINFO_*, curl_easy_header) rather than from raw lines, so that trailers,
- * which come after the body, never count as headers of the response. */
+/* libcurl frames the body and parses the status line; sora reads the headers it acts on from
+ * the lines libcurl hands over, in one pass as they arrive (a lookup per name with
+ * curl_easy_header walks every header each time: 4 lookups cost 3,000 instructions a request).
+ * Lines after the header block's blank line are trailers, never headers of the response. */
 
-/* curl_easy_header came with libcurl 7.83; before it, the header lines that arrive before the
- * body are read by hand (build with -DSORA_NO_HEADER_API to test that path) */
+/* curl_easy_nextheader (every header, for with_response and errors) came with libcurl 7.83;
+ * before it, the lines of a response that asks for them are kept by hand (build with
+ * -DSORA_NO_HEADER_API to test that path) */
 #if LIBCURL_VERSION_NUM >= 0x075300 && !defined(SORA_NO_HEADER_API)
 #define HAVE_HEADER_API 1
 #endif
@@ -101,7 +103,7 @@ static void copy_value(char *dest, size_t size, const char *value, size_t len) {
 /* Forgets what the previous response said: a new one begins (100 Continue, a redirect...). */
 static void reset_response(sora_transfer *t) {
   t->status = 0;
-  t->headers_read = 0;
+  t->headers_read = t->header_block_ended = 0;
   t->request_id[0] = t->content_type[0] = '\0';
   t->poll_after_ms = -1;
   t->retry_after_s = t->retry_after_ms_s = -1;
@@ -121,47 +123,30 @@ static void keep_content_range(sora_transfer *t, const char *value, size_t len) 
   t->range_total = total;
 }
 
+/* Whether the header `name` is the lower-case literal `lower`: lengths first, as most of a
+ * response's headers are none of those sora acts on. */
+#define NAMED(name, name_len, lower) \
+  ((name_len) == sizeof(lower) - 1 && sora_header_is(name, name_len, lower))
+
 /* Texts a server sends may carry the key it was given: redacted before they are cut. */
 static void keep_header(sora_transfer *t, const char *name, size_t name_len, const char *value,
                         size_t len) {
   const char *key = t->client->api_key;
-  if (sora_header_is(name, name_len, "x-request-id"))
+  if (NAMED(name, name_len, "x-request-id"))
     sora_copy_redacted(t->request_id, sizeof t->request_id, value, len, key);
-  else if (sora_header_is(name, name_len, "content-type"))
+  else if (NAMED(name, name_len, "content-type"))
     sora_copy_redacted(t->content_type, sizeof t->content_type, value, len, key);
-  else if (sora_header_is(name, name_len, "content-range"))
+  else if (NAMED(name, name_len, "content-range"))
     keep_content_range(t, value, len);
-  else if (sora_header_is(name, name_len, "openai-poll-after-ms"))
+  else if (NAMED(name, name_len, "openai-poll-after-ms"))
     t->poll_after_ms = (long)sora_parse_count(value, len);
-  else if (sora_header_is(name, name_len, "x-should-retry"))
+  else if (NAMED(name, name_len, "x-should-retry"))
     t->should_retry = sora_parse_bool(value, len);
-  else if (sora_header_is(name, name_len, "retry-after-ms"))
+  else if (NAMED(name, name_len, "retry-after-ms"))
     t->retry_after_ms_s = sora_parse_retry_after_ms(value, len);
-  else if (sora_header_is(name, name_len, "retry-after"))
+  else if (NAMED(name, name_len, "retry-after"))
     t->retry_after_s = sora_parse_retry_after(value, len, time(NULL));
 }
-
-#ifdef HAVE_HEADER_API
-/* Keeps those of `names` (NULL-ended) that the response itself has (origin CURLH_HEADER: no
- * trailers, no 1xx). Each lookup walks every header of the response. */
-static void read_headers(sora_transfer *t, const char *const *names) {
-  struct curl_header *h;
-  for (; *names; names++) {
-    if (curl_easy_header(t->handle->easy, *names, 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
-      keep_header(t, *names, strlen(*names), h->value, strlen(h->value));
-  }
-}
-
-/* The headers sora acts on, once the header block is complete; those that time a retry only
- * when the status is not a success (nothing is retried then). */
-static void read_named_headers(sora_transfer *t) {
-  static const char *const always[] = {"x-request-id", "content-type", "content-range",
-                                       "openai-poll-after-ms", NULL};
-  static const char *const retry_timing[] = {"x-should-retry", "retry-after-ms", "retry-after", NULL};
-  read_headers(t, always);
-  if (!is_success(t->status)) read_headers(t, retry_timing);
-}
-#endif
 
 /* ---- every header, for with_response and error objects (response.c) -------------------- */
 
@@ -215,7 +200,7 @@ static int is_blank_line(const char *line, size_t len) {
 }
 
 static size_t on_header(char *line, size_t size, size_t n, void *ud) {
-  sora_transfer *t = ud;
+  sora_transfer *t = ((sora_handle *)ud)->transfer;
   size_t len = size * n;
   if (is_status_line(line, len)) {
     reset_response(t);
@@ -224,18 +209,16 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
 #endif
   } else if (is_blank_line(line, len)) {
     curl_easy_getinfo(t->handle->easy, CURLINFO_RESPONSE_CODE, &t->status);
-#ifdef HAVE_HEADER_API
-    read_named_headers(t);
-#endif
-  } else {
-#ifndef HAVE_HEADER_API
+    t->header_block_ended = 1;
+  } else if (!t->header_block_ended) {
     const char *name, *value;
     size_t name_len, value_len;
-    if (!t->headers_read && sora_header_split(line, len, &name, &name_len, &value, &value_len)) {
-      keep_header(t, name, name_len, value, value_len); /* lines after the body are trailers */
+    if (sora_header_split(line, len, &name, &name_len, &value, &value_len)) {
+      keep_header(t, name, name_len, value, value_len);
+#ifndef HAVE_HEADER_API
       if (t->keep_header_lines) keep_line(t, name, name_len, value, value_len);
-    }
 #endif
+    }
   }
   return len;
 }
@@ -274,7 +257,7 @@ static int slice_spent(sora_transfer *t) {
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
-  sora_transfer *t = ud;
+  sora_transfer *t = ((sora_handle *)ud)->transfer;
   size_t len = size * n;
   if (!t->headers_read) read_framing(t);
   if (t->endpoint->result != SORA_RESULT_CONTENT || !is_success(t->status)) return keep_body(t, data, len);
@@ -317,8 +300,10 @@ static long attempt_timeout_ms(const sora_transfer *t) {
 static void set_limits(CURL *easy, sora_transfer *t) {
   long stall_s = t->endpoint->result == SORA_RESULT_CONTENT ? (t->client->stall_timeout_ms + 999) / 1000 : 0;
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, attempt_timeout_ms(t));
+  if (t->handle->stall_s == stall_s) return; /* none for every request but downloads */
   curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, stall_s ? 1L : 0L);
   curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, stall_s);
+  t->handle->stall_s = stall_s;
 }
 
 /* The key goes only to the API's own origin: a redirect to storage elsewhere gets neither the
@@ -326,13 +311,29 @@ static void set_limits(CURL *easy, sora_transfer *t) {
  * of the prebuilt header lists (client.c), which the foreign list leaves out. */
 static void set_credentials(CURL *easy, sora_transfer *t) {
   sora_client *c = t->client;
-  curl_easy_setopt(easy, CURLOPT_HTTPAUTH, t->foreign_origin ? CURLAUTH_NONE : CURLAUTH_BEARER);
-  /* the base URL's userinfo, as libcurl uses it; never part of a URL string */
-  curl_easy_setopt(easy, CURLOPT_USERNAME, t->foreign_origin ? NULL : c->base.user);
-  curl_easy_setopt(easy, CURLOPT_PASSWORD, t->foreign_origin ? NULL : c->base.password);
+  int origin = t->foreign_origin ? 2 : 1;
+  if (t->handle->origin_set != origin) { /* the same for every request to the API's origin */
+    curl_easy_setopt(easy, CURLOPT_HTTPAUTH, t->foreign_origin ? CURLAUTH_NONE : CURLAUTH_BEARER);
+    /* the base URL's userinfo, as libcurl uses it; never part of a URL string */
+    curl_easy_setopt(easy, CURLOPT_USERNAME, t->foreign_origin ? NULL : c->base.user);
+    curl_easy_setopt(easy, CURLOPT_PASSWORD, t->foreign_origin ? NULL : c->base.password);
+    t->handle->origin_set = origin;
+  }
   if (t->foreign_origin) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers[SORA_HEADERS_FOREIGN]);
   else if (t->request_headers) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->request_headers);
   else curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers[t->headers]);
+}
+
+/* The callbacks, the same for every request of a handle, are set on its first; their data is
+ * the handle, which says whose request it carries now (h->transfer). */
+static void prepare_handle(sora_handle *h) {
+  if (h->prepared) return;
+  curl_easy_setopt(h->easy, CURLOPT_PRIVATE, (char *)h);
+  curl_easy_setopt(h->easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(h->easy, CURLOPT_WRITEDATA, h);
+  curl_easy_setopt(h->easy, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(h->easy, CURLOPT_HEADERDATA, h);
+  h->prepared = 1;
 }
 
 static void finish(lua_State *L, sora_transfer *t);
@@ -356,11 +357,8 @@ void sora_transfer_start(lua_State *L, sora_transfer *t) {
   set_method(easy, t);
   set_limits(easy, t);
   set_credentials(easy, t);
-  curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)t);
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
-  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
+  prepare_handle(t->handle);
+  t->handle->transfer = t;
   if (curl_multi_add_handle(t->client->multi, easy) != CURLM_OK) {
     t->code = CURLE_FAILED_INIT;
     finish(L, t);
@@ -543,8 +541,10 @@ static void free_mime(sora_transfer *t) {
 static void finish(lua_State *L, sora_transfer *t) {
   sora_download_close(t, download_complete(t));
   free_mime(t);
-  curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, (void *)NULL);
-  curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, (void *)NULL); /* the body may be collected */
+  if (t->endpoint->result == SORA_RESULT_CONTENT) /* only a download sets a Range (download.c) */
+    curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, (void *)NULL);
+  if (t->body) /* the body may be collected */
+    curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, (void *)NULL);
   t->finished_at = sora_now();
   t->state = SORA_STATE_DONE;
   t->paused = 0;
@@ -607,7 +607,7 @@ sora_transfer *sora_transfer_new(lua_State *L, sora_client *c, const sora_endpoi
 }
 
 void sora_transfer_begin(lua_State *L, int transfer_idx) {
-  sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
+  sora_transfer *t = lua_touserdata(L, transfer_idx); /* made by sora_transfer_new: no check */
   transfer_idx = sora_absindex(L, transfer_idx);
   anchor(L, t, transfer_idx);
   t->attempts = 1;
@@ -629,9 +629,8 @@ static sora_client *push_usable_client(lua_State *L, sora_transfer *t, int trans
   return t->client;
 }
 
-/* Blocks, driving every transfer of the client, until the one at transfer_idx is done. */
-static void drive_until_done(lua_State *L, int transfer_idx) {
-  sora_transfer *t = luaL_checkudata(L, transfer_idx, SORA_TRANSFER);
+/* Blocks, driving every transfer of the client, until t (at transfer_idx) is done. */
+static void drive_until_done(lua_State *L, sora_transfer *t, int transfer_idx) {
   transfer_idx = sora_absindex(L, transfer_idx);
   if (t->client) { /* refused from a callback even when done: the same call, the same rule */
     push_usable_client(L, t, transfer_idx, "wait");
@@ -649,11 +648,10 @@ static void drive_until_done(lua_State *L, int transfer_idx) {
 
 static int result_pinned(lua_State *L) { return sora_transfer_result(L, 2); }
 
-/* The result of the transfer at index 1, its client (if any) pinned while the response is
+/* The result of t, the transfer at index 1, its client (if any) pinned while the response is
  * turned into Lua values: a finalizer run by an allocation there cannot free the handle that
  * holds the response. */
-static int pinned_result(lua_State *L) {
-  sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
+static int pinned_result(lua_State *L, sora_transfer *t) {
   if (t->client == NULL) return sora_transfer_result(L, 1);
   lua_settop(L, 1);
   sora_push_slot(L, 1, SORA_SLOT_CLIENT); /* transfer, client */
@@ -680,11 +678,14 @@ static int transfer_done(lua_State *L) {
   return 1;
 }
 
-static int transfer_result(lua_State *L) { return pinned_result(L); }
+static int transfer_result(lua_State *L) {
+  return pinned_result(L, luaL_checkudata(L, 1, SORA_TRANSFER));
+}
 
 static int transfer_wait(lua_State *L) {
-  drive_until_done(L, 1);
-  return pinned_result(L);
+  sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER); /* checked once: 380 instructions */
+  drive_until_done(L, t, 1);
+  return pinned_result(L, t);
 }
 
 static int transfer_cancel(lua_State *L) {

@@ -209,6 +209,28 @@ describe("sora.new", function()
   end)
 
   describe("the prebuilt header lists", function()
+    it("go with the key again on the request after a redirect to another origin (the same handle)", function()
+      local E2 = emulator.start{ job_seconds = 0.2 }
+      local ok, failure = pcall(function()
+        local c = sora.new{ api_key = KEY, base_url = E.url, max_retries = 0 }
+        local video = assert(c:create{ prompt = "redirected, then retrieved" })
+        assert(video:wait{ timeout = 30, interval = 0.05 })
+        E2:fault{ method = "GET", path = "^/v1/storage/", action = "respond", status = 200, times = 2,
+                  headers = { ["content-type"] = "video/mp4" }, body = "STORED" }
+        E:fault{ method = "GET", path = "/content$", action = "respond", status = 302, body = "", times = 2,
+                 headers = { location = E2.url .. "/storage/abc" } }
+        for _ = 1, 2 do
+          assert.are.equal("STORED", assert(c:download_content(video.id)))
+          assert.is_nil(E2:last_request().headers.authorization)
+          assert(c:retrieve(video.id)) -- the emulator refuses a request without the key
+          assert.are.equal(E.bearer(KEY), E:last_request().headers.authorization)
+        end
+        c:close()
+      end)
+      E2:stop()
+      assert(ok, failure)
+    end)
+
     it("carry exactly one User-Agent and one credential on every kind of request", function()
       local c = sora.new{ api_key = KEY, base_url = E.url }
       local video = assert(c:create{ prompt = "json" })

@@ -33,6 +33,17 @@ local routes = {
     return head("200 OK", { JSON, "Transfer-Encoding: chunked", "Trailer: X-Trail" })
       .. string.format("%x\r\n", #VIDEO) .. VIDEO .. "\r\n0\r\nX-Trail: late\r\n\r\n"
   end,
+  -- the trailers say what the headers did not: an id, a type, a delay that sora must not take
+  lateid = function()
+    return head("200 OK", { JSON, "X-Request-Id: req_head", "Transfer-Encoding: chunked" })
+      .. string.format("%x\r\n", #VIDEO) .. VIDEO
+      .. "\r\n0\r\nX-Request-Id: req_trailer\r\nContent-Type: text/html\r\n"
+      .. "Openai-Poll-After-Ms: 1\r\n\r\n"
+  end,
+  emptylate = function()
+    return head("503 Service Unavailable", { "Transfer-Encoding: chunked" })
+      .. "0\r\nX-Request-Id: req_trailer\r\nRetry-After: 7\r\n\r\n"
+  end,
   busy = function()
     return answer("503 Service Unavailable", { "Content-Type: text/plain", "X-Multi: 1",
                                                "X-Multi: 2", "X-Echo: " .. KEY }, "busy")
@@ -87,6 +98,16 @@ describe("with_response against a raw server", function()
     local headers, resp = retrieve("bare")
     assert.is_nil(next(headers))
     assert.is_nil(resp.request_id)
+  end)
+
+  it("takes the request id and the timing headers from the header block, never the trailers", function()
+    local _, resp = retrieve("lateid")
+    assert.are.equal("req_head", resp.request_id)
+    local video, err = c:retrieve("video_emptylate") -- no body: the trailers come right after the headers
+    assert.is_nil(video)
+    assert.are.equal(503, err.status)
+    assert.is_nil(err.request_id)
+    assert.is_nil(err.retry_after)
   end)
 
   it("never shows the key a server echoes, nor the request's own headers", function()
