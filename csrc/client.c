@@ -765,11 +765,37 @@ static int push_call(lua_State *L, sora_callback *cb, int uv) {
   return 2;
 }
 
+/* The text of the error value at 1, as tostring gives it (a __tostring of an error object
+ * included); a value without one is named by its type. Run protected: __tostring may raise. */
+static int error_text(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER) {
+    lua_tostring(L, 1);
+    return 1;
+  }
+  if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+  lua_pushfstring(L, "(an error object of type %s)", luaL_typename(L, 1));
+  return 1;
+}
+
+/* Writes what a log function raised (the value on top, popped) to stderr: the request goes on.
+ * printf is never given NULL, whatever was raised. */
+static void report_log_error(lua_State *L) {
+  lua_pushcfunction(L, error_text);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != 0 || lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "(an error object whose __tostring failed)");
+  }
+  fprintf(stderr, "sora: the log function failed: %s\n", lua_tostring(L, -1));
+  lua_pop(L, 1);
+}
+
 /* Keeps what a transfer's callback raised in the transfer's user value, for its result to
  * raise once libcurl has returned; a log function's error goes to stderr. */
 static void keep_error(lua_State *L, sora_callback *cb, int uv) {
   if (cb->t == NULL) {
-    fprintf(stderr, "sora: the log function failed: %s\n", lua_tostring(L, -1));
+    lua_pushvalue(L, -1);
+    report_log_error(L);
     return;
   }
   lua_getfield(L, uv, "transfers"); /* err, transfers */
@@ -1237,7 +1263,7 @@ static int client_log(lua_State *L) {
   lua_getfield(L, -1, "log");
   lua_pushvalue(L, 3);
   lua_pushstring(L, level == SORA_LOG_DEBUG ? "debug" : "info");
-  if (lua_pcall(L, 2, 0, 0) != 0) fprintf(stderr, "sora: the log function failed: %s\n", lua_tostring(L, -1));
+  if (lua_pcall(L, 2, 0, 0) != 0) report_log_error(L);
   return 0;
 }
 
