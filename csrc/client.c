@@ -1274,7 +1274,7 @@ static int client_new(lua_State *L) {
     lua_settop(L, 0);
     lua_newtable(L);
   }
-  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_istable(L, 1)) sora_bad_argument(L, "new", 1, "table expected, got %s", luaL_typename(L, 1));
   lua_settop(L, 1);
   sora_init_curl(L, lua_upvalueindex(1));
   c = lua_newuserdata(L, sizeof *c); /* opts, client */

@@ -140,8 +140,13 @@ describe("sora.new", function()
       end
     end)
 
-    it("raises for a non-table argument", function()
-      assert.has_error(function() sora.new("sk-test") end)
+    it("raises for a non-table argument, naming 'new' at the caller's line", function()
+      for _, value in ipairs{ "sk-test", 5, true } do
+        local ok, err = pcall(sora.new, value)
+        assert.is_false(ok)
+        assert.matches("^spec/client_config_spec%.lua:%d+: bad argument #1 to 'new' %(table expected, got "
+          .. type(value) .. "%)$", err)
+      end
     end)
 
     it("raises for out-of-range numbers", function()
