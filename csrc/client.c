@@ -155,9 +155,26 @@ static int is_blank(const char *value, size_t len) {
   return len == 0;
 }
 
+/* Headers sora writes for each request: a client-wide one would break it. Content-Length or
+ * Transfer-Encoding frames the body wrong (cut short, or a hang to the timeout: a create that
+ * may be billed), Content-Type breaks multipart, and one Idempotency-Key for every call makes
+ * each later create a 422 (it is a per-call option). */
+static const char *const OWN_HEADERS[] = {"Content-Length", "Transfer-Encoding", "Content-Type",
+                                          "Idempotency-Key" /* last: named by the message */, NULL};
+
+static void check_not_own(lua_State *L, const char *name) {
+  int i;
+  for (i = 0; OWN_HEADERS[i]; i++) {
+    if (strcasecmp(name, OWN_HEADERS[i]) == 0)
+      sora_bad_argument(L, "new", 1, "header '%s' is sora's to set, per request%s", name,
+                        OWN_HEADERS[i + 1] == NULL ? " (the per-call option idempotency_key)" : "");
+  }
+}
+
 static void add_user_header(lua_State *L, struct curl_slist **list, const char *name,
                             size_t name_len, const char *value, size_t value_len) {
   if (!is_token(name, name_len)) sora_bad_argument(L, "new", 1, "invalid header name '%s'", name);
+  check_not_own(L, name);
   check_header_text(L, "a header value", value, value_len);
   if (is_blank(value, value_len)) {
     lua_pushfstring(L, "%s;", name); /* sent as "Name:", empty, as the user asked */

@@ -160,6 +160,21 @@ describe("sora.new", function()
       assert.matches("base_url must start with http", err)
     end)
 
+    it("raises for a header sora writes itself per request (framing, content type, idempotency)", function()
+      -- a client-wide Content-Length cut a create's body short (or hung it to its timeout),
+      -- Content-Type broke multipart creates, one Idempotency-Key made every later create 422
+      for _, name in ipairs{ "Content-Length", "transfer-encoding", "CONTENT-TYPE", "Idempotency-Key" } do
+        local ok, err = pcall(sora.new, { api_key = H.KEY, base_url = E.url, headers = { [name] = "5" } })
+        assert.is_false(ok, name)
+        assert.matches("^spec/client_config_spec%.lua:%d+: bad argument #1 to 'new' %(header '"
+          .. name:gsub("%-", "%%-") .. "' is sora's to set", err)
+      end
+      local out = H.run_child([[require("sora").new{}]],
+        { OPENAI_CUSTOM_HEADERS = "X-Fine: 1\nContent-Length: 5", OPENAI_API_KEY = H.KEY })
+      assert.matches("header 'Content%-Length' is sora's to set", out)
+      assert.are.equal(0, #E:requests())
+    end)
+
     it("raises for header values and names with CR or LF", function()
       local ok, err = pcall(sora.new, { api_key = H.KEY, headers = { ["X-A"] = "a\r\nX-Evil: 1" } })
       assert.is_false(ok)
