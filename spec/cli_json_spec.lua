@@ -127,6 +127,19 @@ end
     assert.are.equal(before, #S:requests()) -- nothing sent
   end)
 
+  it("download -o - is a usage error: stdout cannot hold both the bytes and the JSON", function()
+    local before = #S:requests()
+    local r = sora({ "--json", "download", "video_nulls", "-o", "-" })
+    assert.are.equal(2, r.code, r.stderr)
+    assert_json(r)
+    local lines = cli.lines(r.stdout)
+    assert.are.equal(1, #lines, r.stdout)
+    local err = cli.decode(lines[1]).error
+    assert.are.equal("usage", err.kind)
+    assert.matches("%-%-json", err.message)
+    assert.are.equal(before, #S:requests()) -- nothing sent
+  end)
+
   it("without --json, a usage error leaves stdout empty", function()
     local r = sora({ "get" })
     assert.are.equal(2, r.code)
