@@ -114,11 +114,16 @@ static double number_option(lua_State *L, int opts, const char *name, double fal
   return value > 1e9 ? 1e9 : value;
 }
 
+/* A header value is text (RFC 9110 5.5): no CR, LF or NUL (a header injected), and no other
+ * control character but a tab (servers refuse it, or pass it on to whoever reads logs). */
 static void check_header_text(lua_State *L, const char *what, const char *s, size_t len) {
   size_t i;
   for (i = 0; i < len; i++) {
-    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '\r' || ch == '\n' || ch == '\0')
       sora_bad_argument(L, "new", 1, "%s contains CR, LF or NUL", what);
+    if ((ch < 32 && ch != '\t') || ch == 127)
+      sora_bad_argument(L, "new", 1, "%s contains a control character (byte %d)", what, (int)ch);
   }
 }
 

@@ -175,6 +175,19 @@ describe("sora.new", function()
       assert.are.equal(0, #E:requests())
     end)
 
+    it("raises for a header value with any other control character; a tab is text", function()
+      for _, bad in ipairs{ "a\1b", "a\127b", "\27[31mred", "a\11b" } do
+        local ok, err = pcall(sora.new, { api_key = H.KEY, headers = { ["X-A"] = bad } })
+        assert.is_false(ok, bad)
+        assert.matches("bad argument #1 to 'new' %(a header value contains a control character", err)
+      end
+      local ok, err = pcall(sora.new, { api_key = H.KEY .. "\127" })
+      assert.is_false(ok)
+      assert.matches("control character", err)
+      assert.is_nil(tostring(err):find(H.KEY, 1, true)) -- the key is not in its own error
+      sora.new{ api_key = H.KEY, headers = { ["X-A"] = "a\tb", ["X-U"] = "caf\195\169" } }:close()
+    end)
+
     it("raises for header values and names with CR or LF", function()
       local ok, err = pcall(sora.new, { api_key = H.KEY, headers = { ["X-A"] = "a\r\nX-Evil: 1" } })
       assert.is_false(ok)
