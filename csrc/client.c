@@ -114,11 +114,16 @@ static double number_option(lua_State *L, int opts, const char *name, double fal
   return value > 1e9 ? 1e9 : value;
 }
 
+/* A header value is text (RFC 9110 5.5): no CR, LF or NUL (a header injected), and no other
+ * control character but a tab (servers refuse it, or pass it on to whoever reads logs). */
 static void check_header_text(lua_State *L, const char *what, const char *s, size_t len) {
   size_t i;
   for (i = 0; i < len; i++) {
-    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '\r' || ch == '\n' || ch == '\0')
       sora_bad_argument(L, "new", 1, "%s contains CR, LF or NUL", what);
+    if ((ch < 32 && ch != '\t') || ch == 127)
+      sora_bad_argument(L, "new", 1, "%s contains a control character (byte %d)", what, (int)ch);
   }
 }
 
@@ -155,9 +160,26 @@ static int is_blank(const char *value, size_t len) {
   return len == 0;
 }
 
+/* Headers sora writes for each request: a client-wide one would break it. Content-Length or
+ * Transfer-Encoding frames the body wrong (cut short, or a hang to the timeout: a create that
+ * may be billed), Content-Type breaks multipart, and one Idempotency-Key for every call makes
+ * each later create a 422 (it is a per-call option). */
+static const char *const OWN_HEADERS[] = {"Content-Length", "Transfer-Encoding", "Content-Type",
+                                          "Idempotency-Key" /* last: named by the message */, NULL};
+
+static void check_not_own(lua_State *L, const char *name) {
+  int i;
+  for (i = 0; OWN_HEADERS[i]; i++) {
+    if (strcasecmp(name, OWN_HEADERS[i]) == 0)
+      sora_bad_argument(L, "new", 1, "header '%s' is sora's to set, per request%s", name,
+                        OWN_HEADERS[i + 1] == NULL ? " (the per-call option idempotency_key)" : "");
+  }
+}
+
 static void add_user_header(lua_State *L, struct curl_slist **list, const char *name,
                             size_t name_len, const char *value, size_t value_len) {
   if (!is_token(name, name_len)) sora_bad_argument(L, "new", 1, "invalid header name '%s'", name);
+  check_not_own(L, name);
   check_header_text(L, "a header value", value, value_len);
   if (is_blank(value, value_len)) {
     lua_pushfstring(L, "%s;", name); /* sent as "Name:", empty, as the user asked */
@@ -765,11 +787,37 @@ static int push_call(lua_State *L, sora_callback *cb, int uv) {
   return 2;
 }
 
+/* The text of the error value at 1, as tostring gives it (a __tostring of an error object
+ * included); a value without one is named by its type. Run protected: __tostring may raise. */
+static int error_text(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER) {
+    lua_tostring(L, 1);
+    return 1;
+  }
+  if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+  lua_pushfstring(L, "(an error object of type %s)", luaL_typename(L, 1));
+  return 1;
+}
+
+/* Writes what a log function raised (the value on top, popped) to stderr: the request goes on.
+ * printf is never given NULL, whatever was raised. */
+static void report_log_error(lua_State *L) {
+  lua_pushcfunction(L, error_text);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != 0 || lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "(an error object whose __tostring failed)");
+  }
+  fprintf(stderr, "sora: the log function failed: %s\n", lua_tostring(L, -1));
+  lua_pop(L, 1);
+}
+
 /* Keeps what a transfer's callback raised in the transfer's user value, for its result to
  * raise once libcurl has returned; a log function's error goes to stderr. */
 static void keep_error(lua_State *L, sora_callback *cb, int uv) {
   if (cb->t == NULL) {
-    fprintf(stderr, "sora: the log function failed: %s\n", lua_tostring(L, -1));
+    lua_pushvalue(L, -1);
+    report_log_error(L);
     return;
   }
   lua_getfield(L, uv, "transfers"); /* err, transfers */
@@ -1237,7 +1285,7 @@ static int client_log(lua_State *L) {
   lua_getfield(L, -1, "log");
   lua_pushvalue(L, 3);
   lua_pushstring(L, level == SORA_LOG_DEBUG ? "debug" : "info");
-  if (lua_pcall(L, 2, 0, 0) != 0) fprintf(stderr, "sora: the log function failed: %s\n", lua_tostring(L, -1));
+  if (lua_pcall(L, 2, 0, 0) != 0) report_log_error(L);
   return 0;
 }
 
@@ -1248,7 +1296,7 @@ static int client_new(lua_State *L) {
     lua_settop(L, 0);
     lua_newtable(L);
   }
-  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_istable(L, 1)) sora_bad_argument(L, "new", 1, "table expected, got %s", luaL_typename(L, 1));
   lua_settop(L, 1);
   sora_init_curl(L, lua_upvalueindex(1));
   c = lua_newuserdata(L, sizeof *c); /* opts, client */

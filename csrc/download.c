@@ -161,10 +161,15 @@ int sora_download_whole(sora_transfer *t) {
   return t->expected_total < 0 || t->received == t->expected_total;
 }
 
+/* The directory holding path (malloc'd), or NULL when out of memory. */
+static char *directory_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
 /* fsync of the directory holding path: the rename itself survives a crash. */
 int sora_sync_directory(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  char *dir = directory_of(path);
   int fd, ok;
   if (dir == NULL) return 0;
   fd = open(dir, O_RDONLY | O_CLOEXEC);
@@ -208,7 +213,10 @@ static int close_file(sora_transfer *t, int keep) {
  *    any other (a write lease is granted only then; without leases, or when the lease is
  *    refused, the file is closed at once and the kernel frees it when its last user lets go).
  * 4. Downloaded bytes take the replaced file's permission bits, never its setuid, setgid or
- *    sticky bit (target_mode): those belonged to the old program, not to a server's bytes. */
+ *    sticky bit (target_mode): those belonged to the old program, not to a server's bytes.
+ * 5. The temporary file is reached through the directory it was made in (dir_fd), never again
+ *    by its path: a directory moved away during the download (another put in its place) still
+ *    gives it up, moved to the path named, or removed, so nothing is left behind anywhere. */
 
 /* Whether the unlinked file open at fd is seen by no one else: no name, no other descriptor. */
 static int seen_only_here(int fd, const struct stat *st) {
@@ -223,12 +231,13 @@ static int seen_only_here(int fd, const struct stat *st) {
 #endif
 }
 
-/* Unlinks the old file at path; its space is released later when it is large and only ours. */
-static void release_later(sora_transfer *t, const char *path) {
+/* Unlinks the old file, now at the temporary name; its space is released later when it is
+ * large and only ours. */
+static void release_later(sora_transfer *t) {
   struct stat st;
   sora_released *r;
-  int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  unlink(path);
+  int fd = openat(t->dir_fd, t->temp_name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  unlinkat(t->dir_fd, t->temp_name, 0);
   if (fd < 0) return; /* unlink freed it already */
   r = NULL;
   if (t->client && fstat(fd, &st) == 0 && st.st_size > 0 && seen_only_here(fd, &st)) r = malloc(sizeof *r);
@@ -263,20 +272,21 @@ void sora_download_release(sora_released **list, off_t slice) {
  * 180 ms at the end of a 300 MB download. A durable download has synced already. */
 static int move_into_place(sora_transfer *t) {
 #ifdef RENAME_EXCHANGE
-  if (!t->durable && renameat2(AT_FDCWD, t->temp_path, AT_FDCWD, t->path, RENAME_EXCHANGE) == 0) {
-    struct stat old; /* now at temp_path */
-    if (lstat(t->temp_path, &old) == 0 && !S_ISREG(old.st_mode) && !S_ISLNK(old.st_mode)) {
-      renameat2(AT_FDCWD, t->temp_path, AT_FDCWD, t->path, RENAME_EXCHANGE); /* put it back */
+  if (!t->durable && renameat2(t->dir_fd, t->temp_name, AT_FDCWD, t->path, RENAME_EXCHANGE) == 0) {
+    struct stat old; /* now at the temporary name */
+    if (fstatat(t->dir_fd, t->temp_name, &old, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(old.st_mode) &&
+        !S_ISLNK(old.st_mode)) {
+      renameat2(t->dir_fd, t->temp_name, AT_FDCWD, t->path, RENAME_EXCHANGE); /* put it back */
       t->not_regular = 1;
       errno = EINVAL;
       return 0;
     }
-    release_later(t, t->temp_path);
+    release_later(t);
     return 1;
   }
   /* no target yet (ENOENT), or a system without the exchange: a plain rename */
 #endif
-  return rename(t->temp_path, t->path) == 0;
+  return renameat(t->dir_fd, t->temp_name, AT_FDCWD, t->path) == 0;
 }
 
 /* Closes the temporary file and moves it into place when keep is set, else removes it. */
@@ -288,7 +298,21 @@ void sora_download_close(sora_transfer *t, int keep) {
     keep = 0;
   }
   if (keep && t->durable && !sora_sync_directory(t->path)) set_io_error(t, errno); /* in place, not durable */
-  if (!keep) remove(t->temp_path);
+  if (!keep) unlinkat(t->dir_fd, t->temp_name, 0);
+  close(t->dir_fd);
+  t->dir_fd = -1;
+}
+
+/* Opens the directory path is in (dir_fd) and points temp_name at temp_path's last part. */
+static int open_directory(sora_transfer *t, const char *path) {
+  const char *slash = strrchr(path, '/');
+  char *dir = directory_of(path);
+  if (dir == NULL) return set_io_error(t, ENOMEM);
+  t->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  free(dir);
+  if (t->dir_fd < 0) return set_io_error(t, errno);
+  t->temp_name = t->temp_path + (slash ? (size_t)(slash - path) + 1 : 0);
+  return 1;
 }
 
 static mode_t current_umask(void) {
@@ -342,14 +366,20 @@ int sora_download_open(sora_transfer *t, const char *path) {
   if (!sora_buffer_reserve(&t->content, FILE_WRITE_BYTES)) return set_io_error(t, ENOMEM);
   memcpy(t->temp_path, path, path_len);
   memcpy(t->temp_path + path_len, TEMP_SUFFIX, sizeof TEMP_SUFFIX); /* with its NUL */
+  if (!open_directory(t, path)) return 0;
   fd = make_temp(t->temp_path);
-  if (fd < 0) return set_io_error(t, errno);
-  fchmod(fd, mode); /* mkstemp makes 0600 */
-  t->file = fdopen(fd, "wb");
+  if (fd >= 0) {
+    fchmod(fd, mode); /* mkstemp makes 0600 */
+    t->file = fdopen(fd, "wb");
+  }
   if (t->file == NULL) {
     int err = errno;
-    close(fd);
-    remove(t->temp_path);
+    if (fd >= 0) {
+      close(fd);
+      unlinkat(t->dir_fd, t->temp_name, 0);
+    }
+    close(t->dir_fd);
+    t->dir_fd = -1;
     return set_io_error(t, err);
   }
   setvbuf(t->file, NULL, _IONBF, 0); /* gather writes whole 16 KiB; stdio would copy again */

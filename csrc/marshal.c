@@ -156,7 +156,9 @@ static int check_id(lua_State *L, int t, const char *what, const char *field, in
 /* Requires t to be an object; pushes a message and returns 0 otherwise. */
 static int check_object(lua_State *L, int t, const char *what) {
   if (lua_istable(L, t)) return 1;
-  lua_pushfstring(L, "expected a %s object, got a JSON %s", what, luaL_typename(L, t));
+  /* cjson's null is a light userdata: named as JSON names it */
+  lua_pushfstring(L, "expected a %s object, got a JSON %s", what,
+                  lua_islightuserdata(L, t) ? "null" : luaL_typename(L, t));
   return 0;
 }
 

@@ -253,6 +253,8 @@ struct sora_transfer {
   int has_progress;
   FILE *file;
   char *path, *temp_path;
+  int dir_fd;                      /* the directory the temporary file was made in (with file) */
+  const char *temp_name;           /* temp_path's last component, in dir_fd */
   sora_buffer content;             /* the body of a SORA_SINK_STRING download */
   curl_off_t received;             /* bytes delivered to the destination, across attempts */
   curl_off_t resume_from;          /* the Range start of this attempt, 0 for none */

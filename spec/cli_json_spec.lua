@@ -18,8 +18,13 @@ local function answer(status, body)
   return head(status, { "Content-Type: application/json", "Content-Length: " .. #body,
                         "x-request-id: req_raw" }) .. body
 end
+-- numbers past a double's range (JSON's grammar has no limit): cjson reads them as +-inf
+local HUGE = '{"id":"video_huge","object":"video","created_at":1e300,"status":"completed",'
+  .. '"model":"sora-2","progress":1e400,"seconds":"4","size":"720x1280","prompt":"p",'
+  .. '"expires_at":-1e400,"metadata":{"big":[1e400,-1e400]}}'
 return function(req)
   if req.path == "/v1/videos/video_nulls" then return answer("200 OK", VIDEO) end
+  if req.path == "/v1/videos/video_huge" then return answer("200 OK", HUGE) end
   if req.path:match("^/v1/videos%??") and req.method == "GET" and not req.path:find("/v1/videos/") then
     return answer("200 OK", '{"object":"list","data":[' .. VIDEO .. ',' .. VIDEO
       .. '],"first_id":"video_nulls","last_id":"video_nulls","has_more":false}')
@@ -59,6 +64,20 @@ end
     -- each byte that is not UTF-8 became U+FFFD; the rest of the text is kept
     assert.are.equal("a boat \239\191\189\239\191\189 on \239\191\189 water "
       .. "\239\191\189\239\191\189\239\191\189 end", v.prompt)
+  end)
+
+  it("get: numbers past a double's range are null in JSON, and shown as they are for people", function()
+    local r = sora({ "--json", "get", "video_huge" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert_json(r)
+    local v = cli.decode(cli.lines(r.stdout)[1])
+    assert.are.equal("video_huge", v.id)
+    assert.are.equal(require("cjson").null, v.progress)
+    assert.are.equal(require("cjson").null, v.metadata.big[2])
+    r = sora({ "get", "video_huge" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("video_huge", r.stdout)
+    assert.matches("created%s+1e%+300", r.stdout)
   end)
 
   it("list: one valid JSON object per line", function()
@@ -105,6 +124,19 @@ end
     assert.are.equal(2, r.code, r.stderr)
     assert_json(r)
     assert.are.equal("usage", cli.decode(r.stdout).error.kind)
+    assert.are.equal(before, #S:requests()) -- nothing sent
+  end)
+
+  it("download -o - is a usage error: stdout cannot hold both the bytes and the JSON", function()
+    local before = #S:requests()
+    local r = sora({ "--json", "download", "video_nulls", "-o", "-" })
+    assert.are.equal(2, r.code, r.stderr)
+    assert_json(r)
+    local lines = cli.lines(r.stdout)
+    assert.are.equal(1, #lines, r.stdout)
+    local err = cli.decode(lines[1]).error
+    assert.are.equal("usage", err.kind)
+    assert.matches("%-%-json", err.message)
     assert.are.equal(before, #S:requests()) -- nothing sent
   end)
 

@@ -140,8 +140,13 @@ describe("sora.new", function()
       end
     end)
 
-    it("raises for a non-table argument", function()
-      assert.has_error(function() sora.new("sk-test") end)
+    it("raises for a non-table argument, naming 'new' at the caller's line", function()
+      for _, value in ipairs{ "sk-test", 5, true } do
+        local ok, err = pcall(sora.new, value)
+        assert.is_false(ok)
+        assert.matches("^spec/client_config_spec%.lua:%d+: bad argument #1 to 'new' %(table expected, got "
+          .. type(value) .. "%)$", err)
+      end
     end)
 
     it("raises for out-of-range numbers", function()
@@ -153,6 +158,34 @@ describe("sora.new", function()
       local ok, err = pcall(sora.new, { api_key = H.KEY, base_url = "ftp://example.com/v1" })
       assert.is_false(ok)
       assert.matches("base_url must start with http", err)
+    end)
+
+    it("raises for a header sora writes itself per request (framing, content type, idempotency)", function()
+      -- a client-wide Content-Length cut a create's body short (or hung it to its timeout),
+      -- Content-Type broke multipart creates, one Idempotency-Key made every later create 422
+      for _, name in ipairs{ "Content-Length", "transfer-encoding", "CONTENT-TYPE", "Idempotency-Key" } do
+        local ok, err = pcall(sora.new, { api_key = H.KEY, base_url = E.url, headers = { [name] = "5" } })
+        assert.is_false(ok, name)
+        assert.matches("^spec/client_config_spec%.lua:%d+: bad argument #1 to 'new' %(header '"
+          .. name:gsub("%-", "%%-") .. "' is sora's to set", err)
+      end
+      local out = H.run_child([[require("sora").new{}]],
+        { OPENAI_CUSTOM_HEADERS = "X-Fine: 1\nContent-Length: 5", OPENAI_API_KEY = H.KEY })
+      assert.matches("header 'Content%-Length' is sora's to set", out)
+      assert.are.equal(0, #E:requests())
+    end)
+
+    it("raises for a header value with any other control character; a tab is text", function()
+      for _, bad in ipairs{ "a\1b", "a\127b", "\27[31mred", "a\11b" } do
+        local ok, err = pcall(sora.new, { api_key = H.KEY, headers = { ["X-A"] = bad } })
+        assert.is_false(ok, bad)
+        assert.matches("bad argument #1 to 'new' %(a header value contains a control character", err)
+      end
+      local ok, err = pcall(sora.new, { api_key = H.KEY .. "\127" })
+      assert.is_false(ok)
+      assert.matches("control character", err)
+      assert.is_nil(tostring(err):find(H.KEY, 1, true)) -- the key is not in its own error
+      sora.new{ api_key = H.KEY, headers = { ["X-A"] = "a\tb", ["X-U"] = "caf\195\169" } }:close()
     end)
 
     it("raises for header values and names with CR or LF", function()

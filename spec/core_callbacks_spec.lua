@@ -115,6 +115,27 @@ describe("callbacks", function()
       assert.matches("the log broke", out, 1, true)
       assert.matches("stack traceback:", out, 1, true)
     end)
+    it("of a log function that are not strings are shown as tostring shows them", function()
+      local script = [[
+        local sora = require "sora"
+        local raised = { setmetatable({}, { __tostring = function() return "AN OBJECT" end }),
+                         false, "text" }
+        local n = 0
+        local c = sora.new{ api_key = "sk-test", base_url = BASE, max_retries = 0, log = function()
+          n = n + 1
+          error(raised[n])
+        end }
+        for _ = 1, 3 do c:retrieve("video_none") end
+        local _, err = c:retrieve("video_none")
+        print("KIND " .. err.kind)
+      ]]
+      local out = H.run_child((script:gsub("BASE", string.format("%q", E.url))))
+      assert.matches("KIND not_found", out, 1, true)
+      assert.matches("sora: the log function failed: AN OBJECT", out, 1, true)
+      assert.matches("sora: the log function failed: (an error object of type boolean)", out, 1, true)
+      assert.matches("sora: the log function failed: [^\n]*:9: text", out)
+      assert.is_nil(out:find("(null)", 1, true))
+    end)
   end)
 
   describe("callables", function()

@@ -119,6 +119,23 @@ describe("a replaced download never harms what sora did not name", function()
     assert.are.equal(20 * MB, #H.read(target))
   end)
 
+  it("leaves nothing behind in a directory moved away during the download", function()
+    local here, moved = dir .. "/d", dir .. "/d-moved"
+    assert(os.execute("mkdir " .. H.shell_quote(here)))
+    local done = false
+    local ok, err = c:download_content(video.id, { path = here .. "/v.mp4", on_progress = function()
+      if done then return end
+      done = true -- the directory named is replaced: moved away, a new one in its place
+      assert(os.execute("mv " .. H.shell_quote(here) .. " " .. H.shell_quote(moved)
+        .. " && mkdir " .. H.shell_quote(here)))
+    end })
+    assert.is_true(done)
+    assert.is_true(ok, tostring(err))
+    assert.are.equal(20 * MB, #H.read(here .. "/v.mp4")) -- at the path named, whole
+    assert.are.same({}, H.ls(moved))                       -- no temporary file left there
+    assert.are.same({ "v.mp4" }, H.ls(here))
+  end)
+
   it("gives downloaded bytes no setuid, setgid or sticky bit", function()
     for _, bits in ipairs{ "4755", "2755", "6755", "1644" } do
       local target = dir .. "/mode-" .. bits .. ".mp4"

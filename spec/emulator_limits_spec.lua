@@ -209,6 +209,38 @@ describe("emulator limits", function()
       assert.are.equal(413, status)
     end)
 
+    it("frames a body one way only: Transfer-Encoding with Content-Length is refused, then closed", function()
+      local body = '{"prompt":"x"}'
+      local chunked = string.format("%x\r\n%s\r\n0\r\n\r\n", #body, body)
+      local c = connect()
+      assert(c:send(auth_head("POST", "/v1/videos", "Content-Type: application/json\r\n"
+        .. "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n") .. chunked
+        .. auth_head("GET", "/v1/videos", "\r\n")))   -- smuggled behind it
+      local status, headers = response(c)
+      assert.are.equal(400, status)
+      assert.are.equal("close", headers.connection)
+      assert.is_nil((response(c)))                   -- the smuggled request is not served
+      c:close()
+      assert.are.equal(0, E:stats().videos)
+    end)
+
+    it("answers a transfer coding other than chunked 501, never reading it as chunked", function()
+      local body = '{"prompt":"x"}'
+      local chunked = string.format("%x\r\n%s\r\n0\r\n\r\n", #body, body)
+      for _, coding in ipairs{ "xchunked", "gzip, chunked", "chunked, chunked", "identity", "chunked;q=1" } do
+        local status, headers = exchange(auth_head("POST", "/v1/videos", "Content-Type: application/json\r\n"
+          .. "Transfer-Encoding: " .. coding .. "\r\n\r\n") .. chunked)
+        assert.are.equal(501, status, coding)
+        assert.are.equal("close", headers.connection)
+      end
+      for _, coding in ipairs{ "chunked", "Chunked", " CHUNKED " } do
+        local status = exchange(auth_head("POST", "/v1/videos", "Content-Type: application/json\r\n"
+          .. "Transfer-Encoding: " .. coding .. "\r\n\r\n") .. chunked)
+        assert.are.equal(200, status, coding)
+      end
+      assert.are.equal(3, E:stats().videos)
+    end)
+
     it("refuses a chunk size that overflows", function()
       local status = exchange(auth_head("POST", "/v1/videos",
         "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"

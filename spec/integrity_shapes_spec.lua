@@ -198,6 +198,17 @@ describe("integrity of server data", function()
       assert.are.equal("invalid_response", err.kind)
       assert.matches("item 2 of 'data'", err.message, 1, true)
     end)
+
+    it("with a null or a number for a video names it as JSON does", function()
+      for _, case in ipairs{ { cjson.null, "null" }, { 5, "number" }, { "v", "string" } } do
+        E:fault{ method = "GET", path = "^/v1/videos$", action = "respond", status = 200,
+                 body = page_with{ data = { video:to_table(), case[1] } } }
+        local ok, err = pcall(first_page)
+        assert.is_false(ok)
+        assert.are.equal("invalid_response", err.kind)
+        assert.matches("item 2 of 'data': expected a video object, got a JSON " .. case[2], err.message, 1, true)
+      end
+    end)
   end)
 
   describe("a character", function()

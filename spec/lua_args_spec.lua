@@ -114,6 +114,11 @@ describe("argument checks of the Lua layer", function()
         "bad argument #1 to 'list' (option 'order' must be a string, got number)")
       assert.has_error(function() c:pages("desc") end,
         "bad argument #1 to 'pages' (table expected, got string)")
+      -- integral but past any integer: refused by the public call, not later by list_page
+      assert.has_error(function() c:list{ limit = 1e20 } end,
+        "bad argument #1 to 'list' (option 'limit' must be an integer, got 1e+20)")
+      assert.has_error(function() c:pages{ limit = -2 ^ 64 } end,
+        "bad argument #1 to 'pages' (option 'limit' must be an integer, got -1.844674407371e+19)")
       assert.are.equal(0, #E:requests())
     end)
   end)

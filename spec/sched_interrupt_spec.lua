@@ -145,6 +145,14 @@ describe("Ctrl-C during the sora command", function()
     { "download to stdout, its request stalled", { "download", "ID", "-o", "-" },
       { method = "GET", path = "/content" } },
     { "wait, between two polls", { "wait", "ID", "--interval", "60", "--progress", "none" } },
+    { "wait, its poll stalled", { "wait", "ID", "--progress", "none" },
+      { method = "GET", path = "/videos/video_[%w_]+$" } },
+    { "list --all, its request stalled", { "list", "--all" }, { method = "GET", path = "/videos$" } },
+    { "generate, its create stalled", { "generate", "a storm", "-o", "g1.mp4" },
+      { method = "POST", path = "/videos$" } },
+    { "generate, while it waits", { "generate", "a storm", "-o", "g2.mp4", "--interval", "60" } },
+    { "generate, its poll stalled", { "generate", "a storm", "-o", "g3.mp4" },
+      { method = "GET", path = "/videos/video_[%w_]+$" } },
   }
   for _, phase in ipairs(phases) do
     it("exits 130 at once: " .. phase[1], function()

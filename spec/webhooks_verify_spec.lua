@@ -104,7 +104,7 @@ describe("sora.webhooks.verify", function()
   end)
 
   it("refuses a timestamp that is not Unix seconds before looking at the signature", function()
-    for _, bad in ipairs{ "", "soon", "1758941485.5", "-1758941485", " 1758941485", "1e9",
+    for _, bad in ipairs{ "soon", "1758941485.5", "-1758941485", " 1758941485", "1e9",
                           "1234567890123456" } do
       local h = webhooks.sign(BODY, SECRET)
       h["webhook-timestamp"] = bad
@@ -122,6 +122,20 @@ describe("sora.webhooks.verify", function()
     local h = webhooks.sign(BODY, SECRET)
     h["webhook-id"] = { "a", "b" }
     refused("headers", "'webhook%-id' must be a string, got table", BODY, h, SECRET)
+  end)
+
+  it("refuses an empty header as missing, as the reference libraries do, even when signed", function()
+    local t = tostring(os.time())
+    local key = core.webhooks.base64_decode(SECRET:sub(#"whsec_" + 1))
+    for _, name in ipairs{ "webhook-id", "webhook-timestamp", "webhook-signature" } do
+      local h = { ["webhook-id"] = "msg_1", ["webhook-timestamp"] = t }
+      h[name] = ""
+      -- a signature made over the empty value: only the emptiness can refuse it
+      h["webhook-signature"] = "v1," .. b64(core.webhooks.hmac_sha256(key,
+        h["webhook-id"] .. "." .. h["webhook-timestamp"] .. "." .. BODY))
+      h[name] = ""
+      refused("headers", "header '" .. name:gsub("%-", "%%-") .. "' is empty", BODY, h, SECRET)
+    end
   end)
 
   it("refuses, never raises, for any header value that is not a string", function()

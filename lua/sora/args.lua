@@ -4,7 +4,7 @@
 -- position is the program's line: the first caller outside sora's own modules, as the C core's
 -- sora_raise finds it, however deep in the layer the check runs.
 local debug, error, type, tostring, pairs, rawget = debug, error, type, tostring, pairs, rawget
-local format, floor, huge = string.format, math.floor, math.huge
+local format, floor = string.format, math.floor
 
 local args = {}
 
@@ -49,8 +49,9 @@ local KINDS = {
   table = { type = "table", says = "a table" },
   callable = { says = "a function", check = args.is_callable },
   any = { says = "anything" }, -- checked by its caller
+  -- within lua_Integer's range (2^63 either way), as the C core's fields take it
   integer = { type = "number", says = "an integer",
-              check = function(v) return floor(v) == v and v > -huge and v < huge end },
+              check = function(v) return floor(v) == v and v >= -2 ^ 63 and v < 2 ^ 63 end },
   duration = { type = "number", says = "a non-negative number",
                check = function(v) return v >= 0 end }, -- false for NaN
   count = { type = "number", says = "a positive integer",

@@ -61,7 +61,8 @@ end
 
 -- The three webhook headers, found whatever the case of their names: { id =, timestamp =,
 -- signature = }, or nil, err. A name given twice (in two cases) must carry one value. A value
--- that is not a string (a number, a table, ...) is refused, as HTTP gives only text.
+-- that is not a string (a number, a table, ...) is refused, as HTTP gives only text, and so is
+-- an empty one.
 local function webhook_headers(headers)
   local found = {}
   for name, value in pairs(headers) do
@@ -78,6 +79,8 @@ local function webhook_headers(headers)
   end
   for name, field in pairs(NAMES) do
     if not found[field] then return refused("headers", "header '%s' is missing", name) end
+    -- the reference libraries take an empty header for a missing one, whatever it signs
+    if found[field] == "" then return refused("headers", "header '%s' is empty", name) end
   end
   return found
 end

@@ -243,6 +243,10 @@ end
 -- To a file (atomically, by sora), or with `-o -` to stdout as it arrives.
 function commands.download(ctx, args)
   local variant = args.variant
+  if args.output == "-" and ctx.printer.json then -- one stdout: the video's bytes or JSON
+    check.fail("download", 1, "option 'output': '-' (stdout) cannot hold the video and --json's "
+      .. "JSON; give a file name, or leave out --json")
+  end
   if args.output ~= "-" then
     local result, err = download_to(ctx, args.id, variant,
       args.output or default_output(args.id, variant))

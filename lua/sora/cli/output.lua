@@ -7,7 +7,7 @@
 -- every line written here passes through `redact` for the key the user gave.
 local cjson = require "cjson"
 
-local format, concat, floor = string.format, table.concat, math.floor
+local format, concat, floor, huge = string.format, table.concat, math.floor, math.huge
 local byte, sub = string.byte, string.sub
 local type, pairs, tostring = type, pairs, tostring
 
@@ -90,9 +90,11 @@ local function valid_utf8(s)
 end
 
 -- A copy of a value fit for cjson: Videos become their fields, nested tables are copied,
--- text becomes valid UTF-8; cjson.null (a light userdata, inside a field) stays null.
+-- text becomes valid UTF-8; cjson.null (a light userdata, inside a field) stays null, and so
+-- does a number JSON cannot write (a server's 1e400 is read as inf), as JSON.stringify does.
 local function plain(value)
   if type(value) == "string" then return valid_utf8(value) end
+  if type(value) == "number" and not (value > -huge and value < huge) then return cjson.null end
   if type(value) == "userdata" and value ~= cjson.null then return plain(value:to_table()) end
   if type(value) ~= "table" then return value end
   local copy = {}
@@ -107,9 +109,11 @@ end
 
 -- ---- for people ------------------------------------------------------------------------------
 
+-- A time a server sent, as UTC; one os.date cannot show (1e300, inf) is shown as the number.
 local function date(seconds)
   if type(seconds) ~= "number" then return nil end
-  return os.date("!%Y-%m-%d %H:%M:%S UTC", floor(seconds))
+  local ok, text = pcall(os.date, "!%Y-%m-%d %H:%M:%S UTC", floor(seconds))
+  return ok and text or format("%.14g", seconds)
 end
 
 local function one_line(text, width)

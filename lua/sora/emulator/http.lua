@@ -34,7 +34,7 @@ http.reasons = {
   [409] = "Conflict", [410] = "Gone", [413] = "Payload Too Large", [414] = "URI Too Long",
   [416] = "Range Not Satisfiable", [422] = "Unprocessable Entity",
   [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
-  [500] = "Internal Server Error", [502] = "Bad Gateway",
+  [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
   [503] = "Service Unavailable", [504] = "Gateway Timeout",
 }
 
@@ -305,9 +305,16 @@ end
 -- Reads the body into the sink chosen for the request; nil, message, status when it is
 -- refused. A body over the sink's limit is refused before a byte of it is read.
 local function read_body(conn, req, sink)
-  local te = (req.headers["transfer-encoding"] or ""):lower()
+  local te = req.headers["transfer-encoding"]
   local length = req.headers["content-length"]
-  local chunked = te:find("chunked", 1, true) ~= nil
+  local chunked = te ~= nil
+  -- One framing only (RFC 9112 6.1, 6.3): chunked applied once is the coding read; any other
+  -- (gzip, xchunked, chunked twice) is 501, and Transfer-Encoding beside Content-Length, a
+  -- smuggling attempt, 400: both close the connection, so nothing behind them is served.
+  if te and te:lower():match("^[ \t]*(.-)[ \t]*$") ~= "chunked" then
+    return nil, "the transfer coding '" .. te:sub(1, 40) .. "' is not supported", 501
+  end
+  if te and length then return nil, "both Transfer-Encoding and Content-Length", 400 end
   if not chunked and not length then return "" end
   if length and not length:match("^%d+$") then return nil, "bad length", 400 end
   length = tonumber(length)
@@ -328,7 +335,7 @@ local function read_body(conn, req, sink)
 end
 
 -- Reads one request (head and body); nil, reason, status when there is none: status is
--- the answer due (400, 413, 414, 431), nil when the peer has gone. body_sink(req), when
+-- the answer due (400, 413, 414, 431, 501), nil when the peer has gone. body_sink(req), when
 -- given, returns the sink for a request's body ({ limit, write(self, bytes) -> true | nil,
 -- message, status; finish(self) -> body[, parts] }), whose finish gives req.body and
 -- req.parts; by default the body is held whole, up to http.limits.held_bytes.
