@@ -387,6 +387,16 @@ int sora_download_open(sora_transfer *t, const char *path) {
   return 1;
 }
 
+/* Whether the directory that holds file_path's file exists (cutting file_path there): an
+ * ENOENT from a create in a directory that exists (Linux's /proc) is no missing directory. */
+static int parent_exists(char *file_path) {
+  struct stat st;
+  char *slash = strrchr(file_path, '/');
+  if (slash == NULL) return 1; /* the current directory */
+  slash[slash == file_path ? 1 : 0] = '\0';
+  return stat(file_path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* Whether a download could be written to path, checked before anything is paid for (generate
  * creates a video first): the target is absent or a regular file, and a temporary file can be
  * made beside it, which is what a download does first. Trying is the only honest test: access(2)
@@ -414,6 +424,7 @@ const char *sora_download_check(const char *path) {
     close(fd);
     remove(temp_path);
   }
+  if (fd < 0 && err == ENOENT && parent_exists(temp_path)) err = EACCES;
   free(temp_path);
   if (fd >= 0) return NULL;
   if (err == ENOENT) return "no such directory";

@@ -64,6 +64,12 @@ describe("sora exit codes", function()
       { { "get" }, "missing argument 'id'" },
       { { "list", "--limit" }, "option '--limit' requires an argument" },
       { { "list", "--bogus" }, "unknown option '--bogus'" },
+      -- a positional argument typed as an option, or misspelt as one: say how it is given
+      { { "generate", "--prompt", "a boat" },
+        "unknown option '--prompt': <prompt> is an argument, given without an option name" },
+      { { "generate", "--promt", "a boat" },
+        "unknown option '--promt': <prompt> is an argument, given without an option name" },
+      { { "get", "--id", "video_1" }, "unknown option '--id': <id> is an argument" },
       { { "list", "--limit", "ten" }, "a non-negative integer expected, got 'ten'" },
       { { "list", "--order", "sideways" }, "--order" },
       { { "download", "v", "--variant", "poster" }, "--variant" },

@@ -270,7 +270,7 @@ describe("README's quick start", function()
     for _, block in ipairs(blocks_of("sh")) do
       for line in block:gmatch("[^\n]+") do
         local command = line:gsub("%s+#.*$", "")
-        local emulator_command = command:match("^(.-bin/sora%-emulator)%s*&$")
+        local emulator_command = command:match("^(.-bin/sora%-emulator[^&]*)&$")
         if emulator_command then
           local log = dir .. "/emulator.log"
           local out = H.sh("cd " .. q(dir) .. " && exec " .. emulator_command .. " --port 0 >" .. log

@@ -133,4 +133,16 @@ describe("bin/sora and bin/sora-emulator from a checkout", function()
       end)
     end)
   end
+
+  it("sora-emulator on a port already taken says so in one line, and what to do", function()
+    local socket = require "socket"
+    local taken = assert(socket.bind("127.0.0.1", 0))
+    local _, port = taken:getsockname()
+    local status, out, err = run(copy, "lua5.4 bin/sora-emulator --port " .. port)
+    taken:close()
+    assert.are.equal(1, status)
+    assert.are.equal("", out)
+    assert.are.same({ "sora-emulator: cannot listen on 127.0.0.1:" .. port
+      .. ": address already in use (--port 0 picks a free port)" }, lines(err))
+  end)
 end)

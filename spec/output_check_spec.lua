@@ -53,6 +53,13 @@ describe("the output check before a create", function()
     assert.same({ nil, "empty path" }, { core._check_output("") })
   end)
 
+  it("says a directory that exists but takes no new file is not writable, not missing", function()
+    -- Linux's /proc/self: there, even root's create fails with ENOENT
+    if not io.open("/proc/self/status") then return pending("no /proc/self here") end
+    assert.same({ nil, "the directory is not writable" }, { core._check_output("/proc/self/x.mp4") })
+    assert.same({ nil, "the directory is not writable" }, { core._check_output("/proc/version") })
+  end)
+
   it("refuses a directory it cannot write in (unless root, who can)", function()
     assert(os.execute("mkdir '" .. dir .. "/ro' && chmod 555 '" .. dir .. "/ro'"))
     local ok, why = core._check_output(dir .. "/ro/x.mp4")

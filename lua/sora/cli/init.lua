@@ -55,12 +55,27 @@ local function wants_json(argv)
   return false
 end
 
+-- "unknown option '--prompt'" (or '--promt') from a command whose usage has <prompt>: the
+-- argument is given without an option name; the usage line says which arguments it has.
+local function explain_unknown(message, usage)
+  local flag = message:match("^unknown option '%-%-([%w_-]+)'$")
+  if not flag then return message end
+  local arguments = {}
+  for name in usage:gsub("%-[%w-]+ <[^>]*>", ""):gmatch("<([%w_]+)>") do
+    if name ~= "command" then arguments[name] = true end
+  end
+  local name = require("sora.args").nearest(flag, arguments)
+  if not name then return message end
+  return format("%s: <%s> is an argument, given without an option name", message, name)
+end
+
 local function parse(argv, printer)
   local p = parser.new()
   local ok, args = pcall(p.parse, p, argv)
   if ok then return args, p end
   if type(args) ~= "table" or not args.usage then error(args, 0) end
-  printer:usage_error(format("%s\n\nsora: %s (try --help)\n", args.usage, args.message), args.message)
+  local message = explain_unknown(args.message, args.usage)
+  printer:usage_error(format("%s\n\nsora: %s (try --help)\n", args.usage, message), message)
   return nil
 end
 

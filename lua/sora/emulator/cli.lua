@@ -119,8 +119,11 @@ function cli.main(args)
   end
   local ok, server = pcall(emulator.new, opts)
   if not ok then
+    -- the user's words, not the emulator's source position; and the way out of a taken port
+    local why = tostring(server):gsub("^[^\n]-%.lua:%d+: ", "")
+    if why:find("address already in use", 1, true) then why = why .. " (--port 0 picks a free port)" end
     io.stderr:write("sora-emulator: cannot listen on ", opts.host, ":", tostring(opts.port),
-      ": ", tostring(server), "\n")
+      ": ", why, "\n")
     os.exit(1)
   end
   io.stdout:write("sora-emulator listening on ", server:url(), "\n")
