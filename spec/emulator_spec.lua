@@ -274,10 +274,14 @@ describe("sora emulator", function()
 
   describe("lifecycle", function()
     it("goes queued, in_progress, completed from the clock", function()
+      -- a job of 1.5 s (the suite's 0.3 s left a loaded machine's 0.15 s sleep no margin: it
+      -- once woke to a completed video)
+      E:config{ job_seconds = 1.5 }
+      finally(function() E:config{ job_seconds = 0.3 } end)
       local v = create("slow")
       local _, _, now = request("GET", "/videos/" .. v.id)
       assert.truthy(now.status == "queued" or now.status == "in_progress")
-      socket.sleep(0.15)
+      socket.sleep(0.4)
       local _, h
       _, h, now = request("GET", "/videos/" .. v.id)
       assert.are.equal("in_progress", now.status)

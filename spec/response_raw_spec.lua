@@ -146,7 +146,7 @@ describe("with_response against a raw server", function()
 
   it("gives the final answer's headers after a redirect to storage", function()
     local bytes, resp = c:download_content("video_redirect", { with_response = true })
-    assert.are.equal("movie", bytes)
+    assert.are.equal("movie", bytes, tostring(resp))
     assert.are.equal(200, resp.status)
     assert.are.equal("storage", resp.headers["x-from"])
     assert.are.equal("video/mp4", resp.headers["content-type"])
