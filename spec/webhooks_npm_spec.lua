@@ -42,22 +42,34 @@ local function npm_packages()
   local ok, why = tools.require_tool("node", why_node)
   if ok then ok, why = tools.require_tool("npm", why_node) end
   if not ok then return false, why end
-  if read_file(NPM_DIR .. "/node_modules/standardwebhooks/package.json")
-      and read_file(NPM_DIR .. "/node_modules/openai/package.json") then
-    return true
-  end
+  local installed = "test -f " .. NPM_DIR .. "/node_modules/standardwebhooks/package.json && test -f "
+    .. NPM_DIR .. "/node_modules/openai/package.json"
+  if succeeded(os.execute(installed)) then return true end
   os.execute("mkdir -p " .. NPM_DIR)
   local log = NPM_DIR .. "/install.log"
-  if not succeeded(os.execute("npm install --prefix " .. NPM_DIR .. " --no-audit --no-fund "
-      .. PACKAGES .. " >" .. log .. " 2>&1")) then
+  -- make test-all runs five Luas at once: one npm install at a time (flock), and none when an
+  -- earlier holder of the lock installed them (two at once left a half-removed tree)
+  local install = installed .. " || npm install --prefix " .. NPM_DIR .. " --no-audit --no-fund "
+    .. PACKAGES .. " >" .. log .. " 2>&1"
+  local locked = tools.have("flock") and "flock " .. NPM_DIR .. "/.install.lock sh -c " .. shell_quote(install)
+    or install
+  if not succeeded(os.execute(locked)) then
     return tools.missing("the npm packages " .. PACKAGES, "npm install failed (no network?): see " .. log)
   end
   return true
 end
 
 -- Runs a Node script (its text) with arguments; returns its stdout, raising when it fails.
+-- The script is written beside node_modules, under a name of this process's own (the five
+-- Lua runs of make test-all share build/npm).
+local function script_path(name)
+  local unique = os.tmpname() -- a name no other process holds (the file itself is not needed)
+  os.remove(unique)
+  return NPM_DIR .. "/" .. name:gsub("%.js$", "") .. "-" .. unique:match("[^/]*$") .. ".js"
+end
+
 local function node(name, script, ...)
-  local path = NPM_DIR .. "/" .. name
+  local path = script_path(name)
   write_file(path, script)
   local args = {}
   for i, a in ipairs{ ... } do args[i] = shell_quote(a) end
@@ -65,6 +77,7 @@ local function node(name, script, ...)
   local ok = succeeded(os.execute("node " .. path .. " " .. table.concat(args, " ") .. " >" .. out))
   local text = read_file(out)
   os.remove(out)
+  os.remove(path)
   assert(ok, name .. " failed: " .. tostring(text))
   return text
 end
@@ -202,14 +215,15 @@ describe("webhooks cross-checked in Node.js", function()
   end)
 
   describe("the official SDK's client.webhooks.unwrap", function()
-    local E, client, pid, out
+    local E, client, pid, out, receiver
 
     after_each(function()
       if E then E:stop() end
       if client then client:close() end
       if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
       if out then os.remove(out) end
-      E, client, pid, out = nil, nil, nil, nil
+      if receiver then os.remove(receiver) end
+      E, client, pid, out, receiver = nil, nil, nil, nil, nil
     end)
 
     -- The receiver's JSON lines once there are n of them (10 s at most).
@@ -227,10 +241,11 @@ describe("webhooks cross-checked in Node.js", function()
     it("accepts the emulator's webhooks", function()
       local secret = "whsec_" .. require("sora.core").webhooks.base64_encode("the emulator's key, 32 bytes ok")
       local wrong = "whsec_" .. require("sora.core").webhooks.base64_encode("another key entirely, 32 bytes!")
-      write_file(NPM_DIR .. "/unwrap_receiver.js", RECEIVER_JS)
+      receiver = script_path("unwrap_receiver.js")
+      write_file(receiver, RECEIVER_JS)
       out = os.tmpname()
       local pidfile = os.tmpname()
-      os.execute("node " .. NPM_DIR .. "/unwrap_receiver.js " .. shell_quote(secret) .. " "
+      os.execute("node " .. receiver .. " " .. shell_quote(secret) .. " "
         .. shell_quote(wrong) .. " >" .. out .. " 2>&1 </dev/null & echo $! >" .. pidfile)
       pid = read_file(pidfile):match("%d+")
       os.remove(pidfile)
