@@ -42,15 +42,17 @@ local function npm_packages()
   local ok, why = tools.require_tool("node", why_node)
   if ok then ok, why = tools.require_tool("npm", why_node) end
   if not ok then return false, why end
-  local installed = "test -f " .. NPM_DIR .. "/node_modules/standardwebhooks/package.json && test -f "
-    .. NPM_DIR .. "/node_modules/openai/package.json"
+  -- installed and whole: both load (an interrupted install leaves package.json without the rest)
+  local installed = "node -e \"require('./" .. NPM_DIR .. "/node_modules/standardwebhooks'); require('./"
+    .. NPM_DIR .. "/node_modules/openai')\" 2>/dev/null"
   if succeeded(os.execute(installed)) then return true end
   os.execute("mkdir -p " .. NPM_DIR)
   local log = NPM_DIR .. "/install.log"
   -- make test-all runs five Luas at once: one npm install at a time (flock), and none when an
   -- earlier holder of the lock installed them (two at once left a half-removed tree)
-  local install = installed .. " || npm install --prefix " .. NPM_DIR .. " --no-audit --no-fund "
-    .. PACKAGES .. " >" .. log .. " 2>&1"
+  -- (npm leaves a broken package as it is, so what is there goes first)
+  local install = installed .. " || { rm -rf " .. NPM_DIR .. "/node_modules; npm install --prefix " .. NPM_DIR
+    .. " --no-audit --no-fund " .. PACKAGES .. " >" .. log .. " 2>&1; }"
   local locked = tools.have("flock") and "flock " .. NPM_DIR .. "/.install.lock sh -c " .. shell_quote(install)
     or install
   if not succeeded(os.execute(locked)) then
