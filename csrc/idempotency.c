@@ -19,15 +19,10 @@ int sora_is_create_type(const sora_endpoint *e) { return strcmp(e->method, "POST
 /* 32 lower-case hex digits of fresh kernel randomness into out; 0 when the kernel gives none.
  * No generator in between: a key must never repeat across processes or forks. */
 static int random_key(char out[KEY_TEXT]) {
-  static const char hex[] = "0123456789abcdef";
   unsigned char bytes[KEY_BYTES];
-  size_t i;
   if (!sora_system_random(bytes, sizeof bytes)) return 0;
-  for (i = 0; i < sizeof bytes; i++) {
-    *out++ = hex[bytes[i] >> 4];
-    *out++ = hex[bytes[i] & 15];
-  }
-  *out = '\0';
+  sora_hex_encode(bytes, sizeof bytes, out);
+  out[2 * KEY_BYTES] = '\0';
   return 1;
 }
 
