@@ -22,7 +22,7 @@ static int random_key(char out[KEY_TEXT]) {
   unsigned char bytes[KEY_BYTES];
   if (!sora_system_random(bytes, sizeof bytes)) return 0;
   sora_hex_encode(bytes, sizeof bytes, out);
-  out[2 * KEY_BYTES] = '\0';
+  out[KEY_TEXT - 1] = '\0';
   return 1;
 }
 
