@@ -410,8 +410,27 @@ local function callgrind_total(cmd, options)
   return tonumber(total)
 end
 
+-- The module as it was before issue 18's work (BENCH_BEFORE, a commit of this repository's
+-- history), built under TMP from `git archive`, for the instruction counts' "before" rows:
+-- returns its LUA_PATH/LUA_CPATH prefixes for 5.4 and LuaJIT, or nil and why (a shallow clone).
+local BEFORE = os.getenv("BENCH_BEFORE") or "7358569"
+local function build_before()
+  local dir = TMP .. "/before"
+  local _, missing = capture("git cat-file -e " .. q(BEFORE .. "^{commit}"))
+  if missing ~= 0 then return nil, "commit " .. BEFORE .. " is not in this clone" end
+  local text, code = capture(string.format("mkdir -p %s && git archive %s | tar -x -C %s && "
+    .. "make -C %s LUA_VERSION=5.4 && make -C %s LUA_VERSION=5.1", q(dir), q(BEFORE), q(dir), q(dir), q(dir)))
+  if code ~= 0 then error("bench: building " .. BEFORE .. " failed:\n" .. text, 0) end
+  local function env(build)
+    return string.format('LUA_PATH="%s/lua/?.lua;%s/lua/?/init.lua;;" LUA_CPATH="%s/build/%s/?.so;;"',
+      dir, dir, dir, build)
+  end
+  return { env54 = env("5.4"), envjit = env("5.1") }
+end
+
 local function case_callgrind()
   if capture("command -v valgrind") == "" then return end
+  local past, why_not = build_before()
   local base = S:url("http")
   local url = base .. "/videos/video_bench"
   out("### Instructions (callgrind, Ir): per retrieve and per listed video")
@@ -429,6 +448,14 @@ local function case_callgrind()
     { "sora LuaJIT", function(n) return sorajit(string.format("retrieve %s video_bench %d", base, n)) end,
       function() return sorajit("list " .. base) end },
   }
+  if past then
+    for _, c in ipairs({ { "5.4", past.env54 .. " lua5.4" }, { "LuaJIT", past.envjit .. " luajit" } }) do
+      local function case(args) return c[2] .. " bench/sora_case.lua " .. args end
+      rows[#rows + 1] = { "sora " .. c[1] .. ", before issue 18 (" .. BEFORE .. ")",
+        function(n) return case(string.format("retrieve %s video_bench %d", base, n)) end,
+        function() return case("list " .. base) end }
+    end
+  end
   for _, row in ipairs(rows) do
     -- 100 and 600: the runs' own variation (hash seeds, the collector's timing: ±80k Ir) is
     -- spread over 500 retrieves
@@ -442,19 +469,30 @@ local function case_callgrind()
   out("list − Ir of a run with no requests, estimated from the retrieve runs) ÷ 10,000. The second")
   out("row is the limit sending the two headers more that sora sends (as the official SDKs do):")
   out("what libcurl's handling of them costs, which sora pays on every request.")
+  if past then
+    out("The \"before\" rows are this repository at %s, built from `git archive` in this run", BEFORE)
+    out("(BENCH_BEFORE=REF names another commit).")
+  else
+    out("No \"before\" rows: %s.", why_not)
+  end
   out("")
   -- require + new: a script that loads libcurl and lua-cjson, then one that goes on to require
   -- sora and make a client; what curl_global_init (libcurl's start) costs in the second is
   -- libcurl's, not sora's
-  local before = 'require "socket"; package.loadlib("libcurl.so.4", "*"); require "cjson"'
-  local after = before .. '; require("sora").new{ api_key = "sk-bench", base_url = "http://127.0.0.1:9/v1" }:close()'
+  local libs_only = 'require "socket"; package.loadlib("libcurl.so.4", "*"); require "cjson"'
+  local with_sora = libs_only .. '; require("sora").new{ api_key = "sk-bench", base_url = "http://127.0.0.1:9/v1" }:close()'
   out("`require \"sora\"` + `sora.new()`, after libcurl and lua-cjson are loaded (Ir):")
   out("")
   out("| contender | libcurl's start (curl_global_init) | sora's own part |")
   out("|---|---|---|")
-  for _, row in ipairs({ { "sora 5.4", ENV54 .. " lua5.4" }, { "sora LuaJIT", ENVJIT .. " luajit" } }) do
-    local loaded, full = callgrind_total(row[2] .. " -e " .. q(before)), callgrind_total(row[2] .. " -e " .. q(after))
-    local curl = callgrind_total(row[2] .. " -e " .. q(after), "--toggle-collect=curl_global_init")
+  local startups = { { "sora 5.4", ENV54 .. " lua5.4" }, { "sora LuaJIT", ENVJIT .. " luajit" } }
+  if past then
+    startups[3] = { "sora 5.4, before issue 18", past.env54 .. " lua5.4" }
+    startups[4] = { "sora LuaJIT, before issue 18", past.envjit .. " luajit" }
+  end
+  for _, row in ipairs(startups) do
+    local loaded, full = callgrind_total(row[2] .. " -e " .. q(libs_only)), callgrind_total(row[2] .. " -e " .. q(with_sora))
+    local curl = callgrind_total(row[2] .. " -e " .. q(with_sora), "--toggle-collect=curl_global_init")
     out("| %s | %.0f | %.0f |", row[1], curl, full - loaded - curl)
   end
   out("")
