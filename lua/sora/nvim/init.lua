@@ -367,12 +367,12 @@ end
 
 --- The jobs not yet reported, oldest first: { what, task, id, status, progress } each.
 function M.jobs()
-  local list = {}
+  local shown = {}
   for i, job in ipairs(jobs) do
-    list[i] = { what = job.what, task = job.task, id = job.id, status = job.status,
-                progress = job.progress }
+    shown[i] = { what = job.what, task = job.task, id = job.id, status = job.status,
+                 progress = job.progress }
   end
-  return list
+  return shown
 end
 
 return M
