@@ -196,9 +196,25 @@ describe("sora exit codes", function()
     assert.is_false(H.exists(dir .. "/interrupted.mp4"))
   end)
 
+  -- A path that cannot be written is a usage error found before the request (exit 2,
+  -- output_before_create_spec); 11 is for a write that fails after the check: here the
+  -- directory is removed while the answer is held back by the emulator's delay fault.
   it("11 when a local file cannot be written", function()
     local id = cli.decode(cli.run({ "--json", "create", "x", "--wait" }, env).stdout).id
-    local r = exits(exit.IO, { "download", id, "-o", "/" })
-    assert.matches("^sora download: io", r.stderr)
+    local gone = dir .. "/removed-while-downloading"
+    assert(os.execute("mkdir -p " .. H.shell_quote(gone)))
+    E:fault{ method = "GET", path = "/content$", action = "delay", delay_ms = 1500 }
+    local out, err = os.tmpname(), os.tmpname()
+    local p = io.popen("cd " .. H.shell_quote(dir) .. " && { " .. cli.command({ "download", id,
+      "-o", "removed-while-downloading/x.mp4" }, env, {}) .. " >" .. out .. " 2>" .. err
+      .. " & pid=$!; sleep 0.7; rm -rf removed-while-downloading; wait $pid; echo $?; }")
+    local code = tonumber(p:read("*a"):match("(%d+)%s*$"))
+    p:close()
+    local stderr = H.read(err)
+    os.remove(out)
+    os.remove(err)
+    assert.are.equal(exit.IO, code, stderr)
+    assert.matches("\nsora download: io %(200%): cannot write 'removed%-while%-downloading/x%.mp4'", stderr)
+    assert.are.equal(1, #H.matching(E, "GET", "/content$")) -- the check passed; the write failed
   end)
 end)

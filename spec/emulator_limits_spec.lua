@@ -133,6 +133,39 @@ describe("emulator limits", function()
       assert.are.equal("close", headers["connection"])
     end)
 
+    -- what a real server does (nginx: 505 for a major version it does not speak, 400 for a
+    -- NUL or a bare CR in the head); a 1.x minor version is HTTP/1.1's, as RFC 9110 2.5 says
+    it("answers an HTTP version other than 1.x 505, and reads HTTP/1.2 as 1.1", function()
+      for _, version in ipairs{ "9.9", "2.0", "0.9" } do
+        local status, headers, body = exchange("GET /v1/videos HTTP/" .. version
+          .. "\r\nHost: x\r\nAuthorization: Bearer " .. KEY .. "\r\n\r\n")
+        assert.are.equal(505, status, version)
+        assert.are.equal("close", headers["connection"], version)
+        assert.matches("HTTP/" .. version:gsub("%.", "%%."), body.error.message)
+      end
+      assert.are.equal(0, #E:requests())
+      assert.are.equal(200, (exchange("GET /v1/videos HTTP/1.2\r\nHost: x\r\nAuthorization: Bearer "
+        .. KEY .. "\r\n\r\n")))
+    end)
+
+    it("answers a NUL or a bare CR in the request line or a header 400", function()
+      for _, head in ipairs{
+        auth_head("GET", "/v1/videos", "X-Note: a\0b\r\n\r\n"),
+        auth_head("GET", "/v1/videos", "X-Note: a\rb\r\n\r\n"),
+        auth_head("GET", "/v1/videos", "X-No\0te: ab\r\n\r\n"),
+        auth_head("GET", "/v1/videos", "X(Note): ab\r\n\r\n"), -- not a token
+        auth_head("GET", "/v1/vid\0eos", "\r\n"),
+      } do
+        local status, headers, body = exchange(head)
+        assert.are.equal(400, status, head)
+        assert.are.equal("close", headers["connection"])
+        assert.matches("^Malformed HTTP request: ", body.error.message)
+      end
+      assert.are.equal(0, #E:requests())
+      -- a tab and obs-text (bytes above 127) stay allowed in a value
+      assert.are.equal(200, (exchange(auth_head("GET", "/v1/videos", "X-Note: a\tb \200\r\n\r\n"))))
+    end)
+
     it("answers too many header lines 431", function()
       local lines = {}
       for i = 1, 101 do lines[i] = "X-H" .. i .. ": v\r\n" end
@@ -431,6 +464,28 @@ describe("emulator limits", function()
       end
       local _, _, list = control("GET", "/faults", "")
       assert.are.same({}, list)
+    end)
+
+    -- a misspelt field ("delay" for delay_ms) silently dropped gave a fault without the delay
+    -- the test meant: the test then passed or failed for the wrong reason
+    it("refuses an unknown fault field with 400 naming it, queuing nothing", function()
+      for _, case in ipairs{
+        { '{"action": "delay", "delay": 500}', "delay", "delay_ms" },
+        { '{"action": "respond", "status": 500, "time": 2}', "time", "times" },
+        { '{"action": "respond", "after_share": 0.5}', "after_share" }, -- the random faults' own
+      } do
+        local status, _, body = control("POST", "/faults", case[1])
+        assert.are.equal(400, status, case[1])
+        assert.are.equal(case[2], body.error.param, case[1])
+        assert.matches("unknown fault field: " .. case[2], body.error.message, 1, true)
+        if case[3] then assert.matches("did you mean " .. case[3] .. "?", body.error.message, 1, true) end
+      end
+      local _, _, list = control("GET", "/faults", "")
+      assert.are.same({}, list)
+      -- every documented field is known
+      assert.are.equal(200, (control("POST", "/faults", '{"method": "GET", "path": "/x", "times": 1, '
+        .. '"action": "respond", "status": 500, "headers": {"x-a": "b"}, "body": "no", "delay_ms": 0, '
+        .. '"after_bytes": 0, "stall_ms": 0}')))
     end)
 
     it("refuses a forced field that JSON cannot carry", function()

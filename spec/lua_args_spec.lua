@@ -123,6 +123,66 @@ describe("argument checks of the Lua layer", function()
     end)
   end)
 
+  describe("a value that is not a table where one is expected", function()
+    -- every public call of the Lua layer that takes an options or parameters table
+    it("is refused by the public call, naming the argument's position", function()
+      local webhooks = require("sora").webhooks
+      local cases = {
+        { function() video:wait(5) end, "bad argument #1 to 'wait' (table expected, got number)" },
+        { function() video:refresh("x") end, "bad argument #1 to 'refresh' (table expected, got string)" },
+        { function() video:download(5) end, "bad argument #2 to 'download_content' (table expected, got number)" },
+        { function() video:remix(5) end, "bad argument #2 to 'remix' (table expected, got number)" },
+        { function() video:delete(true) end, "bad argument #2 to 'delete' (table expected, got boolean)" },
+        { function() c:create_and_wait(5) end, "bad argument #1 to 'create_and_wait' (table expected, got number)" },
+        { function() c:create_and_wait({ prompt = "x" }, 5) end,
+          "bad argument #2 to 'create_and_wait' (table expected, got number)" },
+        { function() c:generate(5) end, "bad argument #1 to 'generate' (table expected, got number)" },
+        { function() c:list(5) end, "bad argument #1 to 'list' (table expected, got number)" },
+        { function() c:pages(5) end, "bad argument #1 to 'pages' (table expected, got number)" },
+        { function() c:generate_many(5) end, "bad argument #1 to 'generate_many' (table expected, got number)" },
+        { function() c:generate_many({}, 5) end, "bad argument #2 to 'generate_many' (table expected, got number)" },
+        { function() webhooks.verify("{}", 5, "whsec_MTIz") end, "bad argument #2 to 'verify' (table expected, got number)" },
+        { function() webhooks.verify("{}", {}, "whsec_MTIz", 5) end, "bad argument #4 to 'verify' (table expected, got number)" },
+        { function() webhooks.sign("{}", "whsec_MTIz", 5) end, "bad argument #3 to 'sign' (table expected, got number)" },
+      }
+      for _, case in ipairs(cases) do
+        -- raised at the program's line: a line of this file
+        assert.are.equal(case[2], raised(case[1]):match("^[^\n]*" .. THIS_FILE .. ":%d+: (.*)$"))
+      end
+      assert.are.equal(0, #E:requests())
+    end)
+
+    -- video.wait(5) for video:wait(5): the number is self. The message says so, as the C
+    -- core's endpoints do ("calling 'create' on bad self"), not "attempt to index a number".
+    it("as self (a method called with a dot) is refused naming the call", function()
+      local cases = {
+        { function() video.wait(5) end, "wait", "sora.Video", "number" },
+        { function() video.wait({}) end, "wait", "sora.Video", "table" },
+        { function() video.refresh(5) end, "refresh", "sora.Video", "number" },
+        { function() video.download({ path = "x.mp4" }) end, "download", "sora.Video", "table" },
+        { function() video.remix({ prompt = "x" }) end, "remix", "sora.Video", "table" },
+        { function() video.delete() end, "delete", "sora.Video", "nil" },
+        { function() c.generate({ prompt = "x" }) end, "generate", "sora.Client", "table" },
+        { function() c.create_and_wait({ prompt = "x" }) end, "create_and_wait", "sora.Client", "table" },
+        { function() c.list({}) end, "list", "sora.Client", "table" },
+        { function() c.pages({}) end, "pages", "sora.Client", "table" },
+        { function() c.generate_many({}) end, "generate_many", "sora.Client", "table" },
+        { function() c.sleep(1) end, "sleep", "sora.Client", "number" },
+        { function() c.spawn(print) end, "spawn", "sora.Client", "function" },
+        { function() c.step(0) end, "step", "sora.Client", "number" },
+        { function() c.run() end, "run", "sora.Client", "nil" },
+        { function() c.socket_ready(3, true, false) end, "socket_ready", "sora.Client", "number" },
+        { function() c.timeout_due() end, "timeout_due", "sora.Client", "nil" },
+        { function() c.create({ prompt = "x" }) end, "create", "sora.Client", "table" }, -- the C core's
+      }
+      for _, case in ipairs(cases) do
+        assert.are.equal(string.format("calling '%s' on bad self (%s expected, got %s)",
+          case[2], case[3], case[4]), raised(case[1]):match("^[^\n]*" .. THIS_FILE .. ":%d+: (.*)$"))
+      end
+      assert.are.equal(0, #E:requests())
+    end)
+  end)
+
   describe("positions", function()
     it("point at the caller's line, however deep in the layer the check runs", function()
       local line, message = here(), raised(function() c:list{ limit = 1.5 } end)

@@ -150,7 +150,8 @@ describe("the Neovim plugin", function()
     local r = session{ command = "SoraGenerate a boat", ["until"] = "saved to", env = vars }
     local errors = errors_of(r)
     assert.are.equal(1, #errors)
-    assert.matches("^sora: cannot load the sora module: .*module 'sora.core' not found.*make nvim", errors[1])
+    assert.matches("^sora: :SoraGenerate: cannot load the sora module: .*module 'sora.core' not found.*make nvim",
+      errors[1])
   end)
 
   it(":help sora opens doc/sora.txt", function()
@@ -205,7 +206,7 @@ describe("the Neovim plugin", function()
     it("reports a missing key as a notification", function()
       local r = session{ command = "SoraGenerate a boat", ["until"] = "saved to",
         env = { OPENAI_BASE_URL = E.url } }
-      assert.are.same({ "sora: no API key: pass api_key or set OPENAI_API_KEY" }, errors_of(r))
+      assert.are.same({ "sora: :SoraGenerate: no API key: pass api_key or set OPENAI_API_KEY" }, errors_of(r))
     end)
 
     it("reports a bad base URL as a notification", function()
@@ -213,7 +214,7 @@ describe("the Neovim plugin", function()
         setup = "{ base_url = 'ftp://example.com/v1' }", env = { OPENAI_API_KEY = H.KEY } }
       local errors = errors_of(r)
       assert.are.equal(1, #errors)
-      assert.matches("^sora: base_url must start with http:// or https://", errors[1])
+      assert.matches("^sora: :SoraGenerate: base_url must start with http:// or https://", errors[1])
     end)
 
     it("reports an unreachable server as a notification", function()
@@ -222,7 +223,7 @@ describe("the Neovim plugin", function()
         env = { OPENAI_BASE_URL = "http://127.0.0.1:1/v1", OPENAI_API_KEY = H.KEY } }
       local errors = errors_of(r)
       assert.are.equal(1, #errors)
-      assert.matches("^sora: connection: ", errors[1])
+      assert.matches("^sora: :SoraGenerate: connection: ", errors[1])
     end)
 
     it("reports an API error as a notification", function()
@@ -230,7 +231,7 @@ describe("the Neovim plugin", function()
         env = served() }
       local errors = errors_of(r)
       assert.are.equal(1, #errors)
-      assert.matches("^sora: bad_request %(400%): Invalid value: '3x3'.*param=size", errors[1])
+      assert.matches("^sora: :SoraGenerate: bad_request %(400%): Invalid value: '3x3'.*param=size", errors[1])
     end)
 
     it("reports a failed video as a notification", function()
@@ -238,18 +239,18 @@ describe("the Neovim plugin", function()
         env = served() }
       local errors = errors_of(r)
       assert.are.equal(1, #errors)
-      assert.matches("^sora: failed: video video_%w+ failed: .*moderation_blocked", errors[1])
+      assert.matches("^sora: :SoraGenerate: failed: video video_%w+ failed: .*moderation_blocked", errors[1])
     end)
 
     it("refuses an output or output_dir it cannot write, before anything is sent", function()
       E:clear_requests()
       local r = session{ command = "SoraGenerate output=" .. dir .. "/no/such/x.mp4 a boat",
         ["until"] = "saved to", env = served() }
-      assert.are.same({ "sora: option 'output': cannot write '" .. dir .. "/no/such/x.mp4': no such directory" },
+      assert.are.same({ "sora: :SoraGenerate: option 'output': cannot write '" .. dir .. "/no/such/x.mp4': no such directory" },
         errors_of(r))
       r = session{ command = "SoraGenerate a boat", ["until"] = "saved to",
         setup = string.format("{ output_dir = %q }", dir .. "/missing"), env = served() }
-      assert.are.same({ "sora: option 'output_dir': cannot write '" .. dir .. "/missing/<id>.mp4': "
+      assert.are.same({ "sora: :SoraGenerate: option 'output_dir': cannot write '" .. dir .. "/missing/<id>.mp4': "
         .. "no such directory" }, errors_of(r))
       assert.are.same({}, E:requests())
     end)
@@ -324,8 +325,32 @@ describe("the Neovim plugin", function()
     assert.are.equal(H.media("thumbnail.webp"), H.read(out_dir .. "/" .. video.id .. ".webp"))
   end)
 
-  it(":SoraDownload of an unknown video is a notification", function()
+  it(":SoraDownload of an unknown video is a notification naming the command", function()
     local r = session{ command = "SoraDownload video_nope", ["until"] = "saved to", env = served() }
-    assert.matches("^sora: not_found %(404%): ", errors_of(r)[1])
+    assert.matches("^sora: :SoraDownload: not_found %(404%): ", errors_of(r)[1])
+    r = session{ command = "SoraList", ["until"] = "listed", setup = "{ max_retries = 0 }",
+      env = { OPENAI_BASE_URL = "http://127.0.0.1:1/v1", OPENAI_API_KEY = H.KEY } }
+    assert.matches("^sora: :SoraList: connection: ", errors_of(r)[1])
+  end)
+
+  -- as :SoraGenerate does: a download spent on a file that cannot be written is wasted
+  it(":SoraDownload refuses a path or output_dir it cannot write, before anything is sent", function()
+    E:clear_requests()
+    local r = session{ command = "SoraDownload video_1 " .. dir .. "/no/such/x.mp4", ["until"] = "saved to",
+      env = served() }
+    assert.are.same({ "sora: :SoraDownload: cannot write '" .. dir .. "/no/such/x.mp4': no such directory" },
+      errors_of(r))
+    r = session{ command = "SoraDownload video_1", ["until"] = "saved to",
+      setup = string.format("{ output_dir = %q }", dir .. "/missing"), env = served() }
+    assert.are.same({ "sora: :SoraDownload: option 'output_dir': cannot write '" .. dir
+      .. "/missing/video_1.mp4': no such directory" }, errors_of(r))
+    -- the Lua call: the same check, told to on_done too
+    r = session{ ["until"] = "on_done", env = served(), command = string.format(
+      "lua require('sora.nvim').download('video_1', %q, { on_done = function(_, e) "
+      .. "vim.notify('on_done: ' .. e) end })", dir .. "/no/such/y.mp4") }
+    assert.are.same({ "sora: cannot write '" .. dir .. "/no/such/y.mp4': no such directory" }, errors_of(r))
+    assert.are.equal("on_done: sora: cannot write '" .. dir .. "/no/such/y.mp4': no such directory",
+      r.notifications[2].message)
+    assert.are.same({}, E:requests())
   end)
 end)

@@ -85,6 +85,28 @@ describe("the output is checked before the create", function()
       end
     end)
 
+    -- download makes nothing, but a request (and the bytes of a large video) spent on a
+    -- file that cannot be written is still wasted, and the mistake is the command line's
+    for _, case in ipairs(BAD) do
+      it("download -o '" .. case[1] .. "' exits 2 (" .. case[2] .. ") with nothing sent", function()
+        local r = sora({ "download", "video_1", "-o", case[1] })
+        assert.are.equal(2, r.code, r.stderr)
+        assert.are.equal("", r.stdout)
+        assert.are.equal("sora download: --output: cannot write '" .. case[1] .. "': " .. case[2] .. "\n",
+          r.stderr)
+        nothing_sent()
+      end)
+    end
+
+    it("download without -o checks its default file (<id>.<extension> of the variant)", function()
+      local cwd = dir .. "/cwd-download"
+      assert(os.execute("mkdir -p " .. H.shell_quote(cwd .. "/video_1.webp")))
+      local r = cli.run({ "download", "video_1", "--variant", "thumbnail" }, env, { dir = cwd })
+      assert.are.equal(2, r.code, r.stderr)
+      assert.are.equal("sora download: --output: cannot write 'video_1.webp': is a directory\n", r.stderr)
+      nothing_sent()
+    end)
+
     it("generate without -o checks where its default file goes (<id>.mp4 here)", function()
       -- a directory in the way stands for any reason the current directory cannot take the
       -- file (a read-only one would not do: the specs may run as root)

@@ -25,6 +25,20 @@ function args.fail(fname, n, fmt, ...)
   raise(format("bad argument #%d to '%s' (%s)", n, fname, format(fmt, ...)))
 end
 
+-- The metatables of the C core's classes, by name ("sora.Client", "sora.Video").
+local registry = debug.getregistry()
+
+--- Checks that `self` of the method fname is an object of `class` ("sora.Video"), as the C
+-- core's endpoints do: video.wait(5) for video:wait(5) raises "calling 'wait' on bad self
+-- (sora.Video expected, got number)" at the program's line, not "attempt to index a number
+-- value" deep in the layer. Returns self.
+function args.self(fname, self, class)
+  if type(self) ~= "userdata" or debug.getmetatable(self) ~= registry[class] then
+    raise(format("calling '%s' on bad self (%s expected, got %s)", fname, class, type(self)))
+  end
+  return self
+end
+
 --- true for a function, or a table or userdata whose metatable has __call (as luv accepts).
 function args.is_callable(value)
   if type(value) == "function" then return true end

@@ -296,6 +296,7 @@ end
 -- a task it yields (the workers are its children: cancelling it cancels them); elsewhere it
 -- steps the client until the batch is done.
 function batch.generate_many(client, jobs, opts)
+  args.self("generate_many", client, "sora.Client")
   jobs = args.table("generate_many", 1, jobs)
   opts = args.options("generate_many", 2, args.table("generate_many", 2, opts, true), OPTIONS)
   local prepared = prepare(client, jobs)

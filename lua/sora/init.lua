@@ -42,40 +42,44 @@ for _, name in ipairs(core.endpoints) do
   end
 end
 
+-- The methods written in Lua check their self as the C core's do: video.wait(5) for
+-- video:wait(5) is refused naming the call, not with "attempt to index a number value".
+local check_self = args.self
+
 function Video:download(opts)
-  return self:_client():download_content(self.id, opts)
+  return check_self("download", self, "sora.Video"):_client():download_content(self.id, opts)
 end
 
 function Video:remix(params)
-  return self:_client():remix(self.id, params)
+  return check_self("remix", self, "sora.Video"):_client():remix(self.id, params)
 end
 
 function Video:delete(opts) -- opts: per-call options, e.g. { with_response = true }
-  return self:_client():delete(self.id, opts)
+  return check_self("delete", self, "sora.Video"):_client():delete(self.id, opts)
 end
 
 -- ---- tasks ------------------------------------------------------------------------------
 
 --- Waits `seconds` while driving the transfers (yields inside a task).
 function Client:sleep(seconds)
-  return tasks.sleep(self, args.check("sleep", 1, seconds, "duration"))
+  return tasks.sleep(check_self("sleep", self, "sora.Client"), args.check("sleep", 1, seconds, "duration"))
 end
 
 --- Runs fn(...) as a task (fn: a function or a callable): inside it, sora calls yield instead
 -- of blocking.
 function Client:spawn(fn, ...)
-  return tasks.spawn(self, args.check("spawn", 1, fn, "callable"), ...)
+  return tasks.spawn(check_self("spawn", self, "sora.Client"), args.check("spawn", 1, fn, "callable"), ...)
 end
 
 --- Advances every transfer and task, waiting at most `timeout` seconds (default 0);
 -- returns the number of tasks still running.
 function Client:step(timeout)
-  return tasks.step(self, args.check("step", 1, timeout, "duration", true))
+  return tasks.step(check_self("step", self, "sora.Client"), args.check("step", 1, timeout, "duration", true))
 end
 
 --- Steps until every task has finished.
 function Client:run()
-  return tasks.run(self)
+  return tasks.run(check_self("run", self, "sora.Client"))
 end
 
 --- Closes the client: its transfers are aborted and its tasks cancelled. Idempotent; also
@@ -93,7 +97,13 @@ end
 
 -- ---- the host's event loop drives the client (docs/event-loop.md) ------------------------
 -- client:watch(on_socket, on_timer [, on_unwatch]) and client:unwatch() are the C core's.
-Client.socket_ready, Client.timeout_due = tasks.socket_ready, tasks.timeout_due
+local socket_ready, timeout_due = tasks.socket_ready, tasks.timeout_due
+function Client:socket_ready(fd, readable, writable)
+  return socket_ready(check_self("socket_ready", self, "sora.Client"), fd, readable, writable)
+end
+function Client:timeout_due()
+  return timeout_due(check_self("timeout_due", self, "sora.Client"))
+end
 
 -- ---- waiting, lists, batches --------------------------------------------------------------
 

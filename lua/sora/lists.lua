@@ -15,6 +15,7 @@ local LIST_OPTIONS = { after = "string", limit = "integer", order = "string",
 -- object if a page cannot be fetched, as io.lines raises. With `with_response`, each page
 -- comes with the HTTP response that brought it.
 local function page_iterator(client, fname, params)
+  args.self(fname, client, "sora.Client")
   params = args.options(fname, 1, args.table(fname, 1, params, true), LIST_OPTIONS)
   local query = { after = params.after, limit = params.limit, order = params.order,
                   with_response = params.with_response }

@@ -47,6 +47,7 @@ local REFRESH_OPTIONS = { with_response = "boolean", max_retries = "retries", ti
 --- video:refresh([{ with_response, max_retries, timeout, deadline }]): the handle, updated in
 -- place (and the response of the retrieve that updated it), or nil, err.
 function wait.refresh(video, opts)
+  args.self("refresh", video, "sora.Video")
   if opts == nil then return refresh(video) end
   opts = args.options("refresh", 1, args.table("refresh", 1, opts), REFRESH_OPTIONS)
   local fresh, response = video:_client():retrieve(video.id, {
@@ -131,6 +132,7 @@ end
 -- retried until the deadline; the last one is kept as err.last_error. Each poll gets the time
 -- left as its deadline, so the wait returns within its timeout (plus a few milliseconds).
 function wait.wait(video, opts)
+  args.self("wait", video, "sora.Video")
   opts = args.options("wait", 1, args.table("wait", 1, opts, true), wait.OPTIONS)
   local timeout = opts.timeout or wait.DEFAULT_TIMEOUT
   return wait_until(video, opts, now() + timeout, timeout)
@@ -165,6 +167,7 @@ wait.create_params = create_params
 --- client:create_and_wait(params, wait_opts): create, then wait; the completed video or nil,
 -- err. wait_opts.timeout (900 s) bounds the whole call, the create included.
 function wait.create_and_wait(client, params, wait_opts)
+  args.self("create_and_wait", client, "sora.Client")
   args.table("create_and_wait", 1, params)
   refuse_with_response("create_and_wait", 1, params)
   wait_opts = args.options("create_and_wait", 2, args.table("create_and_wait", 2, wait_opts, true),
@@ -232,6 +235,7 @@ end
 -- each get the time left. Returns the video; on failure nil, err (and the video, when it
 -- exists).
 function wait.generate(client, params)
+  args.self("generate", client, "sora.Client")
   params = args.table("generate", 1, params)
   local create, opts, output, variant = wait.split("generate", 1, params)
   args.output("generate", 1, output, "output") -- before the create: no video paid for in vain

@@ -248,8 +248,11 @@ function commands.download(ctx, args)
       .. "JSON; give a file name, or leave out --json")
   end
   if args.output ~= "-" then
-    local result, err = download_to(ctx, args.id, variant,
-      args.output or default_output(args.id, variant))
+    -- as generate and wait do: a path that cannot be written is the command line's mistake
+    -- (exit 2), found before the request rather than as an io error after it
+    local output = args.output or default_output(args.id, variant)
+    check_output("download", output)
+    local result, err = download_to(ctx, args.id, variant, output)
     if not result then return err end
     return ctx.printer:downloaded(result)
   end

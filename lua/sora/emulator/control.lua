@@ -49,9 +49,39 @@ local FAULT_NUMBERS = {
   after_bytes = { true, 0, 2 ^ 53 - 1, "a non-negative integer" },
 }
 
+-- Every field of a scripted fault (docs/emulator.md). Any other is refused by name: a
+-- misspelt one ("delay" for delay_ms) would otherwise be dropped, and the fault queued
+-- without what the test meant.
+local FAULT_FIELDS = { "action", "after_bytes", "body", "delay_ms", "headers", "method", "path",
+                       "stall_ms", "status", "times" }
+
+-- The known field one or two letters, or a suffix, away from `name` ("delay" -> delay_ms).
+local function nearest_fault_field(name)
+  for _, known in ipairs(FAULT_FIELDS) do
+    if known:sub(1, #name) == name or name:sub(1, #known) == known then return known end
+  end
+end
+
+local function unknown_fault_field(spec)
+  local unknown = {}
+  for name in pairs(spec) do unknown[#unknown + 1] = tostring(name) end
+  table.sort(unknown)
+  for _, name in ipairs(unknown) do
+    local known = false
+    for _, field in ipairs(FAULT_FIELDS) do known = known or field == name end
+    if not known then
+      local near = nearest_fault_field(name)
+      return bad(string.format("unknown fault field: %s (%sthe fields: %s)", name,
+        near and "did you mean " .. near .. "? " or "", table.concat(FAULT_FIELDS, ", ")), name)
+    end
+  end
+end
+
 -- Checks the fields of a scripted fault that the queue reads as numbers or strings; returns
 -- nil or a 400 naming the first bad one (faults.lua checks the action and the path).
 local function check_fault(spec)
+  local unknown = unknown_fault_field(spec)
+  if unknown then return unknown end
   local names = {}
   for name in pairs(FAULT_NUMBERS) do names[#names + 1] = name end
   table.sort(names)

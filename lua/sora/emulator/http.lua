@@ -36,6 +36,7 @@ http.reasons = {
   [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
   [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
   [503] = "Service Unavailable", [504] = "Gateway Timeout",
+  [505] = "HTTP Version Not Supported",
 }
 
 ---------------------------------------------------------------------------
@@ -197,10 +198,12 @@ function http.trim(s)
   return s:match("^.*%S", first)
 end
 
--- Splits a header line into its lower-case name and trimmed value; nil when it is none.
+-- Splits a header line into its lower-case name and trimmed value; nil when it is none: the
+-- name a token (RFC 9110 5.1), the value without NUL or a bare CR, which a recipient must
+-- refuse (RFC 9110 5.5, RFC 9112 2.2; nginx answers 400). A tab and obs-text stay allowed.
 function http.header_line(line)
-  local name, value = line:match("^([^:%s]+):(.*)$")
-  if not name then return nil end
+  local name, value = line:match("^([%w!#$%%&'*+.^_`|~-]+):(.*)$")
+  if not name or value:find("[%z\r]") then return nil end
   return name:lower(), http.trim(value)
 end
 
@@ -219,8 +222,12 @@ local function read_head(conn)
       return nil, err
     end
   until line ~= ""
-  local method, target, version = line:match("^(%u+) (%S+) HTTP/(%d%.%d)$")
-  if not method then return nil, "bad request line", 400 end
+  local method, target, version, major = line:match("^(%u+) (%S+) HTTP/((%d)%.%d)$")
+  if not method or target:find("[%z\r]") then return nil, "bad request line", 400 end
+  -- another major version is another protocol (nginx: 505); 1.x is read as 1.1 (RFC 9110 2.5)
+  if major ~= "1" then
+    return nil, string.format("HTTP/%s is not supported (HTTP/1.1 is)", version), 505
+  end
   local req = { method = method, target = target, version = version, headers = {} }
   local size, count = #line, 0
   while true do
@@ -335,7 +342,7 @@ local function read_body(conn, req, sink)
 end
 
 -- Reads one request (head and body); nil, reason, status when there is none: status is
--- the answer due (400, 413, 414, 431, 501), nil when the peer has gone. body_sink(req), when
+-- the answer due (400, 413, 414, 431, 501, 505), nil when the peer has gone. body_sink(req), when
 -- given, returns the sink for a request's body ({ limit, write(self, bytes) -> true | nil,
 -- message, status; finish(self) -> body[, parts] }), whose finish gives req.body and
 -- req.parts; by default the body is held whole, up to http.limits.held_bytes.

@@ -385,7 +385,7 @@ end
 -- What a client still sending a refused request may send before the close.
 local LINGER_BYTES = 4 * 1024 * 1024
 
--- Answers a request that could not be read (status 400, 413, 414 or 431), then closes.
+-- Answers a request that could not be read (status 400, 413, 414, 431 or 505), then closes.
 local function refuse(conn, status, err)
   local message = status == 400 and ("Malformed HTTP request: " .. tostring(err))
     or (tostring(err):gsub("^%l", string.upper) .. ".")

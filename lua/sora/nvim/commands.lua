@@ -42,13 +42,13 @@ function commands.generate(cmd)
   local opts, err = commands.parse_generate(cmd.args)
   if not opts then return usage(err) end
   if opts.prompt == "" then return usage("a prompt is needed: :SoraGenerate [option=value ...] {prompt}") end
-  nvim.generate(opts)
+  nvim._as_command.generate(":SoraGenerate", opts)
 end
 
 function commands.download(cmd)
   local id, path = cmd.fargs[1], cmd.fargs[2]
   if not id or #cmd.fargs > 2 then return usage("usage: :SoraDownload {id} [path]") end
-  nvim.download(id, path)
+  nvim._as_command.download(":SoraDownload", id, path)
 end
 
 function commands.list(cmd)
@@ -58,7 +58,7 @@ function commands.list(cmd)
     return usage(string.format(":SoraList: the limit must be a whole number from 1 to %d, got '%s' "
       .. "(usage: :SoraList [limit])", nvim.LIST_LIMIT, word))
   end
-  nvim.list{ limit = limit }
+  nvim._as_command.list(":SoraList", { limit = limit })
 end
 
 function commands.cancel()

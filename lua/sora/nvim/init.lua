@@ -30,11 +30,13 @@ local function notify(message, level)
   vim.notify("sora: " .. message, level or levels.INFO)
 end
 
--- A sora error prints as "sora: kind: ..." already; anything else gets the prefix.
-local function notify_error(err)
-  local text = tostring(err)
-  if text:sub(1, 6) ~= "sora: " then text = "sora: " .. text end
-  vim.notify(text, levels.ERROR)
+-- An error of the work a command started names the command (`who`, ":SoraDownload"): with
+-- several jobs running, "sora: :SoraDownload: not_found (404): ..." says which one failed.
+-- The Lua calls leave `who` nil. A sora error prints as "sora: kind: ..." already; its
+-- prefix is put back in front of the command's name.
+local function notify_error(err, who)
+  local text = tostring(err):gsub("^sora: ", "", 1)
+  vim.notify("sora: " .. (who and who .. ": " or "") .. text, levels.ERROR)
 end
 
 -- "file:12: bad argument #1 to 'new' (no API key: ...)" -> "no API key: ...": the user
@@ -64,18 +66,19 @@ function M.client_options()
 end
 
 -- The shared client: its connections and its one libcurl multi handle serve every job.
--- Returns nil after notifying when sora cannot be loaded or rejects the configuration.
-local function get_client()
+-- Returns nil after notifying (naming `who`) when sora cannot be loaded or rejects the
+-- configuration.
+local function get_client(who)
   if client then return client end
   local loaded, sora = pcall(require, "sora")
   if not loaded then
-    notify("cannot load the sora module: " .. tostring(sora)
-      .. " (build it with `make nvim` in the plugin directory; see :checkhealth sora)", levels.ERROR)
+    notify_error("cannot load the sora module: " .. tostring(sora)
+      .. " (build it with `make nvim` in the plugin directory; see :checkhealth sora)", who)
     return nil
   end
   local ok, made = pcall(sora.new, vim.deepcopy(client_options))
   if not ok then
-    notify(configuration_message(made), levels.ERROR)
+    notify_error(configuration_message(made), who)
     return nil
   end
   client = made
@@ -95,7 +98,7 @@ local function report(job)
   elseif job.cancelled then
     notify((tostring(detail):gsub("^sora: ", ""))) -- asked for (:SoraCancel): INFO, not an error
   else
-    notify_error(detail)
+    notify_error(detail, job.who)
   end
   if job.on_done then
     local fine, err = pcall(job.on_done, value, detail)
@@ -141,8 +144,8 @@ local function start(c, job, fn)
 end
 
 -- The client, or nil after telling the user and the caller's on_done why there is none.
-local function client_for(on_done)
-  local c = get_client()
+local function client_for(on_done, who)
+  local c = get_client(who)
   if not c and on_done then pcall(on_done, nil, "sora: no client (see the notification)") end
   return c
 end
@@ -191,56 +194,82 @@ end
 -- Whether the generation's file could be written, checked before the create (a video made
 -- for a file that cannot be written is paid for in vain); false after notifying. The default
 -- name is checked as "<id>.mp4" in output_dir, the id being unknown before the create.
-local function output_writable(opts)
-  local option = opts.output and opts.output ~= "" and "output" or "output_dir"
-  local ok, err = pcall(require("sora.args").output, "generate", 1, output_path(opts, "<id>"), option)
+-- Whether `path` could be written, checked before the request (:SoraGenerate's create,
+-- :SoraDownload's download): false after notifying (naming `who`) and telling on_done.
+-- `option` names where the path came from ("output_dir" for a default name), or nil for a
+-- path given as it is.
+local function writable(path, option, on_done, who)
+  local ok, why = require("sora.core")._check_output(path)
   if ok then return true end
-  notify(configuration_message(err), levels.ERROR)
-  if opts.on_done then pcall(opts.on_done, nil, "sora: " .. configuration_message(err)) end
+  local message = string.format("%scannot write '%s': %s",
+    option and "option '" .. option .. "': " or "", path, why)
+  notify_error(message, who)
+  if on_done then pcall(on_done, nil, "sora: " .. message) end
   return false
 end
 
---- Starts a generation and returns its sora task at once (nil after notifying, when it
--- cannot start). opts: prompt (required), output (default <output_dir>/<video id>.mp4),
--- model, seconds, size, image (an input reference), on_done(video, path) or on_done(nil, err).
-function M.generate(opts)
+-- A generation's file; the default name is checked as "<id>.mp4" in output_dir, the id being
+-- unknown before the create.
+local function output_writable(opts, who)
+  local option = opts.output and opts.output ~= "" and "output" or "output_dir"
+  return writable(output_path(opts, "<id>"), option, opts.on_done, who)
+end
+
+-- M.generate; `who` names the command that asked, in error notifications.
+local function generate(who, opts)
   opts = opts or {}
   if type(opts.prompt) ~= "string" or not opts.prompt:find("%S") then
     notify("a prompt is needed: :SoraGenerate {prompt}", levels.ERROR)
     if opts.on_done then pcall(opts.on_done, nil, "sora: a prompt is needed") end
     return nil
   end
-  local c = client_for(opts.on_done)
-  if not c or not output_writable(opts) then return nil end
+  local c = client_for(opts.on_done, who)
+  if not c or not output_writable(opts, who) then return nil end
   local job = { what = "generate", status = "creating", progress = 0, on_done = opts.on_done,
+    who = who,
     on_success = function(video, path) notify(string.format("%s saved to %s", video.id, path)) end }
   return start(c, job, generation(c, opts, job))
 end
 
+--- Starts a generation and returns its sora task at once (nil after notifying, when it
+-- cannot start). opts: prompt (required), output (default <output_dir>/<video id>.mp4),
+-- model, seconds, size, image (an input reference), on_done(video, path) or on_done(nil, err).
+function M.generate(opts)
+  return generate(nil, opts)
+end
+
 -- ---- download, list, cancel, status -------------------------------------------------------
 
---- Downloads a video's content (variant: "video", "thumbnail" or "spritesheet") to `path`
--- (default <output_dir>/<id>.mp4, .webp or .jpg) without blocking; returns the task.
-function M.download(id, path, opts)
+-- M.download; `who` names the command that asked, in error notifications.
+local function download(who, id, path, opts)
   if id == nil or id == "" then
     notify("a video id is needed: :SoraDownload {id} [path]", levels.ERROR)
     return nil
   end
-  local c = client_for(type(opts) == "table" and opts.on_done or nil)
+  local c = client_for(type(opts) == "table" and opts.on_done or nil, who)
   if not c then return nil end
   local args = require "sora.args" -- loaded with sora: a mistake raises, as sora's calls do
   args.check("download", 1, id, "string")
   args.check("download", 2, path, "string", true)
   opts = args.options("download", 3, args.table("download", 3, opts, true),
                       { variant = "string", on_done = "callable" })
+  local given = path and path ~= ""
   local target = output_path({ output = path }, id, opts.variant)
-  local job = { what = "download " .. id, on_done = opts.on_done,
+  if not writable(target, not given and "output_dir" or nil, opts.on_done, who) then return nil end
+  local job = { what = "download " .. id, on_done = opts.on_done, who = who,
     on_success = function() notify(string.format("%s saved to %s", id, target)) end }
   return start(c, job, function()
     local ok, err = c:download_content(id, { path = target, variant = opts.variant })
     if not ok then return nil, err end
     return id, target
   end)
+end
+
+--- Downloads a video's content (variant: "video", "thumbnail" or "spritesheet") to `path`
+-- (default <output_dir>/<id>.mp4, .webp or .jpg) without blocking; returns the task, or nil
+-- after notifying when `path` cannot be written (checked before the request).
+function M.download(id, path, opts)
+  return download(nil, id, path, opts)
 end
 
 local function video_line(v)
@@ -264,16 +293,16 @@ end
 --- The most videos a page lists (the API's limit).
 M.LIST_LIMIT = 100
 
---- Lists the latest videos (default 20) in a scratch buffer, without blocking; returns the task.
-function M.list(opts)
-  local c = client_for(type(opts) == "table" and opts.on_done or nil)
+-- M.list; `who` names the command that asked, in error notifications.
+local function list(who, opts)
+  local c = client_for(type(opts) == "table" and opts.on_done or nil, who)
   if not c then return nil end
   local args = require "sora.args" -- loaded with sora: a mistake raises, as sora's calls do
   opts = args.options("list", 1, args.table("list", 1, opts, true), { limit = "count", on_done = "callable" })
   if opts.limit and opts.limit > M.LIST_LIMIT then
     args.fail("list", 1, "option 'limit' must be at most %d, got %.14g", M.LIST_LIMIT, opts.limit)
   end
-  local job = { what = "list", on_done = opts.on_done, on_success = function(page)
+  local job = { what = "list", on_done = opts.on_done, who = who, on_success = function(page)
     local lines = {}
     for _, v in ipairs(page.data) do lines[#lines + 1] = video_line(v) end
     if #lines == 0 then lines[1] = "(no videos)" end
@@ -286,6 +315,15 @@ function M.list(opts)
     return page
   end)
 end
+
+--- Lists the latest videos (default 20) in a scratch buffer, without blocking; returns the task.
+function M.list(opts)
+  return list(nil, opts)
+end
+
+-- What the commands (sora.nvim.commands) call: generate, download and list as the command
+-- `who` (":SoraDownload"), whose name their error notifications carry.
+M._as_command = { generate = generate, download = download, list = list }
 
 --- Cancels every running job; returns how many were cancelled.
 function M.cancel()
@@ -329,12 +367,12 @@ end
 
 --- The jobs not yet reported, oldest first: { what, task, id, status, progress } each.
 function M.jobs()
-  local list = {}
+  local shown = {}
   for i, job in ipairs(jobs) do
-    list[i] = { what = job.what, task = job.task, id = job.id, status = job.status,
-                progress = job.progress }
+    shown[i] = { what = job.what, task = job.task, id = job.id, status = job.status,
+                 progress = job.progress }
   end
-  return list
+  return shown
 end
 
 return M
