@@ -321,7 +321,7 @@ function batch.run(ctx, args)
     io.stderr:write("sora batch: ", tostring(err), "\n")
     return exit.USAGE
   end
-  if not check_outputs(jobs, io.stderr) then return exit.IO end
+  if not check_outputs(jobs, io.stderr) then return exit.USAGE end
   local display = new_display(#jobs, args.progress ~= "lines" and args.progress ~= "none"
     and stderr_is_terminal())
   local list = generate_tables(jobs)
