@@ -1,18 +1,22 @@
 --- sora: the OpenAI Videos API (Sora) for Lua.
 -- The C core (sora.core) does the HTTP, the bodies and the typed values; this module wraps its
--- endpoints and wires in what reads better in Lua, one file each:
---   sora.tasks   spawn, step, run: coroutines whose calls yield instead of blocking
---   sora.wait    video:refresh, video:wait, create_and_wait, generate    (loaded on first use)
---   sora.lists   client:pages, client:list                               (loaded on first use)
---   sora.batch   client:generate_many                                    (loaded on first use)
---   sora.reconcile  create-type calls: a lost answer looked for, not resent blindly (first use)
+-- endpoints and wires in what reads better in Lua, one file each, each loaded on first use
+-- (`require "sora"` compiles only this file: bench/RESULTS.md measures it):
+--   sora.tasks   spawn, step, run, sleep, socket_ready, timeout_due: coroutines whose calls
+--                yield instead of blocking (until it is loaded no task exists, and calls block)
+--   sora.wait    video:refresh, video:wait, create_and_wait, generate
+--   sora.lists   client:pages, client:list
+--   sora.batch   client:generate_many
+--   sora.reconcile  create-type calls: a lost answer looked for, not resent blindly
 --   sora.args    the argument checks they share
 local core = require "sora.core"
-local args = require "sora.args"
-local tasks = require "sora.tasks"
 
 local Client, Video = core.Client, core.Video
-local ipairs = ipairs
+local ipairs, require, loaded = ipairs, require, package.loaded
+
+-- An argument error names the program's line, never a file of sora's own: the core skips the
+-- files beside this one (sora.args says the same when it loads).
+core._lua_dir(debug.getinfo(1, "S").source:match("^(.*[/\\])[^/\\]*$") or "")
 
 local sora = {
   _VERSION = core._VERSION,
@@ -29,7 +33,15 @@ local sora = {
 -- (every POST of the API) go through sora.reconcile: a lost answer is looked for before the
 -- create is sent again.
 local CREATE_TYPE = { create = true, remix = true, edit = true, extend = true, create_character = true }
-local start, await = Client._start, tasks.await
+-- Only sora.tasks's spawn makes a task: until it is loaded, a call blocks on its transfer
+-- without asking the scheduler (what tasks.await does outside a task).
+local function await(client, transfer, err)
+  local tasks = loaded["sora.tasks"]
+  if tasks then return tasks.await(client, transfer, err) end
+  if not transfer then return nil, err end
+  return transfer:wait()
+end
+local start = Client._start
 for _, name in ipairs(core.endpoints) do
   if CREATE_TYPE[name] then
     Client[name] = function(self, ...)
@@ -58,33 +70,38 @@ end
 
 --- Waits `seconds` while driving the transfers (yields inside a task).
 function Client:sleep(seconds)
-  return tasks.sleep(self, args.check("sleep", 1, seconds, "duration"))
+  local check = require("sora.args").check
+  return require("sora.tasks").sleep(self, check("sleep", 1, seconds, "duration"))
 end
 
 --- Runs fn(...) as a task (fn: a function or a callable): inside it, sora calls yield instead
 -- of blocking.
 function Client:spawn(fn, ...)
-  return tasks.spawn(self, args.check("spawn", 1, fn, "callable"), ...)
+  local check = require("sora.args").check
+  return require("sora.tasks").spawn(self, check("spawn", 1, fn, "callable"), ...)
 end
 
 --- Advances every transfer and task, waiting at most `timeout` seconds (default 0);
 -- returns the number of tasks still running.
 function Client:step(timeout)
-  return tasks.step(self, args.check("step", 1, timeout, "duration", true))
+  local check = require("sora.args").check
+  return require("sora.tasks").step(self, check("step", 1, timeout, "duration", true))
 end
 
 --- Steps until every task has finished.
 function Client:run()
-  return tasks.run(self)
+  return require("sora.tasks").run(self)
 end
 
 --- Closes the client: its transfers are aborted and its tasks cancelled. Idempotent; also
 -- what a to-be-closed variable does on 5.4. All or nothing: the C core closes first, and from
--- inside a callback of the client it refuses (raises) before anything has changed.
+-- inside a callback of the client it refuses (raises) before anything has changed. Without
+-- sora.tasks there is no task to cancel, and it stays unloaded.
 local close = Client.close
 function Client:close()
   close(self)
-  tasks.cancel_all(self)
+  local tasks = loaded["sora.tasks"]
+  if tasks then tasks.cancel_all(self) end
 end
 do
   local meta = debug.getregistry()["sora.Client"]
@@ -92,10 +109,10 @@ do
 end
 
 -- ---- the host's event loop drives the client (docs/event-loop.md) ------------------------
--- client:watch(on_socket, on_timer [, on_unwatch]) and client:unwatch() are the C core's.
-Client.socket_ready, Client.timeout_due = tasks.socket_ready, tasks.timeout_due
+-- client:watch(on_socket, on_timer [, on_unwatch]) and client:unwatch() are the C core's;
+-- client:socket_ready(fd, readable, writable) and client:timeout_due() are sora.tasks's (below).
 
--- ---- waiting, lists, batches --------------------------------------------------------------
+-- ---- waiting, lists, batches, the host's loop -----------------------------------------------
 
 -- Loaded on first use: `require "sora"` compiles only what every program needs (a Lua file
 -- costs its compilation; bench/RESULTS.md measures require). methods[name] is a stub until
@@ -114,6 +131,7 @@ on_first_use(Video, "sora.wait", { "refresh", "wait" })
 on_first_use(Client, "sora.wait", { "create_and_wait", "generate" })
 on_first_use(Client, "sora.lists", { "pages", "list" })
 on_first_use(Client, "sora.batch", { "generate_many" })
+on_first_use(Client, "sora.tasks", { "socket_ready", "timeout_due" })
 
 -- ---- webhooks: sora.webhooks.verify, sora.webhooks.sign (sora/webhooks.lua) ----------------
 
