@@ -1144,9 +1144,11 @@ int sora_client_pinned_call(lua_State *L, int client_idx, lua_CFunction fn) {
   int nargs = lua_gettop(L), status;
   lua_pushvalue(L, client_idx);
   lua_insert(L, 1);         /* client, args... */
+  c->pinned++; /* before fn is pushed: on 5.1 and LuaJIT that allocates a closure, and a
+                * finalizer run there could close the client under the call (were that
+                * allocation to fail, the client would stay pinned, never freed: out of memory) */
   lua_pushcfunction(L, fn);
   lua_insert(L, 2);         /* client, fn, args... */
-  c->pinned++;
   status = lua_pcall(L, nargs, LUA_MULTRET, 0);
   c->pinned--;
   if (c->pinned == 0 && c->close_pending) close_client(L, c, 1);

@@ -1,18 +1,22 @@
 --- sora: the OpenAI Videos API (Sora) for Lua.
 -- The C core (sora.core) does the HTTP, the bodies and the typed values; this module wraps its
--- endpoints and wires in what reads better in Lua, one file each:
---   sora.tasks   spawn, step, run: coroutines whose calls yield instead of blocking
---   sora.wait    video:refresh, video:wait, create_and_wait, generate    (loaded on first use)
---   sora.lists   client:pages, client:list                               (loaded on first use)
---   sora.batch   client:generate_many                                    (loaded on first use)
---   sora.reconcile  create-type calls: a lost answer looked for, not resent blindly (first use)
+-- endpoints and wires in what reads better in Lua, one file each, each loaded on first use
+-- (`require "sora"` compiles only this file: bench/RESULTS.md measures it):
+--   sora.tasks   spawn, step, run, sleep, socket_ready, timeout_due: coroutines whose calls
+--                yield instead of blocking (until it is loaded no task exists, and calls block)
+--   sora.wait    video:refresh, video:wait, create_and_wait, generate
+--   sora.lists   client:pages, client:list
+--   sora.batch   client:generate_many
+--   sora.reconcile  create-type calls: a lost answer looked for, not resent blindly
 --   sora.args    the argument checks they share
 local core = require "sora.core"
-local args = require "sora.args"
-local tasks = require "sora.tasks"
 
 local Client, Video = core.Client, core.Video
-local ipairs = ipairs
+local ipairs, require, loaded = ipairs, require, package.loaded
+
+-- An argument error names the program's line, never a file of sora's own: the core skips the
+-- files beside this one (sora.args says the same when it loads).
+core._lua_dir(debug.getinfo(1, "S").source:match("^(.*[/\\])[^/\\]*$") or "")
 
 local sora = {
   _VERSION = core._VERSION,
@@ -29,7 +33,15 @@ local sora = {
 -- (every POST of the API) go through sora.reconcile: a lost answer is looked for before the
 -- create is sent again.
 local CREATE_TYPE = { create = true, remix = true, edit = true, extend = true, create_character = true }
-local start, await = Client._start, tasks.await
+-- Only sora.tasks's spawn makes a task: until it is loaded, a call blocks on its transfer
+-- without asking the scheduler (what tasks.await does outside a task).
+local function await(client, transfer, err)
+  local tasks = loaded["sora.tasks"]
+  if tasks then return tasks.await(client, transfer, err) end
+  if not transfer then return nil, err end
+  return transfer:wait()
+end
+local start = Client._start
 for _, name in ipairs(core.endpoints) do
   if CREATE_TYPE[name] then
     Client[name] = function(self, ...)
@@ -44,7 +56,12 @@ end
 
 -- The methods written in Lua check their self as the C core's do: video.wait(5) for
 -- video:wait(5) is refused naming the call, not with "attempt to index a number value".
-local check_self = args.self
+-- sora.args says so (args.self), loaded only for the error.
+local registry = debug.getregistry()
+local function check_self(fname, self, class)
+  if type(self) == "userdata" and debug.getmetatable(self) == registry[class] then return self end
+  return require("sora.args").self(fname, self, class)
+end
 
 function Video:download(opts)
   return check_self("download", self, "sora.Video"):_client():download_content(self.id, opts)
@@ -62,33 +79,38 @@ end
 
 --- Waits `seconds` while driving the transfers (yields inside a task).
 function Client:sleep(seconds)
-  return tasks.sleep(check_self("sleep", self, "sora.Client"), args.check("sleep", 1, seconds, "duration"))
+  local check = require("sora.args").check
+  return require("sora.tasks").sleep(check_self("sleep", self, "sora.Client"), check("sleep", 1, seconds, "duration"))
 end
 
 --- Runs fn(...) as a task (fn: a function or a callable): inside it, sora calls yield instead
 -- of blocking.
 function Client:spawn(fn, ...)
-  return tasks.spawn(check_self("spawn", self, "sora.Client"), args.check("spawn", 1, fn, "callable"), ...)
+  local check = require("sora.args").check
+  return require("sora.tasks").spawn(check_self("spawn", self, "sora.Client"), check("spawn", 1, fn, "callable"), ...)
 end
 
 --- Advances every transfer and task, waiting at most `timeout` seconds (default 0);
 -- returns the number of tasks still running.
 function Client:step(timeout)
-  return tasks.step(check_self("step", self, "sora.Client"), args.check("step", 1, timeout, "duration", true))
+  local check = require("sora.args").check
+  return require("sora.tasks").step(check_self("step", self, "sora.Client"), check("step", 1, timeout, "duration", true))
 end
 
 --- Steps until every task has finished.
 function Client:run()
-  return tasks.run(check_self("run", self, "sora.Client"))
+  return require("sora.tasks").run(check_self("run", self, "sora.Client"))
 end
 
 --- Closes the client: its transfers are aborted and its tasks cancelled. Idempotent; also
 -- what a to-be-closed variable does on 5.4. All or nothing: the C core closes first, and from
--- inside a callback of the client it refuses (raises) before anything has changed.
+-- inside a callback of the client it refuses (raises) before anything has changed. Without
+-- sora.tasks there is no task to cancel, and it stays unloaded.
 local close = Client.close
 function Client:close()
   close(self)
-  tasks.cancel_all(self)
+  local tasks = loaded["sora.tasks"]
+  if tasks then tasks.cancel_all(self) end
 end
 do
   local meta = debug.getregistry()["sora.Client"]
@@ -96,13 +118,15 @@ do
 end
 
 -- ---- the host's event loop drives the client (docs/event-loop.md) ------------------------
--- client:watch(on_socket, on_timer [, on_unwatch]) and client:unwatch() are the C core's.
-local socket_ready, timeout_due = tasks.socket_ready, tasks.timeout_due
+-- client:watch(on_socket, on_timer [, on_unwatch]) and client:unwatch() are the C core's;
+-- client:socket_ready(fd, readable, writable) and client:timeout_due() are sora.tasks's.
 function Client:socket_ready(fd, readable, writable)
-  return socket_ready(check_self("socket_ready", self, "sora.Client"), fd, readable, writable)
+  local tasks = loaded["sora.tasks"] or require("sora.tasks")
+  return tasks.socket_ready(check_self("socket_ready", self, "sora.Client"), fd, readable, writable)
 end
 function Client:timeout_due()
-  return timeout_due(check_self("timeout_due", self, "sora.Client"))
+  local tasks = loaded["sora.tasks"] or require("sora.tasks")
+  return tasks.timeout_due(check_self("timeout_due", self, "sora.Client"))
 end
 
 -- ---- waiting, lists, batches --------------------------------------------------------------
