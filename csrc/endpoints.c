@@ -199,6 +199,15 @@ static int start_pinned(lua_State *L) {
   return start_request(L, e, 0) ? 1 : 2;
 }
 
+/* (self, endpoint, ...): start_request, then the transfer waited for and its result, in one
+ * pinned call: what start_pinned, transfer:wait() and its pinned result do in three. */
+static int call_blocking_pinned(lua_State *L) {
+  const sora_endpoint *e = lua_touserdata(L, 2);
+  lua_remove(L, 2);
+  if (!start_request(L, e, 0)) return 2;
+  return sora_transfer_wait_result(L, lua_gettop(L));
+}
+
 /* (self, endpoint, ...): start_request as a dry run, called pinned by client_check. */
 static int check_pinned(lua_State *L) {
   const sora_endpoint *e = lua_touserdata(L, 2);
@@ -223,6 +232,18 @@ static int call_pinned(lua_State *L, lua_CFunction fn) {
  * and returns its transfer (or nil, err); the Lua layer waits for it or yields. */
 static int client_start(lua_State *L) { return call_pinned(L, start_pinned); }
 
+/* client:_call(name, ...): on the main thread, where no task can run, the call of the public
+ * method `name` from start to end: its value, err. Elsewhere false, and nothing is done: the
+ * Lua layer starts the request and awaits it, which yields inside a task. */
+static int client_call(lua_State *L) {
+  if (!lua_pushthread(L)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pop(L, 1);
+  return call_pinned(L, call_blocking_pinned);
+}
+
 /* client:_check(name, ...): raises what client:_start(name, ...) would raise for these
  * arguments, and sends nothing (a batch checks every job before its first request). */
 static int client_check(lua_State *L) { return call_pinned(L, check_pinned); }
@@ -234,6 +255,8 @@ int sora_open_endpoints(lua_State *L) {
   int i = 0;
   lua_pushcfunction(L, client_start);
   lua_setfield(L, -2, "_start");
+  lua_pushcfunction(L, client_call);
+  lua_setfield(L, -2, "_call");
   lua_pushcfunction(L, client_check);
   lua_setfield(L, -2, "_check");
   lua_newtable(L);

@@ -304,6 +304,9 @@ SORA_HIDDEN void sora_transfer_abort(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_detach(lua_State *L, sora_transfer *t);
 /* transfer_idx holds a transfer its caller has checked (luaL_checkudata). */
 SORA_HIDDEN int sora_transfer_result(lua_State *L, int transfer_idx);
+/* transfer:wait() for a transfer sora_transfer_new made, its client pinned by the caller:
+ * drives the client until it is done, then pushes its result (value, err). */
+SORA_HIDDEN int sora_transfer_wait_result(lua_State *L, int transfer_idx);
 /* Calls fn for each header of the final response, in the order they came (no trailers, no
  * 1xx, no proxy CONNECT, never the request's own); fn may raise. */
 typedef void (*sora_header_fn)(lua_State *L, const char *name, size_t name_len,

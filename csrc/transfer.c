@@ -648,6 +648,11 @@ static void drive_until_done(lua_State *L, sora_transfer *t, int transfer_idx) {
 
 static int result_pinned(lua_State *L) { return sora_transfer_result(L, 2); }
 
+int sora_transfer_wait_result(lua_State *L, int transfer_idx) {
+  drive_until_done(L, lua_touserdata(L, transfer_idx), transfer_idx);
+  return sora_transfer_result(L, transfer_idx);
+}
+
 /* The result of t, the transfer at index 1, its client (if any) pinned while the response is
  * turned into Lua values: a finalizer run by an allocation there cannot free the handle that
  * holds the response. */

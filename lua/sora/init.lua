@@ -29,7 +29,9 @@ local sora = {
 -- (every POST of the API) go through sora.reconcile: a lost answer is looked for before the
 -- create is sent again.
 local CREATE_TYPE = { create = true, remix = true, edit = true, extend = true, create_character = true }
-local start, await = Client._start, tasks.await
+-- Outside any coroutine, C runs the whole call (start, wait, result) at once (_call); elsewhere
+-- _call gives false and the transfer is started here and awaited.
+local start, call, await = Client._start, Client._call, tasks.await
 for _, name in ipairs(core.endpoints) do
   if CREATE_TYPE[name] then
     Client[name] = function(self, ...)
@@ -37,6 +39,8 @@ for _, name in ipairs(core.endpoints) do
     end
   else
     Client[name] = function(self, ...)
+      local value, err = call(self, name, ...)
+      if value ~= false then return value, err end
       return await(self, start(self, name, ...))
     end
   end
