@@ -304,6 +304,9 @@ SORA_HIDDEN void sora_transfer_abort(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_detach(lua_State *L, sora_transfer *t);
 /* transfer_idx holds a transfer its caller has checked (luaL_checkudata). */
 SORA_HIDDEN int sora_transfer_result(lua_State *L, int transfer_idx);
+/* sora_transfer_result for a transfer nothing else can reach, whose result is read once: the
+ * values are not kept in its slots. */
+SORA_HIDDEN int sora_transfer_take_result(lua_State *L, int transfer_idx);
 /* transfer:wait() for a transfer sora_transfer_new made, its client pinned by the caller:
  * drives the client until it is done, then pushes its result (value, err). */
 SORA_HIDDEN int sora_transfer_wait_result(lua_State *L, int transfer_idx);

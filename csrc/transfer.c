@@ -650,7 +650,7 @@ static int result_pinned(lua_State *L) { return sora_transfer_result(L, 2); }
 
 int sora_transfer_wait_result(lua_State *L, int transfer_idx) {
   drive_until_done(L, lua_touserdata(L, transfer_idx), transfer_idx);
-  return sora_transfer_result(L, transfer_idx);
+  return sora_transfer_take_result(L, transfer_idx); /* nothing else holds the transfer */
 }
 
 /* The result of t, the transfer at index 1, its client (if any) pinned while the response is
@@ -664,8 +664,11 @@ static int pinned_result(lua_State *L, sora_transfer *t) {
   return services(t)->pinned_call(L, 1, result_pinned);
 }
 
+/* __gc runs for every transfer: the metatable is its upvalue, not looked up by name. */
 static int transfer_gc(lua_State *L) {
-  sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
+  sora_transfer *t = lua_touserdata(L, 1);
+  int is_transfer = t != NULL && lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(1));
+  if (!is_transfer) return luaL_argerror(L, 1, "sora.Transfer expected");
   if (t->client) sora_transfer_detach(L, t);
   sora_buffer_free(&t->content);
   sora_buffer_free(&t->header_lines);
@@ -737,7 +740,8 @@ static const luaL_Reg transfer_methods[] = {
 
 int sora_open_transfer(lua_State *L) {
   luaL_newmetatable(L, SORA_TRANSFER);
-  lua_pushcfunction(L, transfer_gc);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, transfer_gc, 1);
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, transfer_tostring);
   lua_setfield(L, -2, "__tostring");
