@@ -82,6 +82,10 @@ typedef struct sora_handle {
   int prepared;            /* the callbacks are set */
   int origin_set;          /* credentials last set for: 0 none yet, 1 the API's origin, 2 another */
   long stall_s;            /* the stall limit last set, in seconds (0: none, libcurl's default) */
+  long timeout_ms;         /* CURLOPT_TIMEOUT_MS last set (0: none, libcurl's default) */
+  long fresh;              /* CURLOPT_FRESH_CONNECT last set */
+  int plain_get;           /* the method last set is GET without a body */
+  const struct curl_slist *header_list; /* CURLOPT_HTTPHEADER last set */
 } sora_handle;
 
 /* The base URL taken apart (url.c): what every request URL starts and ends with, and the

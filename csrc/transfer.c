@@ -270,8 +270,14 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
 
 /* ---- starting and ending attempts ---------------------------------------------------- */
 
+/* Each option below is set only when it differs from what the handle's previous request set
+ * (sora_handle): a retrieve after a retrieve sets its URL and nothing else. */
+
 static void set_method(CURL *easy, sora_transfer *t) {
   const char *method = t->endpoint->method;
+  int plain_get = !t->mime && !t->body && strcmp(method, "GET") == 0;
+  if (plain_get && t->handle->plain_get) return;
+  t->handle->plain_get = plain_get;
   curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, (void *)NULL);
   if (t->mime) {
     curl_easy_setopt(easy, CURLOPT_MIMEPOST, t->mime);
@@ -299,11 +305,22 @@ static long attempt_timeout_ms(const sora_transfer *t) {
 
 static void set_limits(CURL *easy, sora_transfer *t) {
   long stall_s = t->endpoint->result == SORA_RESULT_CONTENT ? (t->client->stall_timeout_ms + 999) / 1000 : 0;
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, attempt_timeout_ms(t));
+  long timeout_ms = attempt_timeout_ms(t);
+  if (t->handle->timeout_ms != timeout_ms) {
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    t->handle->timeout_ms = timeout_ms;
+  }
   if (t->handle->stall_s == stall_s) return; /* none for every request but downloads */
   curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, stall_s ? 1L : 0L);
   curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, stall_s);
   t->handle->stall_s = stall_s;
+}
+
+/* libcurl keeps the pointer, not a copy: a list at the same address is the list it has. */
+static void set_header_list(CURL *easy, sora_handle *h, const struct curl_slist *list) {
+  if (h->header_list == list) return;
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, list);
+  h->header_list = list;
 }
 
 /* The key goes only to the API's own origin: a redirect to storage elsewhere gets neither the
@@ -319,9 +336,9 @@ static void set_credentials(CURL *easy, sora_transfer *t) {
     curl_easy_setopt(easy, CURLOPT_PASSWORD, t->foreign_origin ? NULL : c->base.password);
     t->handle->origin_set = origin;
   }
-  if (t->foreign_origin) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers[SORA_HEADERS_FOREIGN]);
-  else if (t->request_headers) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->request_headers);
-  else curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers[t->headers]);
+  set_header_list(easy, t->handle, t->foreign_origin ? c->headers[SORA_HEADERS_FOREIGN]
+                                    : t->request_headers ? t->request_headers
+                                                         : c->headers[t->headers]);
 }
 
 /* The callbacks, the same for every request of a handle, are set on its first; their data is
@@ -340,6 +357,7 @@ static void finish(lua_State *L, sora_transfer *t);
 
 void sora_transfer_start(lua_State *L, sora_transfer *t) {
   CURL *easy = t->handle->easy;
+  long fresh;
   t->aborted = 0;
   t->code = CURLE_OK;
   t->curl_message[0] = t->handle->errbuf[0] = '\0';
@@ -353,7 +371,11 @@ void sora_transfer_start(lua_State *L, sora_transfer *t) {
   /* libcurl silently sends a request again when a reused connection dies before any answer:
    * each attempt of a create (billed) is one attempt, on a connection of its own, and whether
    * to send it again is decided after looking (sora_maybe_sent, lua/sora/reconcile.lua) */
-  curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, sora_is_create_type(t->endpoint) ? 1L : 0L);
+  fresh = sora_is_create_type(t->endpoint) ? 1L : 0L;
+  if (t->handle->fresh != fresh) {
+    curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, fresh);
+    t->handle->fresh = fresh;
+  }
   set_method(easy, t);
   set_limits(easy, t);
   set_credentials(easy, t);
