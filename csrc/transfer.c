@@ -128,6 +128,21 @@ static void keep_content_range(sora_transfer *t, const char *value, size_t len) 
 #define NAMED(name, name_len, lower) \
   ((name_len) == sizeof(lower) - 1 && sora_header_is(name, name_len, lower))
 
+/* Whether a header whose name has this length and first letter may be one keep_header acts
+ * on (keep the two in step): most lines of a response (Server, Date, Content-Length, ETag...)
+ * are then not split at all. */
+static int may_keep(const char *name, size_t name_len) {
+  int first = name[0] | 0x20; /* ASCII lower case; what is no letter matches nothing here */
+  switch (name_len) {
+    case 11: return first == 'r';                 /* retry-after */
+    case 12: return first == 'x' || first == 'c'; /* x-request-id, content-type */
+    case 13: return first == 'c';                 /* content-range */
+    case 14: return first == 'x' || first == 'r'; /* x-should-retry, retry-after-ms */
+    case 20: return first == 'o';                 /* openai-poll-after-ms */
+    default: return 0;
+  }
+}
+
 /* Texts a server sends may carry the key it was given: redacted before they are cut. */
 static void keep_header(sora_transfer *t, const char *name, size_t name_len, const char *value,
                         size_t len) {
@@ -211,8 +226,13 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
     curl_easy_getinfo(t->handle->easy, CURLINFO_RESPONSE_CODE, &t->status);
     t->header_block_ended = 1;
   } else if (!t->header_block_ended) {
-    const char *name, *value;
+    const char *name, *value, *colon = memchr(line, ':', len);
     size_t name_len, value_len;
+#ifdef HAVE_HEADER_API
+    if (colon == NULL || !may_keep(line, (size_t)(colon - line))) return len;
+#else
+    if (colon == NULL || (!t->keep_header_lines && !may_keep(line, (size_t)(colon - line)))) return len;
+#endif
     if (sora_header_split(line, len, &name, &name_len, &value, &value_len)) {
       keep_header(t, name, name_len, value, value_len);
 #ifndef HAVE_HEADER_API
