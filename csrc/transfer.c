@@ -576,6 +576,7 @@ static int download_complete(sora_transfer *t) {
 static void free_mime(sora_transfer *t) {
   if (t->mime == NULL) return;
   curl_easy_setopt(t->handle->easy, CURLOPT_MIMEPOST, (void *)NULL);
+  t->handle->plain_get = 0; /* libcurl's method is a POST again (set_method) */
   curl_mime_free(t->mime);
   t->mime = NULL;
 }
@@ -585,8 +586,11 @@ static void finish(lua_State *L, sora_transfer *t) {
   free_mime(t);
   if (t->endpoint->result == SORA_RESULT_CONTENT) /* only a download sets a Range (download.c) */
     curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, (void *)NULL);
-  if (t->body) /* the body may be collected */
+  if (t->body) { /* the body may be collected */
     curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, (void *)NULL);
+    t->handle->plain_get = 0; /* that makes libcurl's method a POST, even for a dry run's
+                               * request that was never sent (set_method) */
+  }
   t->finished_at = sora_now();
   t->state = SORA_STATE_DONE;
   t->paused = 0;
