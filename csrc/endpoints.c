@@ -234,6 +234,7 @@ static int call_pinned(lua_State *L, lua_CFunction fn) {
   check_self(L, e);
   lua_pushlightuserdata(L, (void *)e);
   lua_replace(L, 2); /* self, endpoint, ... */
+  if (fn == call_blocking_pinned) return sora_client_blocking_call(L, 1, fn);
   return sora_client_pinned_call(L, 1, fn);
 }
 
