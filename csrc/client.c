@@ -1050,12 +1050,18 @@ static int drive_end(lua_State *L, sora_client *c, int client_idx, int top) {
 /* Waits at most timeout_ms for the client's sockets, or less: Ctrl-C ends the wait where the
  * host handles SIGINT (interrupt.c), and the caller's loop lets the host's hook act on it. */
 static void wait_for_activity(sora_client *c, int timeout_ms) {
-  int wake_fd = sora_interrupt_arm();
+  int shared = c->wake.shared, wake_fd;
+  if (shared && !c->wake.armed) { /* the blocking call's first wait: armed until it returns */
+    c->wake.fd = sora_interrupt_arm();
+    c->wake.armed = 1;
+  }
+  wake_fd = shared ? c->wake.fd : sora_interrupt_arm();
   if (!sora_loop_run(c, timeout_ms, wake_fd)) {
     struct curl_waitfd wake = {wake_fd, CURL_WAIT_POLLIN, 0};
     curl_multi_poll(c->multi, &wake, wake_fd >= 0 ? 1 : 0, timeout_ms, NULL);
   }
-  sora_interrupt_disarm(wake_fd);
+  if (shared) sora_interrupt_drain(wake_fd);
+  else sora_interrupt_disarm(wake_fd);
 }
 
 /* One turn of the loop: run what can run and, unless a transfer just ended, wait at most
@@ -1139,8 +1145,9 @@ static void close_client(lua_State *L, sora_client *c, int client_idx) {
   c->has_log_function = 0;
 }
 
-int sora_client_pinned_call(lua_State *L, int client_idx, lua_CFunction fn) {
-  sora_client *c = lua_touserdata(L, client_idx);
+/* Runs fn pinned and protected; leaves the client at 1 and fn's results (or its error) above
+ * it, and returns the status of the call. */
+static int pinned_pcall(lua_State *L, sora_client *c, int client_idx, lua_CFunction fn) {
   int nargs = lua_gettop(L), status;
   lua_pushvalue(L, client_idx);
   lua_insert(L, 1);         /* client, args... */
@@ -1151,9 +1158,33 @@ int sora_client_pinned_call(lua_State *L, int client_idx, lua_CFunction fn) {
   lua_insert(L, 2);         /* client, fn, args... */
   status = lua_pcall(L, nargs, LUA_MULTRET, 0);
   c->pinned--;
+  return status;
+}
+
+/* Closes the client if that waited for the last pin; raises fn's error, or returns fn's
+ * results, above the client. */
+static int end_pinned(lua_State *L, sora_client *c, int status) {
   if (c->pinned == 0 && c->close_pending) close_client(L, c, 1);
   if (status != 0) lua_error(L);
-  return lua_gettop(L) - 1; /* fn's results, above the client */
+  return lua_gettop(L) - 1;
+}
+
+int sora_client_pinned_call(lua_State *L, int client_idx, lua_CFunction fn) {
+  sora_client *c = lua_touserdata(L, client_idx);
+  return end_pinned(L, c, pinned_pcall(L, c, client_idx, fn));
+}
+
+int sora_client_blocking_call(lua_State *L, int client_idx, lua_CFunction fn) {
+  sora_client *c = lua_touserdata(L, client_idx);
+  int status, outer_shared = c->wake.shared, outer_armed = c->wake.armed, outer_fd = c->wake.fd;
+  c->wake.shared = 1; /* a blocking call in a finalizer meanwhile nests: its own arming */
+  c->wake.armed = 0;
+  status = pinned_pcall(L, c, client_idx, fn);
+  if (c->wake.armed) sora_interrupt_disarm(c->wake.fd);
+  c->wake.shared = outer_shared;
+  c->wake.armed = outer_armed;
+  c->wake.fd = outer_fd;
+  return end_pinned(L, c, status);
 }
 
 /* close, __gc and __close are one idempotent function. It is refused from inside a callback

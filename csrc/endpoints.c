@@ -147,9 +147,17 @@ static void apply_request_options(lua_State *L, sora_transfer *t, int params) {
 
 /* ---- the one request function ------------------------------------------------------- */
 
+/* The client at index 1 of a call of endpoint e, checked against the client's metatable, the
+ * upvalue of _start, _call and _check (a look-up by name in the registry costs 300
+ * instructions a call). */
 static sora_client *check_self(lua_State *L, const sora_endpoint *e) {
-  sora_client *c = sora_testudata(L, 1, SORA_CLIENT);
-  if (c == NULL)
+  sora_client *c = lua_touserdata(L, 1);
+  int is_client = c != NULL && lua_getmetatable(L, 1);
+  if (is_client) {
+    is_client = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!is_client)
     sora_raise(L, "calling '%s' on bad self (sora.Client expected, got %s)", e->name, luaL_typename(L, 1));
   sora_check_usable(L, c, e->name);
   return c;
@@ -160,11 +168,12 @@ static sora_client *check_self(lua_State *L, const sora_endpoint *e) {
  * request is built (every argument checked, files opened, the body encoded) and let go of
  * instead of started: nothing is sent. */
 static int start_request(lua_State *L, const sora_endpoint *e, int dry_run) {
-  sora_client *c = check_self(L, e);
+  sora_client *c = lua_touserdata(L, 1); /* a client: call_pinned checked it */
   const char *id = NULL;
   size_t id_len = 0;
   int params = 2, transfer, given;
   sora_transfer *t;
+  sora_check_usable(L, c, e->name); /* a finalizer may have closed it before it was pinned */
   if (has_id(e)) id = check_id(L, e, params++, &id_len);
   given = !lua_isnoneornil(L, params);
   if (!given ? e->body && e->body->required : !lua_istable(L, params))
@@ -199,6 +208,15 @@ static int start_pinned(lua_State *L) {
   return start_request(L, e, 0) ? 1 : 2;
 }
 
+/* (self, endpoint, ...): start_request, then the transfer waited for and its result, in one
+ * pinned call: what start_pinned, transfer:wait() and its pinned result do in three. */
+static int call_blocking_pinned(lua_State *L) {
+  const sora_endpoint *e = lua_touserdata(L, 2);
+  lua_remove(L, 2);
+  if (!start_request(L, e, 0)) return 2;
+  return sora_transfer_wait_result(L, lua_gettop(L));
+}
+
 /* (self, endpoint, ...): start_request as a dry run, called pinned by client_check. */
 static int check_pinned(lua_State *L) {
   const sora_endpoint *e = lua_touserdata(L, 2);
@@ -216,12 +234,25 @@ static int call_pinned(lua_State *L, lua_CFunction fn) {
   check_self(L, e);
   lua_pushlightuserdata(L, (void *)e);
   lua_replace(L, 2); /* self, endpoint, ... */
+  if (fn == call_blocking_pinned) return sora_client_blocking_call(L, 1, fn);
   return sora_client_pinned_call(L, 1, fn);
 }
 
 /* client:_start(name, ...): starts the request `name` with the arguments of the public method
  * and returns its transfer (or nil, err); the Lua layer waits for it or yields. */
 static int client_start(lua_State *L) { return call_pinned(L, start_pinned); }
+
+/* client:_call(name, ...): on the main thread, where no task can run, the call of the public
+ * method `name` from start to end: its value, err. Elsewhere false, and nothing is done: the
+ * Lua layer starts the request and awaits it, which yields inside a task. */
+static int client_call(lua_State *L) {
+  if (!lua_pushthread(L)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pop(L, 1);
+  return call_pinned(L, call_blocking_pinned);
+}
 
 /* client:_check(name, ...): raises what client:_start(name, ...) would raise for these
  * arguments, and sends nothing (a batch checks every job before its first request). */
@@ -232,10 +263,10 @@ static int client_check(lua_State *L) { return call_pinned(L, check_pinned); }
 int sora_open_endpoints(lua_State *L) {
   const sora_endpoint *e;
   int i = 0;
-  lua_pushcfunction(L, client_start);
-  lua_setfield(L, -2, "_start");
-  lua_pushcfunction(L, client_check);
-  lua_setfield(L, -2, "_check");
+  static const luaL_Reg calls[] = {
+      {"_start", client_start}, {"_call", client_call}, {"_check", client_check}, {NULL, NULL}};
+  luaL_getmetatable(L, SORA_CLIENT); /* methods, meta: the upvalue check_self compares with */
+  sora_setfuncs(L, calls, 1);
   lua_newtable(L);
   for (e = endpoints; e->name; e++) {
     lua_pushstring(L, e->name);

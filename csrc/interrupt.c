@@ -32,9 +32,11 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int waits;               /* waits under way with sora's handler installed */
 static struct sigaction previous; /* the host's handler, while sora's stands in front */
 static int wake_pipe[2] = {-1, -1};
+static volatile sig_atomic_t signalled; /* a byte may be in the pipe: read it before a wait */
 
 static void on_sigint(int sig, siginfo_t *info, void *context) {
   int saved_errno = errno;
+  signalled = 1; /* before the write: a drain that clears it reads that byte too */
   if (wake_pipe[1] >= 0) {
     ssize_t written = write(wake_pipe[1], "!", 1); /* full pipe: a wake is pending anyway */
     (void)written;
@@ -97,10 +99,21 @@ int sora_interrupt_arm(void) {
   return fd;
 }
 
+/* Empties the pipe when a SIGINT wrote to it: a read(2) per wait only after a Ctrl-C. Called
+ * with the lock held. */
 static void drain(void) {
   char buf[64];
+  if (!signalled) return;
+  signalled = 0;
   while (read(wake_pipe[0], buf, sizeof buf) > 0) {
   }
+}
+
+void sora_interrupt_drain(int fd) {
+  if (fd < 0 || !signalled) return;
+  pthread_mutex_lock(&lock);
+  drain();
+  pthread_mutex_unlock(&lock);
 }
 
 void sora_interrupt_disarm(int fd) {

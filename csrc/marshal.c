@@ -244,6 +244,7 @@ static int is_vetted(lua_State *L, int type, int kind) {
  * client, the known fields (sora_push_video_fields), the metatable, the poll hint. */
 typedef struct {
   int client, known, meta;
+  int names; /* the names of video_fields, from index names + 1 on: pushed, not looked up */
   long poll_after_ms;
 } video_context;
 
@@ -254,7 +255,7 @@ typedef struct {
 static int vet_video(lua_State *L, int video, const video_context *c) {
   int i, fine = 1, top = lua_gettop(L);
   for (i = 0; i < FIELD_COUNT && fine; i++) {
-    lua_rawgeti(L, c->known, i + 1);
+    lua_pushvalue(L, c->names + i + 1);
     fine = is_vetted(L, sora_rawget(L, video), video_fields[i].kind);
   }
   lua_settop(L, top);
@@ -355,14 +356,17 @@ static int marshal_record(lua_State *L, int value, const char *what, int id_opti
 
 /* Pushes the context of the Videos of a result. */
 static void push_video_context(lua_State *L, video_context *c, int client, long poll_after_ms) {
+  int i;
   c->client = client;
   c->poll_after_ms = poll_after_ms;
   sora_push_video_fields(L);
   c->known = lua_gettop(L);
   luaL_getmetatable(L, SORA_VIDEO);
   c->meta = lua_gettop(L);
-  /* vet_video's values, and an item and its handle above them (marshal_items) */
-  luaL_checkstack(L, FIELD_COUNT + 4, "sora: no stack for a video's fields");
+  /* the names, vet_video's values, and an item and its handle above them (marshal_items) */
+  luaL_checkstack(L, 2 * FIELD_COUNT + 4, "sora: no stack for a video's fields");
+  c->names = lua_gettop(L);
+  for (i = 1; i <= FIELD_COUNT; i++) lua_rawgeti(L, c->known, i);
 }
 
 /* The result (or the message) ends on top, over the context of a Video or a page. */

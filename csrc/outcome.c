@@ -193,20 +193,32 @@ static void push_outcome(lua_State *L, sora_transfer *t, int transfer_idx) {
   }
 }
 
-/* Converts the response once, keeps the values in the user value, and gives the handle back.
- * Pushes value, err (one of them nil); raises what a callback raised. */
-int sora_transfer_result(lua_State *L, int transfer_idx) {
-  sora_transfer *t = lua_touserdata(L, transfer_idx); /* checked by its caller (transfer.c) */
-  transfer_idx = sora_absindex(L, transfer_idx);
-  /* at the program's line: the call may run pinned, under a pcall (transfer.c) */
-  if (t->state != SORA_STATE_DONE) return sora_raise(L, "sora: the transfer has not finished");
+/* Raises what a callback of t raised, if one did. */
+static void raise_callback_error(lua_State *L, sora_transfer *t, int transfer_idx) {
   sora_push_slot(L, transfer_idx, SORA_SLOT_RAISED);
   if (lua_toboolean(L, -1)) {
     sora_transfer_unlink(t);
     sora_push_slot(L, transfer_idx, SORA_SLOT_RAISE); /* what the callback raised, nil too */
-    return lua_error(L);
+    lua_error(L);
   }
   lua_pop(L, 1);
+}
+
+/* The transfer at transfer_idx, which its caller checked, once it is done. */
+static sora_transfer *done_transfer(lua_State *L, int transfer_idx) {
+  sora_transfer *t = lua_touserdata(L, transfer_idx);
+  /* at the program's line: the call may run pinned, under a pcall (transfer.c) */
+  if (t->state != SORA_STATE_DONE) sora_raise(L, "sora: the transfer has not finished");
+  raise_callback_error(L, t, transfer_idx);
+  return t;
+}
+
+/* Converts the response once, keeps the values in the user value, and gives the handle back.
+ * Pushes value, err (one of them nil); raises what a callback raised. */
+int sora_transfer_result(lua_State *L, int transfer_idx) {
+  sora_transfer *t;
+  transfer_idx = sora_absindex(L, transfer_idx);
+  t = done_transfer(L, transfer_idx);
   sora_push_slot(L, transfer_idx, SORA_SLOT_DONE);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -226,3 +238,11 @@ int sora_transfer_result(lua_State *L, int transfer_idx) {
   return 2;
 }
 
+int sora_transfer_take_result(lua_State *L, int transfer_idx) {
+  sora_transfer *t;
+  transfer_idx = sora_absindex(L, transfer_idx);
+  t = done_transfer(L, transfer_idx);
+  push_outcome(L, t, transfer_idx);
+  sora_transfer_unlink(t);
+  return 2;
+}

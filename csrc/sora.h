@@ -82,6 +82,10 @@ typedef struct sora_handle {
   int prepared;            /* the callbacks are set */
   int origin_set;          /* credentials last set for: 0 none yet, 1 the API's origin, 2 another */
   long stall_s;            /* the stall limit last set, in seconds (0: none, libcurl's default) */
+  long timeout_ms;         /* CURLOPT_TIMEOUT_MS last set (0: none, libcurl's default) */
+  long fresh;              /* CURLOPT_FRESH_CONNECT last set */
+  int plain_get;           /* the method last set is GET without a body */
+  const struct curl_slist *header_list; /* CURLOPT_HTTPHEADER last set */
 } sora_handle;
 
 /* The base URL taken apart (url.c): what every request URL starts and ends with, and the
@@ -125,6 +129,13 @@ typedef struct sora_client {
   lua_State *L;
   int callback_base;              /* runner at callback_base, user value at callback_base + 1 */
   struct sora_loop *loop;         /* libcurl's socket interface (loop.c); NULL until a watch */
+  /* Ctrl-C (interrupt.c) during a blocking call (sora_client_blocking_call): armed at its first
+   * wait and disarmed when it returns, not around each of its polls */
+  struct {
+    int shared;                   /* a blocking call is under way: its waits share one arming */
+    int armed;                    /* its first wait armed it */
+    int fd;                       /* the descriptor sora_interrupt_arm gave */
+  } wake;
 } sora_client;
 
 enum { SORA_LOG_NONE, SORA_LOG_INFO, SORA_LOG_DEBUG };
@@ -133,6 +144,9 @@ enum { SORA_LOG_NONE, SORA_LOG_INFO, SORA_LOG_DEBUG };
  * a close meanwhile (by a finalizer, which may run at any allocation) waits until fn has
  * returned. Returns fn's results; raises what fn raised. */
 SORA_HIDDEN int sora_client_pinned_call(lua_State *L, int client_idx, lua_CFunction fn);
+/* sora_client_pinned_call for a call that blocks until its transfer is done: Ctrl-C is armed
+ * once for all its waits (and disarmed however it ends), not around each poll. */
+SORA_HIDDEN int sora_client_blocking_call(lua_State *L, int client_idx, lua_CFunction fn);
 /* A Lua callback of a transfer (or the log function) for the client's runner. */
 typedef struct sora_callback {
   sora_transfer *t;          /* NULL for the client's log function */
@@ -194,6 +208,9 @@ SORA_HIDDEN void sora_open_loop(lua_State *L, int methods_idx);
  * SIGINT came), or -1 when the host has no SIGINT handler of its own; disarm takes it back. */
 SORA_HIDDEN int sora_interrupt_arm(void);
 SORA_HIDDEN void sora_interrupt_disarm(int fd);
+/* After a wait on an armed descriptor that stays armed: reads what a SIGINT wrote, if one
+ * came, so that the next wait blocks again. */
+SORA_HIDDEN void sora_interrupt_drain(int fd);
 /* Between two waits of a C loop that blocks: lets a hook a signal handler set (lua.c's, which
  * raises "interrupted!") run, by a call, as it would at the program's next call. May raise. */
 SORA_HIDDEN void sora_interrupt_point(lua_State *L);
@@ -304,6 +321,12 @@ SORA_HIDDEN void sora_transfer_abort(lua_State *L, sora_transfer *t);
 SORA_HIDDEN void sora_transfer_detach(lua_State *L, sora_transfer *t);
 /* transfer_idx holds a transfer its caller has checked (luaL_checkudata). */
 SORA_HIDDEN int sora_transfer_result(lua_State *L, int transfer_idx);
+/* sora_transfer_result for a transfer nothing else can reach, whose result is read once: the
+ * values are not kept in its slots. */
+SORA_HIDDEN int sora_transfer_take_result(lua_State *L, int transfer_idx);
+/* transfer:wait() for a transfer sora_transfer_new made, its client pinned by the caller:
+ * drives the client until it is done, then pushes its result (value, err). */
+SORA_HIDDEN int sora_transfer_wait_result(lua_State *L, int transfer_idx);
 /* Calls fn for each header of the final response, in the order they came (no trailers, no
  * 1xx, no proxy CONNECT, never the request's own); fn may raise. */
 typedef void (*sora_header_fn)(lua_State *L, const char *name, size_t name_len,

@@ -128,6 +128,21 @@ static void keep_content_range(sora_transfer *t, const char *value, size_t len) 
 #define NAMED(name, name_len, lower) \
   ((name_len) == sizeof(lower) - 1 && sora_header_is(name, name_len, lower))
 
+/* Whether a header whose name has this length and first letter may be one keep_header acts
+ * on (keep the two in step): most lines of a response (Server, Date, Content-Length, ETag...)
+ * are then not split at all. */
+static int may_keep(const char *name, size_t name_len) {
+  int first = name[0] | 0x20; /* ASCII lower case; what is no letter matches nothing here */
+  switch (name_len) {
+    case 11: return first == 'r';                 /* retry-after */
+    case 12: return first == 'x' || first == 'c'; /* x-request-id, content-type */
+    case 13: return first == 'c';                 /* content-range */
+    case 14: return first == 'x' || first == 'r'; /* x-should-retry, retry-after-ms */
+    case 20: return first == 'o';                 /* openai-poll-after-ms */
+    default: return 0;
+  }
+}
+
 /* Texts a server sends may carry the key it was given: redacted before they are cut. */
 static void keep_header(sora_transfer *t, const char *name, size_t name_len, const char *value,
                         size_t len) {
@@ -211,8 +226,13 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
     curl_easy_getinfo(t->handle->easy, CURLINFO_RESPONSE_CODE, &t->status);
     t->header_block_ended = 1;
   } else if (!t->header_block_ended) {
-    const char *name, *value;
+    const char *name, *value, *colon = memchr(line, ':', len);
     size_t name_len, value_len;
+#ifdef HAVE_HEADER_API
+    if (colon == NULL || !may_keep(line, (size_t)(colon - line))) return len;
+#else
+    if (colon == NULL || (!t->keep_header_lines && !may_keep(line, (size_t)(colon - line)))) return len;
+#endif
     if (sora_header_split(line, len, &name, &name_len, &value, &value_len)) {
       keep_header(t, name, name_len, value, value_len);
 #ifndef HAVE_HEADER_API
@@ -270,8 +290,14 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
 
 /* ---- starting and ending attempts ---------------------------------------------------- */
 
+/* Each option below is set only when it differs from what the handle's previous request set
+ * (sora_handle): a retrieve after a retrieve sets its URL and nothing else. */
+
 static void set_method(CURL *easy, sora_transfer *t) {
   const char *method = t->endpoint->method;
+  int plain_get = !t->mime && !t->body && strcmp(method, "GET") == 0;
+  if (plain_get && t->handle->plain_get) return;
+  t->handle->plain_get = plain_get;
   curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, (void *)NULL);
   if (t->mime) {
     curl_easy_setopt(easy, CURLOPT_MIMEPOST, t->mime);
@@ -299,11 +325,22 @@ static long attempt_timeout_ms(const sora_transfer *t) {
 
 static void set_limits(CURL *easy, sora_transfer *t) {
   long stall_s = t->endpoint->result == SORA_RESULT_CONTENT ? (t->client->stall_timeout_ms + 999) / 1000 : 0;
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, attempt_timeout_ms(t));
+  long timeout_ms = attempt_timeout_ms(t);
+  if (t->handle->timeout_ms != timeout_ms) {
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    t->handle->timeout_ms = timeout_ms;
+  }
   if (t->handle->stall_s == stall_s) return; /* none for every request but downloads */
   curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, stall_s ? 1L : 0L);
   curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, stall_s);
   t->handle->stall_s = stall_s;
+}
+
+/* libcurl keeps the pointer, not a copy: a list at the same address is the list it has. */
+static void set_header_list(CURL *easy, sora_handle *h, const struct curl_slist *list) {
+  if (h->header_list == list) return;
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, list);
+  h->header_list = list;
 }
 
 /* The key goes only to the API's own origin: a redirect to storage elsewhere gets neither the
@@ -319,9 +356,9 @@ static void set_credentials(CURL *easy, sora_transfer *t) {
     curl_easy_setopt(easy, CURLOPT_PASSWORD, t->foreign_origin ? NULL : c->base.password);
     t->handle->origin_set = origin;
   }
-  if (t->foreign_origin) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers[SORA_HEADERS_FOREIGN]);
-  else if (t->request_headers) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->request_headers);
-  else curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers[t->headers]);
+  set_header_list(easy, t->handle, t->foreign_origin ? c->headers[SORA_HEADERS_FOREIGN]
+                                    : t->request_headers ? t->request_headers
+                                                         : c->headers[t->headers]);
 }
 
 /* The callbacks, the same for every request of a handle, are set on its first; their data is
@@ -340,6 +377,7 @@ static void finish(lua_State *L, sora_transfer *t);
 
 void sora_transfer_start(lua_State *L, sora_transfer *t) {
   CURL *easy = t->handle->easy;
+  long fresh;
   t->aborted = 0;
   t->code = CURLE_OK;
   t->curl_message[0] = t->handle->errbuf[0] = '\0';
@@ -353,7 +391,11 @@ void sora_transfer_start(lua_State *L, sora_transfer *t) {
   /* libcurl silently sends a request again when a reused connection dies before any answer:
    * each attempt of a create (billed) is one attempt, on a connection of its own, and whether
    * to send it again is decided after looking (sora_maybe_sent, lua/sora/reconcile.lua) */
-  curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, sora_is_create_type(t->endpoint) ? 1L : 0L);
+  fresh = sora_is_create_type(t->endpoint) ? 1L : 0L;
+  if (t->handle->fresh != fresh) {
+    curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, fresh);
+    t->handle->fresh = fresh;
+  }
   set_method(easy, t);
   set_limits(easy, t);
   set_credentials(easy, t);
@@ -534,6 +576,7 @@ static int download_complete(sora_transfer *t) {
 static void free_mime(sora_transfer *t) {
   if (t->mime == NULL) return;
   curl_easy_setopt(t->handle->easy, CURLOPT_MIMEPOST, (void *)NULL);
+  t->handle->plain_get = 0; /* libcurl's method is a POST again (set_method) */
   curl_mime_free(t->mime);
   t->mime = NULL;
 }
@@ -543,8 +586,11 @@ static void finish(lua_State *L, sora_transfer *t) {
   free_mime(t);
   if (t->endpoint->result == SORA_RESULT_CONTENT) /* only a download sets a Range (download.c) */
     curl_easy_setopt(t->handle->easy, CURLOPT_RANGE, (void *)NULL);
-  if (t->body) /* the body may be collected */
+  if (t->body) { /* the body may be collected */
     curl_easy_setopt(t->handle->easy, CURLOPT_POSTFIELDS, (void *)NULL);
+    t->handle->plain_get = 0; /* that makes libcurl's method a POST, even for a dry run's
+                               * request that was never sent (set_method) */
+  }
   t->finished_at = sora_now();
   t->state = SORA_STATE_DONE;
   t->paused = 0;
@@ -648,6 +694,11 @@ static void drive_until_done(lua_State *L, sora_transfer *t, int transfer_idx) {
 
 static int result_pinned(lua_State *L) { return sora_transfer_result(L, 2); }
 
+int sora_transfer_wait_result(lua_State *L, int transfer_idx) {
+  drive_until_done(L, lua_touserdata(L, transfer_idx), transfer_idx);
+  return sora_transfer_take_result(L, transfer_idx); /* nothing else holds the transfer */
+}
+
 /* The result of t, the transfer at index 1, its client (if any) pinned while the response is
  * turned into Lua values: a finalizer run by an allocation there cannot free the handle that
  * holds the response. */
@@ -659,8 +710,11 @@ static int pinned_result(lua_State *L, sora_transfer *t) {
   return services(t)->pinned_call(L, 1, result_pinned);
 }
 
+/* __gc runs for every transfer: the metatable is its upvalue, not looked up by name. */
 static int transfer_gc(lua_State *L) {
-  sora_transfer *t = luaL_checkudata(L, 1, SORA_TRANSFER);
+  sora_transfer *t = lua_touserdata(L, 1);
+  int is_transfer = t != NULL && lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(1));
+  if (!is_transfer) return luaL_argerror(L, 1, "sora.Transfer expected");
   if (t->client) sora_transfer_detach(L, t);
   sora_buffer_free(&t->content);
   sora_buffer_free(&t->header_lines);
@@ -732,7 +786,8 @@ static const luaL_Reg transfer_methods[] = {
 
 int sora_open_transfer(lua_State *L) {
   luaL_newmetatable(L, SORA_TRANSFER);
-  lua_pushcfunction(L, transfer_gc);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, transfer_gc, 1);
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, transfer_tostring);
   lua_setfield(L, -2, "__tostring");

@@ -50,6 +50,19 @@ describe("performance invariants", function()
     assert.are.equal(0, second, "the second burst opened new connections")
   end)
 
+  it("a request after a create that was only checked goes with its own method", function()
+    -- a handle remembers the method it last set (transfer.c set_method), and a checked create
+    -- unsets its body at its end, which makes libcurl's method a POST again: the next GET on
+    -- that handle must not go as a POST
+    local client = sora.new{ api_key = KEY, base_url = E.url, max_retries = 0, timeout = 3 }
+    assert(client:retrieve(video.id))
+    client:_check("create", { prompt = "checked, never sent" })
+    local v, err = client:retrieve(video.id)
+    client:close()
+    assert.is_nil(err)
+    assert.are.equal(video.id, v.id)
+  end)
+
   it("redacts the key that a body spells through a JSON escape", function()
     local escaped = "\\u0073" .. KEY:sub(2) -- "s" as \u0073: the body never holds the key as is
     local body = string.format('{"id":"%s","object":"video","status":"completed","prompt":"say %s",'

@@ -33,15 +33,17 @@ local sora = {
 -- (every POST of the API) go through sora.reconcile: a lost answer is looked for before the
 -- create is sent again.
 local CREATE_TYPE = { create = true, remix = true, edit = true, extend = true, create_character = true }
--- Only sora.tasks's spawn makes a task: until it is loaded, a call blocks on its transfer
--- without asking the scheduler (what tasks.await does outside a task).
+-- Outside any coroutine, C runs the whole call (start, wait, result) at once (_call); elsewhere
+-- _call gives false and the transfer is started here and awaited. Only sora.tasks's spawn
+-- makes a task: until it is loaded, a coroutine's call blocks on its transfer without asking
+-- the scheduler (what tasks.await does outside a task).
 local function await(client, transfer, err)
   local tasks = loaded["sora.tasks"]
   if tasks then return tasks.await(client, transfer, err) end
   if not transfer then return nil, err end
   return transfer:wait()
 end
-local start = Client._start
+local start, call = Client._start, Client._call
 for _, name in ipairs(core.endpoints) do
   if CREATE_TYPE[name] then
     Client[name] = function(self, ...)
@@ -49,6 +51,8 @@ for _, name in ipairs(core.endpoints) do
     end
   else
     Client[name] = function(self, ...)
+      local value, err = call(self, name, ...)
+      if value ~= false then return value, err end
       return await(self, start(self, name, ...))
     end
   end
