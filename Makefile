@@ -168,8 +168,8 @@ VALGRIND_SPECS ?= spec
 #   (SORA_TEST_LUA), so ASan runs and checks them; valgrind does not trace children and the
 #   gcstress helper is loaded in the busted process alone, so test-valgrind and test-gcstress
 #   leave them out (about 110 s each).
-# A spec that loads the core in the busted process runs in every pass: a new spec file does
-# unless it is named here. Besides, test-valgrind and test-gcstress leave out the tests tagged
+# A spec that loads the core in the busted process runs in every pass (gcstress: see
+# GCSTRESS_UNTIMELY_SPECS and GCSTRESS_GENERATIONAL_SPECS): a new spec file does unless named. Besides, test-valgrind and test-gcstress leave out the tests tagged
 # #scale (10,000 tasks, 1,000 sockets: the same core paths as smaller specs, at a cost that a
 # collection every 1,000 instructions or valgrind multiplies a hundredfold); ASan runs them.
 # make test and make test-all run everything.
