@@ -169,9 +169,10 @@ VALGRIND_SPECS ?= spec
 #   gcstress helper is loaded in the busted process alone, so test-valgrind and test-gcstress
 #   leave them out (about 110 s each).
 # A spec that loads the core in the busted process runs in every pass (gcstress: see
-# GCSTRESS_UNTIMELY_SPECS and GCSTRESS_GENERATIONAL_SPECS): a new spec file does unless named. Besides, test-valgrind and test-gcstress leave out the tests tagged
-# #scale (10,000 tasks, 1,000 sockets: the same core paths as smaller specs, at a cost that a
-# collection every 1,000 instructions or valgrind multiplies a hundredfold); ASan runs them.
+# GCSTRESS_UNTIMELY_SPECS and GCSTRESS_GENERATIONAL_SPECS): a new spec file does unless named.
+# Besides, test-valgrind and test-gcstress leave out the tests tagged #scale (10,000 tasks,
+# 1,000 sockets: the same core paths as smaller specs, at a cost that a collection every 1,000
+# instructions or valgrind multiplies a hundredfold); ASan runs them.
 # make test and make test-all run everything.
 MEMORY_UNCHECKED_SPECS = emulator emulator_connections emulator_idempotency emulator_sha256 \
   emulator_soak install launchers embed loop_host love_game loop_nvim packaging

@@ -3,7 +3,8 @@
  * lua.c (and luajit.c, and so the `sora` command) handles SIGINT by setting a debug hook that
  * raises "interrupted!" at the next Lua call or instruction. A blocking call waits in C, in
  * poll() through libcurl, where no Lua runs: the hook would fire only once the call returns,
- * after libcurl's timeout. So, around each wait that may block:
+ * after libcurl's timeout. So, around each wait that may block (a blocking call arms once, at
+ * its first wait, and disarms when it returns: client.c's sora_client_blocking_call):
  *
  *   - where the host has a SIGINT handler of its own (a function: not SIG_IGN, not SIG_DFL,
  *     which ends the process anyway), sora's handler stands in front of it: it writes a byte
